@@ -1,0 +1,178 @@
+"""The `deepisp` command: one console script, one subcommand per pipeline stage.
+
+    deepisp make-synthetic  sRGB photographs -> S7-layout scenes (DNG + JPEG) to train/test on
+    deepisp train           train a preset on an S7 (full) or MSR (jdd) folder; --resume continues
+    deepisp eval            metrics + side-by-side figures on a split
+    deepisp process         raw file(s) -> JPEG / PNG / 16-bit TIFF at full resolution
+    deepisp presets         the named model sizes with parameters and FLOPs per pixel
+
+User errors print one line (`error: ...`) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from deepisp.errors import DeepISPError
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _add_common_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_phone_full.pt)")
+    p.add_argument("--tile", type=int, default=512, help="tile core size in pixels, a multiple of the model's high-level stride (default 512)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+
+
+def cmd_make_synthetic(args: argparse.Namespace) -> None:
+    from deepisp.data.synthetic import find_photos, make_synthetic
+
+    photos = find_photos(args.photos)
+    if args.limit:
+        photos = photos[: args.limit]
+    scenes = make_synthetic(photos, args.out, seed=args.seed, pattern=args.pattern)
+    print(f"wrote {len(scenes)} S7-layout scenes to {args.out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from deepisp.train import TrainConfig, train
+
+    names = {f.name for f in fields(TrainConfig)}
+    tc = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    path = train(tc, resume=args.resume, progress=not args.quiet)
+    print(f"checkpoint: {path}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from deepisp.checkpoint import load_model
+    from deepisp.evaluate import evaluate
+
+    model, _ = load_model(args.model)
+    if model.cfg.mode == "full":
+        from deepisp.data.s7 import S7Dataset
+
+        dataset = S7Dataset(args.data, split=args.split, pair=args.pair)
+    else:
+        from deepisp.data.msr import MSRDataset
+
+        dataset = MSRDataset(args.data, camera=args.msr_camera, split=args.split)
+    summary = evaluate(model, dataset, args.out, tile=args.tile, figures=args.figures, limit=args.limit)
+    print(json.dumps({k: summary[k] for k in ("mode", "n", "model", "baseline")}, indent=2))
+    print(f"per-image metrics and figures in {args.out}")
+
+
+def cmd_process(args: argparse.Namespace) -> None:
+    from deepisp.checkpoint import load_model
+    from deepisp.process import check_output_path, process_file
+
+    if len(args.inputs) > 1 and not (args.output and args.output.is_dir()):
+        raise DeepISPError("several inputs need -o to name an existing folder")
+    model, _ = load_model(args.model)
+    jobs = []
+    for raw in args.inputs:
+        if args.output is None:
+            out = raw.with_suffix(".jpg")
+        elif args.output.is_dir():
+            out = args.output / (raw.stem + ".jpg")
+        else:
+            out = args.output
+        check_output_path(out, args.bits)  # fail before any processing
+        jobs.append((raw, out))
+    for raw, out in jobs:
+        info = process_file(model, raw, out, tile=args.tile, bits=args.bits)
+        print(f"{raw} -> {out} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    from deepisp.model import PRESETS, DeepISP, count_parameters, flops_per_pixel
+
+    print(f"{'preset':<12} {'mode':<5} {'n_ll':>4} {'n_hl':>4} {'width':>5} {'params':>9} {'kFLOP/px':>9} {'TFLOP/12MP':>10}")
+    for name, cfg in PRESETS.items():
+        f = flops_per_pixel(cfg)
+        print(f"{name:<12} {cfg.mode:<5} {cfg.n_ll:>4} {cfg.n_hl if cfg.mode == 'full' else '-':>4} {cfg.width:>5} "
+              f"{count_parameters(DeepISP(cfg)):>9,} {f / 1e3:>9.1f} {f * 12.19e6 / 1e12:>10.2f}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepisp", description="DeepISP: a learned camera ISP (raw Bayer -> finished image).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("make-synthetic", help="turn sRGB photographs into S7-layout raw/JPEG scenes",
+                       description="Invert photographs to plausible camera raw (short and medium exposure, with noise), "
+                                   "write real DNG + JPEG files in the S7-ISP dataset layout.")
+    p.add_argument("--photos", type=Path, nargs="+", default=[SHARED_DATA / "photos" / "cbsd68"], help="folders of .png/.jpg photographs (default: ../shared/data/photos/cbsd68)")
+    p.add_argument("--out", type=Path, required=True, help="output root; one sub-folder per scene")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pattern", default="RGGB", choices=["RGGB", "GRBG", "GBRG", "BGGR"], help="sensor CFA pattern to simulate")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N photographs")
+    p.set_defaults(func=cmd_make_synthetic)
+
+    p = sub.add_parser("train", help="train a model", description="Train DeepISP with Adam (paper: lr 5e-5) on random crops. "
+                       "Mode full (S7 folder, Lab-L1 + MS-SSIM loss) or jdd (MSR folder, L2) follows the preset.")
+    p.add_argument("--data", required=True, help="S7-layout root (full presets) or MSR-layout root (jdd presets)")
+    p.add_argument("--out", default="runs/deepisp", help="run folder: last.pt, log.csv, loss.png (default runs/deepisp)")
+    p.add_argument("--preset", help="model size, see `deepisp presets` (default phone-full)")
+    p.add_argument("--pair", choices=["low_light", "mimic"], help="S7 pair: short raw -> medium JPEG (default) or medium -> medium")
+    p.add_argument("--msr-camera", dest="msr_camera", choices=["panasonic", "canon"])
+    p.add_argument("--steps", type=int, help="total optimizer steps (default 2000); with --resume, the new total")
+    p.add_argument("--batch", type=int, help="crops per step (default 4)")
+    p.add_argument("--crop", type=int, help="crop side in pixels (default 128)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 5e-5, the paper's)")
+    p.add_argument("--alpha", type=float, help="MS-SSIM weight in the full-ISP loss (default 0.84)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--ckpt-every", dest="ckpt_every", type=int, help="checkpoint period in steps (default 200)")
+    p.add_argument("--val-every", dest="val_every", type=int, help="validation period in steps (default 200)")
+    p.add_argument("--device", help="cpu, cuda or auto (default)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a model on a split", description="Full models: S7-layout folder, PSNR/SSIM/CIEDE2000 after the "
+                       "paper's histogram stretch. JDD models: MSR-layout folder, PSNR linear and sRGB.")
+    p.add_argument("--data", required=True, help="S7-layout root (full) or MSR-layout root (jdd)")
+    _add_common_model_args(p)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--pair", default="low_light", choices=["low_light", "mimic"])
+    p.add_argument("--msr-camera", dest="msr_camera", default="panasonic", choices=["panasonic", "canon"])
+    p.add_argument("--out", type=Path, default=Path("runs/eval"), help="where metrics.json and figures go")
+    p.add_argument("--figures", type=int, default=4, help="side-by-side PNGs for the first N images")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("process", help="raw file(s) -> finished image", description="Run a raw file (DNG or any Bayer raw LibRaw opens) "
+                       "through DeepISP at full resolution, in exact overlapping tiles.")
+    p.add_argument("inputs", type=Path, nargs="+", help="raw file(s)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="output file (.jpg/.png/.tif) or folder (default: input name with .jpg)")
+    p.add_argument("--bits", type=int, default=None, choices=[8, 16], help="bit depth (default: 8 for JPEG/PNG, 16 for TIFF)")
+    _add_common_model_args(p)
+    p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("presets", help="list model sizes", description="Named model sizes with parameters and forward FLOPs per pixel.")
+    p.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        args.func(args)
+    except DeepISPError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

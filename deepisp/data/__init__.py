@@ -1,0 +1,1 @@
+"""Datasets: S7-ISP (full ISP), MSR demosaicing (JDD), and the synthetic S7-layout generator."""

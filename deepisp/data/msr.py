@@ -1,0 +1,538 @@
+"""The MSR demosaicing dataset (Khashabi et al. 2014) in its published on-disk layout, for JDD training.
+
+    MSR-Demosaicing/
+      Dataset_LINEAR_with_noise/
+        bayer_panasonic/  input/<id>.png  groundtruth/<id>.png  train.txt  validation.txt  test.txt
+        bayer_canon/      (same)
+      Dataset_LINEAR_without_noise/   (same structure)
+
+`root` may be the MSR-Demosaicing folder (then `noise` picks the sub-folder) or one Dataset_LINEAR_* folder.
+
+Files: 16-bit PNGs. `input/` holds the Bayer mosaic, either 3-channel with only the measured channel of
+each pixel non-zero (the release) or 1-channel; `groundtruth/` holds 3-channel linear camera RGB. Values
+are normalised by 65535 (the full 16-bit range; a file stored at 8 bits would be normalised by 255).
+Pillow, and so skimage.io and imageio, truncate 16-bit RGB PNGs to 8 bits, so 16-bit files are decoded
+here with zlib and numpy.
+
+Geometry: portrait images (H > W) are rotated 90 degrees counter-clockwise to landscape, as in the paper.
+The CFA phase is then detected per image from the data (it is not assumed per camera: rotation alone
+changes it) and the pair is flipped to canonical RGGB with `deepisp.raw.canonicalize`; the ground truth
+gets the same rotation and flips, so input and target stay registered.
+
+Splits (`msr_split`): Panasonic "train"/"val" are a fixed-seed 270/30 re-split of the images listed in
+train.txt + validation.txt (300, as in the DeepISP paper); "test" is test.txt. Canon is test-only.
+
+`make_msr_layout` writes a small dataset in this layout from ordinary sRGB photos.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage.io import imread
+from skimage.transform import resize
+
+from deepisp.color import srgb_to_linear
+from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic
+from deepisp.errors import DeepISPError
+from deepisp.raw import canonicalize
+
+CAMERAS = ("panasonic", "canon")
+SPLITS = ("train", "val", "test")
+NOISE_DIRS = {True: "Dataset_LINEAR_with_noise", False: "Dataset_LINEAR_without_noise"}
+LIST_FILES = {"train": "train.txt", "validation": "validation.txt", "test": "test.txt"}
+# Seed of the 270/30 re-split; changing it changes every reported validation number.
+MSR_SPLIT_SEED = 0
+# DeepISP paper: 300 listed train+validation Panasonic images -> 270 train / 30 validation.
+PAPER_VAL_FRACTION = 30 / 300
+# A detected phase must beat the runner-up by this factor (1-channel inputs) to be trusted.
+_PHASE_MARGIN = 1.1
+# 3-channel inputs: largest share of the signal allowed outside the detected pattern's channels.
+_OFF_PATTERN_TOLERANCE = 1e-3
+_CHANNEL = {"R": 0, "G": 1, "B": 2}
+_SITES = ((0, 0), (0, 1), (1, 0), (1, 1))  # the order of a pattern string's letters
+
+
+# --------------------------------------------------------------------------------------------------
+# 16-bit PNG codec
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel (grey, RGB, grey+A, RGBA)
+
+
+def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """PNG's Paeth predictor of a byte from its left (a), upper (b) and upper-left (c) neighbours."""
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+def _png_unfilter(filtered: np.ndarray, filters: np.ndarray) -> np.ndarray:
+    """Undo PNG row filters: [H,W,bpp] filtered bytes and [H] filter types -> [H,W,bpp] uint8 bytes.
+
+    Each pixel depends only on its left, upper and upper-left neighbours, so all pixels of an
+    anti-diagonal y+x=k are reconstructed together: H+W-1 vector steps instead of H*W scalar ones.
+    """
+    h, w, bpp = filtered.shape
+    # A zero row above and column to the left are the "outside the image" bytes the filters refer to.
+    out = np.zeros((h + 1, w + 1, bpp), np.int32)
+    f = filtered.astype(np.int32)
+    kind = filters.astype(np.int32)
+    for k in range(h + w - 1):
+        y = np.arange(max(0, k - w + 1), min(h, k + 1))
+        x = k - y
+        a, b, c = out[y + 1, x], out[y, x + 1], out[y, x]
+        t = kind[y, None]
+        pred = np.select([t == 1, t == 2, t == 3, t == 4], [a, b, (a + b) >> 1, _paeth(a, b, c)], 0)
+        out[y + 1, x + 1] = (f[y, x] + pred) & 0xFF
+    return out[1:, 1:].astype(np.uint8)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """A PNG as stored: [H,W] or [H,W,3], uint16 for 16-bit files, uint8 otherwise; alpha is dropped."""
+    data = path.read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise DeepISPError(f"{path} is not a PNG file")
+    header, idat, pos = None, [], len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IHDR" and length == 13 and pos + 21 <= len(data):
+            header = struct.unpack(">IIBBBBB", data[pos + 8 : pos + 21])
+        elif kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None or not idat:
+        raise DeepISPError(f"{path} is a truncated or corrupt PNG (no image header or data)")
+    w, h, depth, colour, _, _, interlace = header
+    if depth != 16:
+        img = np.asarray(imread(path))  # Pillow reads 8-bit PNGs correctly
+    else:
+        if colour not in _PNG_SAMPLES or interlace:
+            raise DeepISPError(f"{path}: only non-interlaced 16-bit grey/RGB PNGs are supported; re-save it so")
+        samples = _PNG_SAMPLES[colour]
+        try:
+            rows = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, 1 + w * 2 * samples)
+        except (zlib.error, ValueError) as e:
+            raise DeepISPError(f"{path} is a truncated or corrupt PNG ({e})") from None
+        if rows[:, 0].max() > 4:
+            raise DeepISPError(f"{path} is a corrupt PNG (unknown row filter)")
+        pixels = _png_unfilter(rows[:, 1:].reshape(h, w, 2 * samples), rows[:, 0])
+        img = pixels.view(">u2").astype(np.uint16)  # PNG stores 16-bit samples big-endian
+    if img.ndim == 3 and img.shape[-1] in (2, 4):
+        img = img[..., :-1]
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    return img
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _write_png16(path: Path, img: np.ndarray) -> None:
+    """Write uint16 [H,W] (grey) or [H,W,3] (RGB) as a 16-bit PNG.
+
+    Rows are filtered adaptively like libpng (and so MATLAB's imwrite, which made the MSR files): each
+    row takes the filter with the smallest sum of absolute signed residuals, so files written here use
+    every filter type the reader must undo.
+    """
+    if img.dtype != np.uint16 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
+        raise ValueError(f"_write_png16 expects uint16 [H,W] or [H,W,3], got {img.dtype} {img.shape}")
+    h, w = img.shape[:2]
+    samples = 1 if img.ndim == 2 else 3
+    bpp = 2 * samples
+    x = np.ascontiguousarray(img, dtype=">u2").view(np.uint8).reshape(h, w * bpp).astype(np.int32)
+    a, b, c = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    a[:, bpp:] = x[:, :-bpp]
+    b[1:] = x[:-1]
+    c[1:, bpp:] = x[:-1, :-bpp]
+    residuals = np.stack([x, x - a, x - b, x - ((a + b) >> 1), x - _paeth(a, b, c)]) & 0xFF
+    cost = np.minimum(residuals, 256 - residuals).sum(2)  # |residual| read as a signed byte
+    choice = cost.argmin(0)
+    payload = np.concatenate([choice[:, None], residuals[choice, np.arange(h)]], axis=1).astype(np.uint8)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 0 if samples == 1 else 2, 0, 0, 0)
+    path.write_bytes(
+        _PNG_SIGNATURE
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(payload.tobytes(), 6))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# CFA phase
+
+
+def _pattern_channels(pattern: str, h: int, w: int) -> np.ndarray:
+    """[H,W] int: the channel (0=R, 1=G, 2=B) each pixel of a `pattern` mosaic measures."""
+    site = np.array([_CHANNEL[ch] for ch in pattern]).reshape(2, 2)
+    return np.tile(site, ((h + 1) // 2, (w + 1) // 2))[:h, :w]
+
+
+def detect_cfa_phase(mosaic: np.ndarray, target: np.ndarray | None = None) -> str:
+    """Which of RGGB/GRBG/GBRG/BGGR a mosaic has, read from the data.
+
+    Args:
+        mosaic: as stored in the PNG, any scale: [H,W,3] with only the measured channel of each pixel
+            non-zero (the phase is where each channel is non-zero), or [H,W] (then `target` is needed).
+        target: [H,W,3] ground truth in the same frame and scale; for a 1-channel mosaic the phase is
+            the pattern whose channels match the mosaic best (least squared error over the four sites).
+    Returns:
+        the pattern string, letters in the order (0,0), (0,1), (1,0), (1,1).
+    Raises:
+        DeepISPError when the data does not decide (a blank or grey image) or is not a mosaic.
+    """
+    m = np.asarray(mosaic, dtype=np.float64)
+    if m.ndim == 3 and m.shape[2] == 3:
+        # energy[s, c]: signal of channel c at 2x2 site s; the right pattern captures all of it.
+        energy = np.array([[m[sy::2, sx::2, c].sum() for c in range(3)] for sy, sx in _SITES])
+        captured = np.array([sum(energy[s, _CHANNEL[ch]] for s, ch in enumerate(p)) for p in CFA_PATTERNS])
+        total = energy.sum()
+        best = int(captured.argmax())
+        if total <= 0:
+            raise DeepISPError("cannot detect the CFA phase of an all-zero mosaic")
+        if total - captured[best] > _OFF_PATTERN_TOLERANCE * total:
+            raise DeepISPError(
+                "3-channel input is not a Bayer mosaic: several channels are non-zero at the same pixels"
+            )
+        return CFA_PATTERNS[best]
+    if m.ndim != 2:
+        raise DeepISPError(f"a mosaic is [H,W] or [H,W,3], got shape {m.shape}")
+    if target is None:
+        raise DeepISPError("detecting the CFA phase of a 1-channel mosaic needs the ground truth")
+    t = np.asarray(target, dtype=np.float64)
+    if t.shape != m.shape + (3,):
+        raise DeepISPError(f"ground truth shape {t.shape} does not match mosaic shape {m.shape} (+3 channels)")
+    # err[s, c]: mean squared difference between the mosaic and channel c at site s.
+    err = np.array([[((m[sy::2, sx::2] - t[sy::2, sx::2, c]) ** 2).mean() for c in range(3)] for sy, sx in _SITES])
+    score = np.array([sum(err[s, _CHANNEL[ch]] for s, ch in enumerate(p)) for p in CFA_PATTERNS])
+    order = np.argsort(score)
+    if not score[order[1]] > _PHASE_MARGIN * score[order[0]]:
+        raise DeepISPError(
+            f"cannot tell the CFA phase: {CFA_PATTERNS[order[0]]} and {CFA_PATTERNS[order[1]]} fit the ground truth "
+            "about equally well (grey or blank image)"
+        )
+    return CFA_PATTERNS[order[0]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout, lists, splits
+
+
+def _id_key(name: str) -> tuple[int, int | str]:
+    """Numeric ids in numeric order, then any others alphabetically."""
+    return (0, int(name)) if name.isdigit() else (1, name)
+
+
+def msr_camera_dir(root: str | Path, camera: str = "panasonic", noise: bool = True) -> Path:
+    """The `bayer_<camera>` folder of the requested set; `root` is MSR-Demosaicing/ or a Dataset_LINEAR_* folder."""
+    if camera not in CAMERAS:
+        raise DeepISPError(f"unknown MSR camera {camera!r}: use one of {', '.join(CAMERAS)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DeepISPError(f"MSR root {root} is not a folder: give MSR-Demosaicing/ or its {NOISE_DIRS[noise]}/ folder")
+    cam = f"bayer_{camera}"
+    if (root / cam).is_dir() or root.name in NOISE_DIRS.values():
+        if root.name == NOISE_DIRS[not noise]:
+            raise DeepISPError(
+                f"{root} is the {'noise-free' if noise else 'noisy'} set but noise={noise} was asked for: "
+                f"pass noise={not noise} or give the MSR-Demosaicing folder"
+            )
+        folder = root / cam
+    else:
+        folder = root / NOISE_DIRS[noise] / cam
+    if not folder.is_dir():
+        raise DeepISPError(
+            f"no MSR {camera} folder at {folder}: expected {cam}/ (with input/, groundtruth/ and "
+            f"train.txt, validation.txt, test.txt) under {NOISE_DIRS[noise]}/"
+        )
+    return folder
+
+
+def read_id_list(path: Path) -> list[str]:
+    """Image ids of an MSR list file: one per line, `386` or `386.png`; blank lines and spaces ignored."""
+    if not path.is_file():
+        raise DeepISPError(f"missing MSR list file {path} (one image id per line, e.g. 386)")
+    ids = []
+    for line in path.read_text().splitlines():
+        name = line.strip()
+        if name.lower().endswith(".png"):
+            name = name[:-4]
+        if name and name not in ids:
+            ids.append(name)
+    return ids
+
+
+def msr_split(
+    root: str | Path,
+    camera: str = "panasonic",
+    split: str = "train",
+    noise: bool = True,
+    val_count: int | None = None,
+) -> list[str]:
+    """Image ids of a split, in id order.
+
+    "test" is test.txt. "train"/"val" (Panasonic only) re-split the union of train.txt and validation.txt
+    with a fixed-seed shuffle: `val_count` images for validation, the rest for training. None holds out
+    10% (at least one), which is the paper's 30 of the real 300 and keeps small test layouts usable.
+    """
+    if split not in SPLITS:
+        raise DeepISPError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    folder = msr_camera_dir(root, camera, noise)
+    if split == "test":
+        return sorted(read_id_list(folder / LIST_FILES["test"]), key=_id_key)
+    if camera == "canon":
+        raise DeepISPError("the MSR Canon set is test-only in the paper's protocol: use split 'test'")
+    pool = sorted(
+        set(read_id_list(folder / LIST_FILES["train"]) + read_id_list(folder / LIST_FILES["validation"])), key=_id_key
+    )
+    if val_count is None:
+        val_count = max(1, round(len(pool) * PAPER_VAL_FRACTION))
+    if not 0 < val_count < len(pool):
+        raise DeepISPError(
+            f"cannot hold out {val_count} validation images from the {len(pool)} listed in "
+            f"{folder}/train.txt + validation.txt: use 0 < val_count < {len(pool)}"
+        )
+    perm = np.random.default_rng(MSR_SPLIT_SEED).permutation(len(pool))
+    picked = perm[:val_count] if split == "val" else perm[val_count:]
+    return [pool[i] for i in sorted(picked)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Samples
+
+
+@dataclass(frozen=True)
+class MSRSample:
+    """One registered pair in the canonical (landscape, RGGB) frame.
+
+    mosaic: [H,W] float32 in [0,1], canonical RGGB, linear camera RGB.
+    target: [3,H,W] float32 in [0,1], linear camera RGB, same frame.
+    pattern: the CFA phase found in the landscape frame, before flipping to RGGB.
+    rotated: whether the stored image was portrait and was rotated.
+    """
+
+    name: str
+    mosaic: np.ndarray
+    target: np.ndarray
+    pattern: str
+    rotated: bool
+
+
+def _image_paths(folder: Path, name: str) -> tuple[Path, Path]:
+    paths = folder / "input" / f"{name}.png", folder / "groundtruth" / f"{name}.png"
+    for p in paths:
+        if not p.is_file():
+            raise DeepISPError(
+                f"MSR image {name!r} is listed but {p} does not exist (expected input/ and groundtruth/ PNGs)"
+            )
+    return paths
+
+
+def _normalise(img: np.ndarray, path: Path) -> np.ndarray:
+    """uint16 / uint8 -> float64 in [0,1] (by the integer type's full range, 65535 for the MSR files)."""
+    if img.dtype not in (np.uint8, np.uint16):
+        raise DeepISPError(f"{path}: expected an 8- or 16-bit PNG, got {img.dtype}")
+    return img.astype(np.float64) / np.iinfo(img.dtype).max
+
+
+def load_msr_sample(folder: str | Path, name: str) -> MSRSample:
+    """Read, rotate, phase-detect and canonicalise image `name` of a `bayer_<camera>` folder."""
+    folder = Path(folder)
+    in_path, gt_path = _image_paths(folder, name)
+    inp, gt = _read_png(in_path), _read_png(gt_path)
+    if gt.ndim != 3:
+        raise DeepISPError(f"{gt_path}: ground truth must be a 3-channel RGB PNG, got shape {gt.shape}")
+    if inp.shape[:2] != gt.shape[:2]:
+        raise DeepISPError(f"{in_path} is {inp.shape[:2]} but {gt_path} is {gt.shape[:2]}: sizes must match")
+    rotated = inp.shape[0] > inp.shape[1]
+    if rotated:
+        inp, gt = np.rot90(inp), np.rot90(gt)
+    # Flipping maps a pattern to RGGB only on even sizes (odd sizes would keep the phase); MSR is 132x220.
+    h, w = inp.shape[0] // 2 * 2, inp.shape[1] // 2 * 2
+    inp, gt = inp[:h, :w], gt[:h, :w]
+    pattern = detect_cfa_phase(inp, gt if inp.ndim == 2 else None)
+    # Off-pattern channels of a 3-channel input are zero, so the sum is the measured value.
+    raw = _normalise(inp, in_path)
+    mosaic = raw.sum(-1) if raw.ndim == 3 else raw
+    mosaic, flip_h, flip_v = canonicalize(mosaic.astype(np.float32), pattern)
+    target = _normalise(gt, gt_path)
+    if flip_h:
+        target = target[:, ::-1]
+    if flip_v:
+        target = target[::-1]
+    return MSRSample(
+        name=name,
+        mosaic=np.ascontiguousarray(mosaic, dtype=np.float32),
+        target=np.ascontiguousarray(target.transpose(2, 0, 1), dtype=np.float32),
+        pattern=pattern,
+        rotated=rotated,
+    )
+
+
+class MSRDataset(torch.utils.data.Dataset):
+    """MSR pairs for JDD training and evaluation.
+
+    `dataset[i]` is (bilinear-demosaiced input [3,h,w], target [3,h,w]), both linear camera RGB float32
+    in [0,1]: a `crop` x `crop` window at even offsets (the full frame when crop is None), with random
+    left-right and top-bottom flips when `flips`. The randomness is a function of (seed, epoch, i); set
+    the epoch with `set_epoch`. `crop_pair(i, rng)` draws the same kind of sample from the caller's rng.
+    `val_count` is passed to `msr_split`.
+    Decoded samples are cached (about 0.5 MB each at 132x220).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        camera: str = "panasonic",
+        split: str = "train",
+        noise: bool = True,
+        crop: int | None = None,
+        flips: bool = False,
+        seed: int = 0,
+        val_count: int | None = None,
+    ):
+        self.folder = msr_camera_dir(root, camera, noise)
+        self.names = msr_split(root, camera, split, noise, val_count)
+        if not self.names:
+            raise DeepISPError(f"the {split!r} split of {self.folder} is empty: its list files name no images")
+        for name in self.names:
+            _image_paths(self.folder, name)
+        if crop is not None and crop < 2:
+            raise DeepISPError(f"crop must be at least 2 pixels, got {crop}")
+        self.crop, self.flips, self.seed = crop, flips, seed
+        self.epoch = 0
+        self._cache: dict[int, MSRSample] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops and flips of `epoch` (each epoch sees different ones, reproducibly)."""
+        self.epoch = epoch
+
+    def sample(self, i: int) -> MSRSample:
+        """Image i's full canonical mosaic and target (cached)."""
+        if i not in self._cache:
+            self._cache[i] = load_msr_sample(self.folder, self.names[i])
+        return self._cache[i]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.crop_pair(i, np.random.default_rng([self.seed, self.epoch, i]))
+
+    def crop_pair(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image i demosaiced, cropped and flipped as configured, with randomness from `rng`."""
+        s = self.sample(i)
+        # Demosaic the full frame before cropping so crop borders get true neighbours, not reflections.
+        rgb = bilinear_demosaic(torch.from_numpy(s.mosaic)[None, None])[0]
+        target = torch.from_numpy(s.target.copy())
+        if self.crop is not None:
+            h, w = s.mosaic.shape
+            c = self.crop
+            if c > h or c > w:
+                raise DeepISPError(
+                    f"MSR image {s.name} is {h}x{w}, smaller than the {c}px crop: use crop <= {min(h, w)}"
+                )
+            y = 2 * int(rng.integers(0, (h - c) // 2 + 1))
+            x = 2 * int(rng.integers(0, (w - c) // 2 + 1))
+            rgb, target = rgb[:, y : y + c, x : x + c], target[:, y : y + c, x : x + c]
+        # Bilinear demosaicing commutes with flips, so flipping after it equals demosaicing a flipped mosaic.
+        if self.flips:
+            if rng.random() < 0.5:
+                rgb, target = rgb.flip(-1), target.flip(-1)
+            if rng.random() < 0.5:
+                rgb, target = rgb.flip(-2), target.flip(-2)
+        return rgb.contiguous(), target.contiguous()
+
+
+# --------------------------------------------------------------------------------------------------
+# Writer of small MSR-layout datasets
+
+
+def _photo_to_linear(path: Path, h: int, w: int) -> np.ndarray:
+    """An sRGB photo -> [h,w,3] linear float64: resized (in linear light) to cover h x w, centre-cropped."""
+    srgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
+    lin = srgb_to_linear(torch.from_numpy(srgb)).numpy()
+    scale = max(h / lin.shape[0], w / lin.shape[1])
+    rh, rw = max(h, round(lin.shape[0] * scale)), max(w, round(lin.shape[1] * scale))
+    lin = resize(lin, (rh, rw), order=1, anti_aliasing=scale < 1)
+    y, x = (rh - h) // 2, (rw - w) // 2
+    return np.clip(lin[y : y + h, x : x + w], 0.0, 1.0)
+
+
+def make_msr_layout(
+    out_root: str | Path,
+    photos: Sequence[str | Path],
+    *,
+    camera: str = "panasonic",
+    pattern: str = "RGGB",
+    input_channels: int = 3,
+    size: tuple[int, int] = (132, 220),
+    portrait: Sequence[int] = (),
+    counts: tuple[int, int, int] | None = None,
+    shot_noise: float = 1e-3,
+    read_noise: float = 2e-3,
+    first_id: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Write photos as an MSR-layout dataset (both noise variants of one camera) under `out_root`.
+
+    Each photo is linearised (inverse sRGB curve), resized to `size` = (H, W) landscape (W, H for the
+    indices in `portrait`), stored as the 16-bit ground truth, and sampled with `pattern` in its stored
+    frame into the input mosaic: 3-channel with zeros off-pattern (`input_channels=3`, as released) or
+    1-channel. The noisy variant adds Gaussian noise of variance shot_noise * x + read_noise^2.
+
+    Args:
+        out_root: the MSR-Demosaicing folder to create or add a camera to.
+        photos: sRGB image files, one dataset image each, ids first_id, first_id+1, ...
+        counts: images per (train.txt, validation.txt, test.txt), in photo order; default 40/20/40% like
+            MSR's Panasonic 200/100/200, and all test for Canon. All three list files are written.
+    Returns:
+        out_root.
+    """
+    if pattern not in CFA_PATTERNS:
+        raise DeepISPError(f"unknown CFA pattern {pattern!r}: use one of {', '.join(CFA_PATTERNS)}")
+    if input_channels not in (1, 3):
+        raise DeepISPError(f"input_channels must be 1 or 3, got {input_channels}")
+    if camera not in CAMERAS:
+        raise DeepISPError(f"unknown camera {camera!r}: use one of {', '.join(CAMERAS)}")
+    n = len(photos)
+    if counts is None:
+        train, val = (0, 0) if camera == "canon" else (round(0.4 * n), round(0.2 * n))
+        counts = (train, val, n - train - val)
+    if sum(counts) != n:
+        raise DeepISPError(f"counts {counts} must add up to the {n} photos")
+    out_root = Path(out_root)
+    rng = np.random.default_rng(seed)
+    ids = [str(first_id + k) for k in range(n)]
+    folders = {noisy: out_root / NOISE_DIRS[noisy] / f"bayer_{camera}" for noisy in (True, False)}
+    for folder in folders.values():
+        (folder / "input").mkdir(parents=True, exist_ok=True)
+        (folder / "groundtruth").mkdir(parents=True, exist_ok=True)
+    for k, (name, photo) in enumerate(zip(ids, photos)):
+        h, w = size[::-1] if k in portrait else size
+        gt = np.round(_photo_to_linear(Path(photo), h, w) * 65535).astype(np.uint16)
+        onehot = _pattern_channels(pattern, h, w)[..., None] == np.arange(3)
+        clean = (gt * onehot).sum(-1)  # measured value of each pixel, exactly the ground truth's
+        x = clean / 65535.0
+        noisy = np.round(np.clip(x + rng.normal(size=x.shape) * np.sqrt(shot_noise * x + read_noise**2), 0, 1) * 65535)
+        for is_noisy, mos in ((False, clean), (True, noisy)):
+            mos = mos.astype(np.uint16)
+            folder = folders[is_noisy]
+            _write_png16(folder / "input" / f"{name}.png", mos[..., None] * onehot if input_channels == 3 else mos)
+            _write_png16(folder / "groundtruth" / f"{name}.png", gt)
+    bounds = np.cumsum((0,) + tuple(counts))
+    for folder in folders.values():
+        for list_file, lo, hi in zip(LIST_FILES.values(), bounds[:-1], bounds[1:]):
+            (folder / list_file).write_text("".join(f"{i}\n" for i in ids[lo:hi]))
+    return out_root

@@ -1,0 +1,277 @@
+"""The DeepISP network (Schwartz, Giryes, Bronstein, sections II-A and IV-C), and nothing else.
+
+Input: the bilinear-demosaiced raw image, [B,3,H,W] float, linear sensor RGB in [0,1].
+Output:
+    mode "jdd":  the low-level stage's last image estimate, [B,3,H,W], same space as the target (linear RGB).
+    mode "full": the low-level estimate I after the global quadratic colour transform W, [B,3,H,W],
+                 sRGB-encoded like the camera JPEG it is trained against (nominally [0,1], not clamped).
+
+Low-level stage: `n_ll` blocks. Block k reads x_k = concat(features_{k-1}, I_{k-1}) (just I_0 for k = 1),
+reflection-pads it by 1 and applies two 3x3 convs to the *whole* block input: one gives `width - 3`
+ReLU features, the other a 3-channel tanh residual that is added to the running image at every block,
+I_k = I_{k-1} + tanh(conv_res(x_k)). Two convs instead of one sliced `width`-channel conv give the same
+function and keep exported graphs free of channel slices.
+
+High-level stage ("full" only): `n_hl` x [reflection pad 1, 3x3 conv stride 2, ReLU, 2x2 max-pool] over
+concat(features_n_ll, I_n_ll), a global mean, then one FC layer giving W in R^{3x10}, applied per pixel to
+the 10 monomials of triu([r,g,b,1]^T [r,g,b,1]) in MONOMIAL_ORDER.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Row-major upper triangle of [r,g,b,1]^T [r,g,b,1]; W[c, m] multiplies monomial m for output channel c.
+MONOMIAL_ORDER = ("rr", "rg", "rb", "r", "gg", "gb", "g", "bb", "b", "1")
+N_MONOMIALS = len(MONOMIAL_ORDER)
+# Columns of W that hold the affine part (r, g, b, 1): where the paper's affine initialisation goes.
+AFFINE_COLUMNS = (MONOMIAL_ORDER.index("r"), MONOMIAL_ORDER.index("g"), MONOMIAL_ORDER.index("b"), MONOMIAL_ORDER.index("1"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    mode: str = "full"  # "jdd" (low-level stage only) or "full" (both stages)
+    n_ll: int = 15  # low-level blocks
+    n_hl: int = 3  # high-level conv+pool layers (ignored for "jdd")
+    width: int = 64  # low-level channels per block: width - 3 features + 3 residual image channels
+    hl_width: int = 64  # channels of the high-level convs
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("jdd", "full"):
+            raise ValueError(f"mode must be 'jdd' or 'full', got {self.mode!r}")
+        if self.n_ll < 1 or self.width < 4 or self.hl_width < 1:
+            raise ValueError(f"need n_ll >= 1, width >= 4, hl_width >= 1: {self}")
+        if self.mode == "full" and self.n_hl < 1:
+            raise ValueError("mode 'full' needs n_hl >= 1")
+
+    @property
+    def n_features(self) -> int:
+        return self.width - 3
+
+    @property
+    def hl_stride(self) -> int:
+        """Input pixels per high-level output cell along each axis (conv stride 2 x pool 2 per layer)."""
+        return 4**self.n_hl if self.mode == "full" else 1
+
+    @property
+    def min_size(self) -> int:
+        """Smallest H, W the network accepts: the high-level stage must leave at least one cell."""
+        return max(2, self.hl_stride)
+
+
+# Named sizes. Paper sizes are from sections III-A and IV-C; the phone sizes were picked by measured
+# throughput on a 2-core CPU (see README, "Presets"): the paper's 64-wide low-level stage costs ~1 MFLOP
+# per pixel, far beyond what a phone spends on a 12 MP frame.
+PRESETS: dict[str, ModelConfig] = {
+    "paper-full": ModelConfig(mode="full", n_ll=15, n_hl=3, width=64, hl_width=64),
+    "paper-jdd": ModelConfig(mode="jdd", n_ll=20, n_hl=0, width=64, hl_width=64),
+    "phone-full": ModelConfig(mode="full", n_ll=8, n_hl=3, width=24, hl_width=32),
+    "phone-jdd": ModelConfig(mode="jdd", n_ll=10, n_hl=0, width=24, hl_width=32),
+    "tiny-full": ModelConfig(mode="full", n_ll=3, n_hl=1, width=8, hl_width=8),
+}
+
+
+def quadratic_monomials(rgb: torch.Tensor) -> torch.Tensor:
+    """The 10 monomials of triu([r,g,b,1]^T [r,g,b,1]) per pixel.
+
+    Args:
+        rgb: [B,3,H,W].
+    Returns:
+        [B,10,H,W] in MONOMIAL_ORDER: r², rg, rb, r, g², gb, g, b², b, 1.
+    """
+    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    one = torch.ones_like(r)
+    return torch.cat([r * r, r * g, r * b, r, g * g, g * b, g, b * b, b, one], dim=1)
+
+
+def apply_color_transform(w: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """Apply the per-image quadratic colour transform, eq. (1) of the paper.
+
+    Args:
+        w: [B,3,10], row = output channel (r,g,b), column = monomial in MONOMIAL_ORDER.
+        rgb: [B,3,H,W] image to transform.
+    Returns:
+        [B,3,H,W], out[:, c] = sum_m w[:, c, m] * monomial_m.
+    """
+    b, _, h, wd = rgb.shape
+    mono = quadratic_monomials(rgb).reshape(b, N_MONOMIALS, h * wd)
+    return torch.bmm(w, mono).reshape(b, 3, h, wd)
+
+
+class LowLevelBlock(nn.Module):
+    """One residual block: [B,Cin,H,W] -> features [B,width-3,H,W] (ReLU) and residual [B,3,H,W] (tanh)."""
+
+    def __init__(self, in_channels: int, n_features: int, with_features: bool = True):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(1)
+        # The last jdd block's features would be discarded, so it has no feature conv.
+        self.conv_features = nn.Conv2d(in_channels, n_features, 3) if with_features else None
+        self.conv_residual = nn.Conv2d(in_channels, 3, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        x = self.pad(x)
+        features = F.relu(self.conv_features(x)) if self.conv_features is not None else None
+        return features, torch.tanh(self.conv_residual(x))
+
+
+class LowLevelStage(nn.Module):
+    """The residual stage: [B,3,H,W] image -> (features [B,width-3,H,W] or None, image estimate [B,3,H,W])."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        keep_last_features = cfg.mode == "full"
+        self.blocks = nn.ModuleList(
+            LowLevelBlock(
+                3 if k == 0 else cfg.width,
+                cfg.n_features,
+                with_features=(k < cfg.n_ll - 1) or keep_last_features,
+            )
+            for k in range(cfg.n_ll)
+        )
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        x = image
+        features = None
+        for block in self.blocks:
+            features, residual = block(x)
+            image = image + residual
+            if features is not None:
+                x = torch.cat([features, image], dim=1)
+        return features, image
+
+
+class HighLevelStage(nn.Module):
+    """[B,width,H,W] (features + image) -> cell map [B,hl_width,H/4^n_hl,W/4^n_hl] before the global mean."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = cfg.width
+        for _ in range(cfg.n_hl):
+            layers += [
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(in_ch, cfg.hl_width, 3, stride=2),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            in_ch = cfg.hl_width
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class DeepISP(nn.Module):
+    """DeepISP: [B,3,H,W] bilinear-demosaiced linear raw RGB in [0,1] -> [B,3,H,W] output (see module doc)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.low_level = LowLevelStage(cfg)
+        if cfg.mode == "full":
+            self.high_level = HighLevelStage(cfg)
+            self.to_w = nn.Linear(cfg.hl_width, 3 * N_MONOMIALS)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Residual convs start at zero so every block begins as the identity on the image path and the
+        # initial output is the input (jdd) or W_init applied to the input (full); features still train
+        # because the residual conv weights receive gradient from the first step.
+        for block in self.low_level.blocks:
+            nn.init.zeros_(block.conv_residual.weight)
+            nn.init.zeros_(block.conv_residual.bias)
+        if self.cfg.mode == "full":
+            nn.init.normal_(self.to_w.weight, std=1e-3)
+            self.set_color_init(identity_affine())
+
+    @torch.no_grad()
+    def set_color_init(self, w_affine: torch.Tensor) -> None:
+        """Initialise W's bias from an affine map (paper IV-C): quadratic terms zero.
+
+        Args:
+            w_affine: [3,4], columns r, g, b, 1.
+        """
+        w = torch.zeros(3, N_MONOMIALS)
+        w[:, list(AFFINE_COLUMNS)] = w_affine.to(w)
+        self.to_w.bias.copy_(w.flatten())
+
+    def global_features(self, cells: torch.Tensor) -> torch.Tensor:
+        """Global mean over the high-level cell map: [B,C,h,w] -> [B,C]."""
+        return cells.mean(dim=(2, 3))
+
+    def color_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """[B,hl_width] global mean -> W [B,3,10] (row = output channel, column = monomial)."""
+        return self.to_w(pooled).view(-1, 3, N_MONOMIALS)
+
+    def forward_with_w(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Like forward, also returning W [B,3,10] (None in jdd mode)."""
+        check_input(rgb, self.cfg)
+        features, image = self.low_level(rgb)
+        if self.cfg.mode == "jdd":
+            return image, None
+        cells = self.high_level(torch.cat([features, image], dim=1))
+        w = self.color_head(self.global_features(cells))
+        return apply_color_transform(w, image), w
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_w(rgb)[0]
+
+
+def identity_affine() -> torch.Tensor:
+    """[3,4] affine map that leaves r, g, b unchanged."""
+    return torch.cat([torch.eye(3), torch.zeros(3, 1)], dim=1)
+
+
+def check_input(rgb: torch.Tensor, cfg: ModelConfig) -> None:
+    if rgb.ndim != 4 or rgb.shape[1] != 3:
+        raise ValueError(f"DeepISP expects [B,3,H,W] bilinear RGB, got {tuple(rgb.shape)}")
+    if min(rgb.shape[-2:]) < cfg.min_size:
+        raise ValueError(
+            f"image {tuple(rgb.shape[-2:])} is smaller than the {cfg.min_size}x{cfg.min_size} minimum of this model "
+            f"({cfg.n_hl} high-level stride-4 layers)"
+        )
+
+
+def fit_affine(rgb_in: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Least-squares affine colour map from input to target pixels (the paper's per-image regression).
+
+    Args:
+        rgb_in: [3,H,W] input pixels; target: [3,H,W] target pixels (same grid).
+    Returns:
+        [3,4] A with target ≈ A @ [r,g,b,1].
+    """
+    x = rgb_in.reshape(3, -1).T.double()
+    x = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], dim=1)
+    y = target.reshape(3, -1).T.double()
+    solution = torch.linalg.lstsq(x, y).solution  # [4,3]
+    return solution.T.float()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_pixel(cfg: ModelConfig) -> float:
+    """Forward FLOPs (2 x MACs) per output pixel, low-level stage plus high-level stage."""
+    ll = 2 * 9 * 3 * cfg.width  # first block reads 3 channels, writes width
+    ll += (cfg.n_ll - 1) * 2 * 9 * cfg.width * cfg.width
+    if cfg.mode == "jdd":
+        ll -= 2 * 9 * cfg.width * cfg.n_features  # last jdd block has no feature conv
+        return float(ll)
+    hl, in_ch, scale = 0.0, cfg.width, 1.0
+    for _ in range(cfg.n_hl):
+        scale /= 4.0  # conv stride 2 output pixels per input pixel
+        hl += scale * 2 * 9 * in_ch * cfg.hl_width
+        scale /= 4.0  # max-pool
+        in_ch = cfg.hl_width
+    return float(ll + hl + 2 * 3 * N_MONOMIALS)
+
+
+def receptive_field(cfg: ModelConfig) -> int:
+    """Side of the low-level stage's receptive field in input pixels: 2 * n_ll + 1 (paper III-B)."""
+    return 2 * cfg.n_ll + 1
+

@@ -1,0 +1,85 @@
+"""Raw file -> finished image at full resolution (`deepisp process`).
+
+read_raw (canonical RGGB mosaic) -> exact tiled DeepISP -> undo the CFA flips and apply the file's
+orientation -> clamp to [0,1] -> write JPEG (8-bit), PNG (8 or 16-bit) or TIFF (16-bit).
+Full-ISP models output sRGB-encoded images; JDD models output linear sensor RGB, which gets the sRGB
+curve so it displays sensibly (no white balance or colour matrix: that is the full model's job).
+Outputs are written to a temp file and renamed, so a failure never leaves a partial image.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from PIL import Image
+
+from deepisp.color import linear_to_srgb
+from deepisp.errors import DeepISPError
+from deepisp.model import DeepISP
+from deepisp.raw import read_raw
+from deepisp.tiling import DEFAULT_TILE, run_tiled
+
+OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
+
+
+def check_output_path(path: Path, bits: int | None) -> int:
+    """Validate an output path before any work is done; returns the bit depth to write."""
+    ext = path.suffix.lower()
+    if ext not in OUTPUT_FORMATS:
+        raise DeepISPError(f"cannot write {path.name}: use an output ending in {', '.join(OUTPUT_FORMATS)}")
+    if not path.parent.exists():
+        raise DeepISPError(f"output folder {path.parent} does not exist: create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise DeepISPError(f"output folder {path.parent} is not writable: choose another -o")
+    bits = bits or OUTPUT_FORMATS[ext]
+    if bits == 16 and ext in (".jpg", ".jpeg"):
+        raise DeepISPError("JPEG is 8-bit only: write .png or .tif for 16-bit output")
+    if bits not in (8, 16):
+        raise DeepISPError(f"--bits must be 8 or 16, got {bits}")
+    return bits
+
+
+def save_image(img: np.ndarray, path: Path, bits: int) -> None:
+    """Write [H,W,3] float in [0,1] (display-referred) atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        if bits == 16:
+            data = np.round(img * 65535).astype(np.uint16)
+            if path.suffix.lower() in (".tif", ".tiff"):
+                tifffile.imwrite(tmp, data, photometric="rgb")
+            else:
+                import imageio.v3 as iio
+
+                iio.imwrite(tmp, data, extension=".png")
+        else:
+            im = Image.fromarray(np.round(img * 255).astype(np.uint8))
+            im.save(tmp, **({"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def render(model: DeepISP, raw_path: Path, tile: int = DEFAULT_TILE, progress: bool = False) -> np.ndarray:
+    """A raw file through the model: [H,W,3] float in [0,1], display orientation, display-referred."""
+    raw = read_raw(raw_path)
+    out = run_tiled(model, torch.from_numpy(raw.mosaic), tile=tile, progress=progress)
+    if model.cfg.mode == "jdd":
+        out = linear_to_srgb(out)
+    img = out.clamp(0, 1).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(raw.to_display(img))
+
+
+def process_file(model: DeepISP, raw_path: Path, out_path: Path, tile: int = DEFAULT_TILE, bits: int | None = None, progress: bool = True) -> dict:
+    """Process one raw file; returns timings and sizes for the caller to report."""
+    bits = check_output_path(out_path, bits)
+    t0 = time.perf_counter()
+    img = render(model, raw_path, tile=tile, progress=progress)
+    t1 = time.perf_counter()
+    save_image(img, out_path, bits)
+    return {"input": str(raw_path), "output": str(out_path), "height": img.shape[0], "width": img.shape[1], "seconds": t1 - t0, "bits": bits}

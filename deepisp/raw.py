@@ -1,0 +1,270 @@
+"""Camera raw files -> normalised canonical-RGGB mosaics (rawpy/LibRaw), and the way back to the sensor
+frame and display orientation.
+
+Owns everything that touches rawpy: which files are accepted (2x2 Bayer sensors only), black/white level
+normalisation, and the canonical frame. The canonical frame is the sensor frame mirrored left-right
+and/or top-bottom so the CFA becomes RGGB at pixel (0,0) (the convention of demosaic.py). Flipping, unlike
+cropping one row/column, keeps every pixel, and it is undone exactly by `RawMosaic.to_sensor_frame`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rawpy
+import tifffile
+
+from deepisp.demosaic import CFA_PATTERNS
+from deepisp.errors import DeepISPError
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+_MAKE, _DNG_VERSION = 271, 50706
+
+
+@dataclass(frozen=True)
+class RawMosaic:
+    """One raw frame in the canonical frame.
+
+    Attributes:
+        mosaic: [H,W] float32 in [0,1], linear sensor values (no white balance or colour matrix), canonical
+            RGGB phase (pixel (0,0) red). H and W are even: an odd trailing row/column of the visible area
+            is dropped, so the mosaic is whole 2x2 Bayer quads and the flips below keep the phase.
+        pattern: the sensor's own CFA of the visible area, "RGGB"|"GRBG"|"GBRG"|"BGGR".
+        flip_h: the sensor frame was mirrored left-right to reach RGGB.
+        flip_v: the sensor frame was mirrored top-bottom to reach RGGB.
+        black_level: black level of each 2x2 site of the *sensor* pattern, raster order, in raw DN.
+        white_level: saturation level in raw DN.
+        orientation: rawpy `sizes.flip` (LibRaw bits: 4 transpose, 2 flip rows, 1 flip columns; in practice
+            0 none, 3 rot180, 5 rot90 CCW, 6 rot90 CW), the turn that takes the sensor frame to display.
+        camera_wb: as-shot white-balance multipliers (R, G, B) normalised to G = 1; (1, 1, 1) when the file
+            has none. Informational: nothing in deepisp applies it.
+    """
+
+    mosaic: np.ndarray
+    pattern: str
+    flip_h: bool
+    flip_v: bool
+    black_level: tuple[float, float, float, float]
+    white_level: float
+    orientation: int
+    camera_wb: tuple[float, float, float]
+
+    def to_sensor_frame(self, img: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
+        """Undo the canonicalising flips of an image in the canonical frame.
+
+        Args:
+            img: [H,W] (channel_axis None), or a 3-D array whose channels sit on `channel_axis`
+                ([H,W,C] with -1 or 2, [C,H,W] with 0), spatially the same full frame as `mosaic`.
+        Returns:
+            a contiguous array of the same shape and dtype, in the sensor frame.
+        """
+        if channel_axis is None:
+            if img.ndim != 2:
+                raise ValueError(f"to_sensor_frame: a {img.ndim}-D array needs channel_axis")
+            rows, cols = 0, 1
+        else:
+            if img.ndim != 3:
+                raise ValueError(f"to_sensor_frame: channel_axis is for 3-D arrays, got {img.ndim}-D")
+            rows, cols = (a for a in range(3) if a != channel_axis % 3)
+        if self.flip_v:
+            img = np.flip(img, rows)
+        if self.flip_h:
+            img = np.flip(img, cols)
+        return np.ascontiguousarray(img)
+
+    def to_display(self, img: np.ndarray) -> np.ndarray:
+        """Canonical frame -> display orientation, as rawpy's `postprocess` would orient it.
+
+        Args:
+            img: [H,W] or [H,W,C] in the canonical frame.
+        Returns:
+            contiguous [H',W'] / [H',W',C] (H',W' swapped for 90-degree turns), same dtype.
+        """
+        img = self.to_sensor_frame(img, None if img.ndim == 2 else -1)
+        # LibRaw's flip_index(): transpose is applied to output coordinates first, so on the array the
+        # row/column flips come first and the transpose last.
+        if self.orientation & 2:
+            img = img[::-1]
+        if self.orientation & 1:
+            img = img[:, ::-1]
+        if self.orientation & 4:
+            img = img.swapaxes(0, 1)
+        return np.ascontiguousarray(img)
+
+
+def canonicalize(mosaic: np.ndarray, pattern: str) -> tuple[np.ndarray, bool, bool]:
+    """Flip a sensor-frame mosaic so its CFA is RGGB.
+
+    GRBG is mirrored left-right, GBRG top-bottom, BGGR both. A flipped axis must have even length
+    (mirroring an odd-length axis does not move the phase).
+
+    Args:
+        mosaic: [...,H,W] in the sensor's `pattern`.
+        pattern: one of "RGGB", "GRBG", "GBRG", "BGGR".
+    Returns:
+        (mosaic [...,H,W] contiguous with RGGB phase, flip_h, flip_v).
+    """
+    if pattern not in CFA_PATTERNS:
+        raise ValueError(f"unknown CFA pattern {pattern!r}; expected one of {CFA_PATTERNS}")
+    flip_h = pattern in ("GRBG", "BGGR")
+    flip_v = pattern in ("GBRG", "BGGR")
+    h, w = mosaic.shape[-2:]
+    if (flip_h and w % 2) or (flip_v and h % 2):
+        raise ValueError(f"canonicalize: a {pattern} mosaic of {h}x{w} has an odd flipped axis; crop it to even")
+    if flip_v:
+        mosaic = np.flip(mosaic, -2)
+    if flip_h:
+        mosaic = np.flip(mosaic, -1)
+    return np.ascontiguousarray(mosaic), flip_h, flip_v
+
+
+def _visible_pattern_indices(raw: rawpy.RawPy) -> np.ndarray:
+    """LibRaw colour indices [2,2] of the visible area's first quad; DeepISPError for non-Bayer sensors."""
+    try:
+        pat = raw.raw_pattern
+    except NotImplementedError:  # rawpy raises it for exotic LibRaw `filters` codes
+        pat = None
+    if pat is None:
+        raise DeepISPError("the sensor's colour filter layout is not supported; deepisp needs a 2x2 Bayer raw")
+    if raw.num_colors == 1 or pat.shape == (1, 1):
+        raise DeepISPError(
+            "monochrome sensor (no colour filter array); deepisp needs a Bayer colour raw (RGGB/GRBG/GBRG/BGGR)"
+        )
+    if pat.shape == (6, 6):
+        raise DeepISPError(
+            "Fujifilm X-Trans sensor (6x6 colour filter array); deepisp supports 2x2 Bayer raws only, "
+            "convert it to a demosaiced image with another tool"
+        )
+    if pat.shape != (2, 2):
+        raise DeepISPError(
+            f"{pat.shape[0]}x{pat.shape[1]} colour filter array; deepisp supports 2x2 Bayer raws only"
+        )
+    # rawpy's raw_pattern is the colour at raw_image[0:2, 0:2], which includes the masked margins; an odd
+    # margin moves the visible area's phase.
+    s = raw.sizes
+    return np.roll(pat, (-(s.top_margin % 2), -(s.left_margin % 2)), axis=(0, 1))
+
+
+def pattern_of(raw: rawpy.RawPy) -> str:
+    """The CFA pattern of `raw.raw_image_visible`, e.g. "GRBG".
+
+    LibRaw numbers colours by `color_desc`, which is usually b"RGBG": index 3 is the second green.
+
+    Raises:
+        DeepISPError: monochrome, X-Trans, other non-2x2 or non-RGB filter arrays.
+    """
+    desc = raw.color_desc.decode("ascii", "replace")
+    pattern = "".join(desc[i] if i < len(desc) else "?" for i in _visible_pattern_indices(raw).ravel())
+    if pattern not in CFA_PATTERNS:
+        raise DeepISPError(
+            f"colour filter array {pattern} is not an RGB Bayer pattern (RGGB/GRBG/GBRG/BGGR); "
+            "deepisp cannot process this sensor"
+        )
+    return pattern
+
+
+def _check_not_plain_tiff(path: Path) -> None:
+    """LibRaw decodes a plain 16-bit greyscale TIFF as an RGGB raw with black 0 and white 65535. Every
+    camera raw that is a TIFF carries Make (TIFF/EP) or DNGVersion in IFD0, so refuse TIFFs with neither.
+    Files that are not TIFFs, or that tifffile cannot parse, are left to LibRaw to judge."""
+    with open(path, "rb") as f:
+        if f.read(4) not in _TIFF_MAGIC:
+            return
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages[0].tags
+            is_camera_file = _MAKE in tags or _DNG_VERSION in tags
+    except Exception:  # noqa: BLE001 - any parse failure means "not for us to decide"
+        return
+    if not is_camera_file:
+        raise DeepISPError(
+            "a plain TIFF image, not a camera raw (no Make or DNGVersion tag); "
+            "pass the camera's raw file (.dng, .cr2, .nef, .arw, ...)"
+        )
+
+
+def _libraw_message(err: Exception) -> str:
+    msg = err.args[0] if err.args else str(err)
+    return msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+
+
+def read_raw(path: str | Path) -> RawMosaic:
+    """Read a Bayer raw file into a normalised canonical-RGGB mosaic.
+
+    Uses the visible area (masked margins cut), subtracts the black level of each pixel's colour site and
+    divides by (white - black), clipping to [0,1].
+
+    Args:
+        path: any raw format LibRaw reads (DNG, CR2, NEF, ARW, ...).
+    Returns:
+        RawMosaic; `mosaic` is [H,W] float32 in [0,1], even H and W, canonical RGGB.
+    Raises:
+        DeepISPError: missing/unreadable/corrupt/truncated file, not a raw, non-Bayer sensor (X-Trans,
+            monochrome, already demosaiced "linear" DNG), or inconsistent black/white levels.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DeepISPError(f"raw file not found: {path}; check the path")
+    if not path.is_file():
+        raise DeepISPError(f"{path} is not a file; pass a raw file such as a .dng")
+    if path.stat().st_size == 0:
+        raise DeepISPError(f"{path} is empty (0 bytes); copy it from the camera again")
+    try:
+        _check_not_plain_tiff(path)
+        with rawpy.imread(str(path)) as raw:
+            return _decode(raw)
+    except DeepISPError as e:
+        raise DeepISPError(f"{path}: {e}") from None
+    except rawpy.LibRawFileUnsupportedError:
+        raise DeepISPError(
+            f"{path} is not a camera raw file LibRaw can read; pass a Bayer raw (.dng, .cr2, .nef, .arw, ...)"
+        ) from None
+    except (rawpy.LibRawIOError, rawpy.LibRawDataError) as e:
+        raise DeepISPError(
+            f"{path} is truncated or corrupt (LibRaw: {_libraw_message(e)}); copy it from the camera again"
+        ) from None
+    except rawpy.LibRawError as e:
+        raise DeepISPError(f"LibRaw cannot decode {path} ({_libraw_message(e)}); check the file") from None
+    except OSError as e:
+        raise DeepISPError(f"cannot read {path}: {e.strerror or e}; check the file's permissions") from None
+
+
+def _decode(raw: rawpy.RawPy) -> RawMosaic:
+    if raw.raw_type != rawpy.RawType.Flat:
+        raise DeepISPError(
+            "the file holds already-demosaiced RGB (a linear DNG), not a Bayer mosaic; "
+            "use the camera's original raw or a DNG saved without demosaicing"
+        )
+    pattern = pattern_of(raw)
+    site_colors = _visible_pattern_indices(raw)
+    per_color = raw.black_level_per_channel
+    black = np.array([per_color[c] for c in site_colors.ravel()], dtype=np.float32).reshape(2, 2)
+    white = float(raw.white_level)
+    if white <= black.max():
+        raise DeepISPError(
+            f"white level {white:g} is not above the black level {black.max():g} in the file's metadata; "
+            "the file is damaged or not a standard raw"
+        )
+
+    visible = raw.raw_image_visible
+    h, w = visible.shape[0] - visible.shape[0] % 2, visible.shape[1] - visible.shape[1] % 2
+    # As [H/2, 2, W/2, 2] quads the per-site levels broadcast without a full-size black map.
+    quads = visible[:h, :w].astype(np.float32).reshape(h // 2, 2, w // 2, 2)
+    site_black = black.reshape(1, 2, 1, 2)
+    sensor = ((quads - site_black) / (white - site_black)).reshape(h, w)
+    mosaic, flip_h, flip_v = canonicalize(np.clip(sensor, 0.0, 1.0), pattern)
+
+    wb_r, wb_g, wb_b = raw.camera_whitebalance[:3]
+    camera_wb = (wb_r / wb_g, 1.0, wb_b / wb_g) if min(wb_r, wb_g, wb_b) > 0 else (1.0, 1.0, 1.0)
+    return RawMosaic(
+        mosaic=mosaic,
+        pattern=pattern,
+        flip_h=flip_h,
+        flip_v=flip_v,
+        black_level=tuple(float(b) for b in black.ravel()),
+        white_level=white,
+        orientation=int(raw.sizes.flip),
+        camera_wb=tuple(float(v) for v in camera_wb),
+    )

@@ -1,0 +1,207 @@
+"""Training: Adam at the paper's 5e-5 on random crops, checkpoints that resume exactly.
+
+Data: mode "full" trains on an S7-layout folder (real S7-ISP or `deepisp make-synthetic` output) with the
+Lab-L1 + MS-SSIM loss; mode "jdd" on an MSR-layout folder with L2.
+
+Reproducibility: the batch of step s is drawn from a generator seeded by (seed, s), and a checkpoint holds
+the model, the Adam state and the step, so `--resume` continues exactly where an interrupted run stopped
+(same batches, same optimizer moments, identical weights on the same machine and thread count).
+
+Outputs in --out: last.pt (written atomically every --ckpt-every steps and at exit), log.csv, loss.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from deepisp.checkpoint import load_checkpoint, save_checkpoint
+from deepisp.errors import DeepISPError
+from deepisp.losses import MIN_CROP, IspLoss, jdd_loss
+from deepisp.model import PRESETS, DeepISP, ModelConfig, fit_affine
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str  # S7-layout root (full) or MSR-layout root (jdd)
+    out: str = "runs/deepisp"
+    preset: str = "phone-full"
+    pair: str = "low_light"  # S7 pair: "low_light" or "mimic"
+    msr_camera: str = "panasonic"
+    steps: int = 2000
+    batch: int = 4
+    crop: int = 128
+    lr: float = 5e-5  # paper, with betas (0.9, 0.999), eps 1e-8
+    alpha: float = 0.84  # MS-SSIM weight of the full-ISP loss
+    seed: int = 0
+    ckpt_every: int = 200
+    val_every: int = 200
+    device: str = "auto"
+
+
+def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
+    """The dataset of a split: S7 pairs for mode full, MSR for jdd. Both expose len, [i] and crop_pair."""
+    if cfg.mode == "full":
+        from deepisp.data.s7 import S7Dataset
+
+        return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop)
+    from deepisp.data.msr import MSRDataset
+
+    return MSRDataset(tc.data, camera=tc.msr_camera, split=split, crop=tc.crop, flips=True)
+
+
+def draw_batch(dataset, tc: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of `step`: a pure function of (seed, step), which is what makes resume exact."""
+    rng = np.random.default_rng([tc.seed, step])
+    pairs = [dataset.crop_pair(int(i), rng) for i in rng.integers(0, len(dataset), size=tc.batch)]
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def affine_init(dataset, max_pixels: int = 1 << 20) -> torch.Tensor:
+    """Paper IV-C: one least-squares affine map per training image (input -> target), averaged. [3,4]."""
+    maps = []
+    for i in tqdm(range(len(dataset)), desc="W init (affine regressions)", leave=False):
+        rgb, target = dataset[i]
+        stride = max(1, int(np.sqrt(rgb.shape[1] * rgb.shape[2] / max_pixels)))
+        maps.append(fit_affine(rgb[:, ::stride, ::stride], target[:, ::stride, ::stride]))
+    return torch.stack(maps).mean(0)
+
+
+# Seed-sequence tag of the fixed validation crops: out of reach of training step numbers.
+VALIDATION_STREAM = 2**32 - 1
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeepISPError("--device cuda asked for but no CUDA device is visible: use --device cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def validation_loss(model: DeepISP, dataset, loss_fn, tc: TrainConfig, device: torch.device, n: int = 8) -> float:
+    """Mean loss over fixed crops of the first `n` validation images (same crops every time)."""
+    model.eval()
+    losses = []
+    for i in range(min(n, len(dataset))):
+        rgb, target = dataset.crop_pair(i, np.random.default_rng([tc.seed, VALIDATION_STREAM, i]))
+        losses.append(loss_fn(model(rgb[None].to(device)), target[None].to(device)).item())
+    model.train()
+    return float(np.mean(losses))
+
+
+def plot_losses(log_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], lw=0.8, label="train (batch)")
+    val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"]]
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    tmp = png_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or continue) a run; returns the path of the last checkpoint."""
+    out = Path(tc.out)
+    ckpt_path = out / "last.pt"
+    state = None
+    if resume:
+        if not ckpt_path.exists():
+            raise DeepISPError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
+        state = load_checkpoint(ckpt_path)
+        # The run's identity (data, preset, seed, ...) comes from the checkpoint; only the length may change.
+        tc = replace(TrainConfig(**state["train_config"]), steps=tc.steps, out=tc.out)
+        cfg = ModelConfig(**state["model_config"])
+    else:
+        if tc.preset not in PRESETS:
+            raise DeepISPError(f"unknown preset {tc.preset!r}: use one of {', '.join(PRESETS)}")
+        cfg = PRESETS[tc.preset]
+    if cfg.mode == "full" and tc.crop < max(MIN_CROP, cfg.min_size):
+        raise DeepISPError(f"--crop {tc.crop} is too small for the full-ISP loss: use at least {max(MIN_CROP, cfg.min_size)}")
+
+    torch.manual_seed(tc.seed)
+    device = pick_device(tc.device)
+    train_set = make_dataset(tc, cfg, "train")
+    val_set = make_dataset(tc, cfg, "val")
+    model = DeepISP(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    elif cfg.mode == "full":
+        model.set_color_init(affine_init(train_set))
+    model.to(device).train()
+    for group_state in optimizer.state.values():  # Adam moments follow the model to its device
+        for k, v in group_state.items():
+            if torch.is_tensor(v) and k != "step":
+                group_state[k] = v.to(device)
+    loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == "full" else jdd_loss
+
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "log.csv"
+    if not resume or not log_path.exists():
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(["step", "loss", "val_loss", "seconds", "pixels_per_s"])
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, model, cfg, extra={"optimizer": optimizer.state_dict(), "step": step, "train_config": asdict(tc)})
+        plot_losses(log_path, out / "loss.png")
+
+    bar = tqdm(total=tc.steps, initial=step, desc=f"train {cfg.mode}", disable=not progress, unit="step")
+    try:
+        with open(log_path, "a", newline="") as log_file:
+            log = csv.writer(log_file)
+            while step < tc.steps:
+                t0 = time.perf_counter()
+                rgb, target = draw_batch(train_set, tc, step)
+                rgb, target = rgb.to(device), target.to(device)
+                loss = loss_fn(model(rgb), target)
+                if not torch.isfinite(loss):
+                    raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                seconds = time.perf_counter() - t0
+                pixels_per_s = rgb.shape[0] * rgb.shape[2] * rgb.shape[3] / seconds
+                val = ""
+                if step % tc.val_every == 0 or step == tc.steps:
+                    val = f"{validation_loss(model, val_set, loss_fn, tc, device):.6f}"
+                log.writerow([step, f"{loss.item():.6f}", val, f"{seconds:.4f}", f"{pixels_per_s:.0f}"])
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", px_s=f"{pixels_per_s:,.0f}", **({"val": val} if val else {}))
+                if step % tc.ckpt_every == 0:
+                    log_file.flush()
+                    checkpoint()
+    finally:
+        bar.close()
+        if step > 0:
+            checkpoint()
+    return ckpt_path
+
