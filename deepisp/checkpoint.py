@@ -6,7 +6,6 @@ A checkpoint is a torch.save'd dict: {"format": 1, "model_config": {...}, "model
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from dataclasses import asdict
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from deepisp.atomic import atomic_path
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig
 
@@ -25,9 +25,8 @@ def save_checkpoint(path: str | Path, model: DeepISP, cfg: ModelConfig, extra: d
     """Write atomically: a temp file in the same folder, then rename, so a crash never leaves half a file."""
     path = Path(path)
     payload = {"format": FORMAT, "model_config": asdict(cfg), "model": model.state_dict(), **(extra or {})}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict:

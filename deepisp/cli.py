@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "paper's histogram stretch. JDD models: MSR-layout folder, PSNR linear and sRGB.")
     p.add_argument("--data", required=True, help="S7-layout root (full) or MSR-layout root (jdd)")
     _add_common_model_args(p)
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="scene split (default test; all = every scene)")
     p.add_argument("--pair", default="low_light", choices=["low_light", "mimic"])
     p.add_argument("--msr-camera", dest="msr_camera", default="panasonic", choices=["panasonic", "canon"])
     p.add_argument("--out", type=Path, default=Path("runs/eval"), help="where metrics.json and figures go")

@@ -12,7 +12,6 @@ Writes <out>/metrics.json and side-by-side PNGs (input | output | target) for th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from deepisp.atomic import atomic_path
 from deepisp.color import histogram_stretch, linear_to_srgb
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.metrics import ciede2000, psnr_linear_and_srgb, ssim
@@ -40,9 +40,8 @@ def _side_by_side(panels: list[torch.Tensor], path: Path, max_width: int = 1536)
     im = Image.fromarray(np.round(strip * 255).astype(np.uint8))
     if im.width > max_width:
         im = im.resize((max_width, round(im.height * max_width / im.width)), Image.LANCZOS)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    im.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        im.save(tmp)
 
 
 @torch.no_grad()
@@ -81,7 +80,6 @@ def evaluate(model: DeepISP, dataset, out_dir: Path, tile: int = DEFAULT_TILE, f
         **{k: {m: float(np.mean([r[k][m] for r in per_image])) for m in per_image[0][k]} for k in ("model", "baseline")},
         "per_image": per_image,
     }
-    tmp = out_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / "metrics.json")
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
     return summary

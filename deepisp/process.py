@@ -18,9 +18,11 @@ import tifffile
 import torch
 from PIL import Image
 
+from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP
+from deepisp.pngio import write_png
 from deepisp.raw import read_raw
 from deepisp.tiling import DEFAULT_TILE, run_tiled
 
@@ -45,24 +47,17 @@ def check_output_path(path: Path, bits: int | None) -> int:
 
 
 def save_image(img: np.ndarray, path: Path, bits: int) -> None:
-    """Write [H,W,3] float in [0,1] (display-referred) atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        if bits == 16:
-            data = np.round(img * 65535).astype(np.uint16)
-            if path.suffix.lower() in (".tif", ".tiff"):
-                tifffile.imwrite(tmp, data, photometric="rgb")
-            else:
-                import imageio.v3 as iio
-
-                iio.imwrite(tmp, data, extension=".png")
+    """Write [H,W,3] float in [0,1] (display-referred) atomically: JPEG/PNG/TIFF by extension."""
+    data = np.round(img * (65535 if bits == 16 else 255)).astype(np.uint16 if bits == 16 else np.uint8)
+    ext = path.suffix.lower()
+    if ext == ".png":
+        write_png(path, data)  # OpenCV: Pillow cannot write 16-bit RGB PNG
+        return
+    with atomic_path(path) as tmp:
+        if ext in (".tif", ".tiff"):
+            tifffile.imwrite(tmp, data, photometric="rgb")
         else:
-            im = Image.fromarray(np.round(img * 255).astype(np.uint8))
-            im.save(tmp, **({"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            Image.fromarray(data).save(tmp, quality=95)
 
 
 def render(model: DeepISP, raw_path: Path, tile: int = DEFAULT_TILE, progress: bool = False) -> np.ndarray:

@@ -13,7 +13,6 @@ Outputs in --out: last.pt (written atomically every --ckpt-every steps and at ex
 from __future__ import annotations
 
 import csv
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from deepisp.atomic import atomic_path
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
 from deepisp.errors import DeepISPError
 from deepisp.losses import MIN_CROP, IspLoss, jdd_loss
@@ -118,10 +118,9 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    tmp = png_path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, png_path)
 
 
 def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -1,4 +1,4 @@
-"""MSR loader on tiny datasets written in the real layout: PNG decoding, phase, registration, splits, errors."""
+"""MSR loader on tiny datasets written in the real layout: 16-bit precision, phase, registration, splits, errors."""
 
 import shutil
 from pathlib import Path
@@ -10,8 +10,6 @@ from PIL import Image
 
 from deepisp.data.msr import (
     MSRDataset,
-    _read_png,
-    _write_png16,
     detect_cfa_phase,
     load_msr_sample,
     make_msr_layout,
@@ -21,6 +19,7 @@ from deepisp.data.msr import (
 )
 from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic, mosaic
 from deepisp.errors import DeepISPError
+from deepisp.pngio import read_png
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CHANNEL = {"R": 0, "G": 1, "B": 2}
@@ -64,40 +63,11 @@ def test_layout_on_disk(msr_root):
     assert read_id_list(_cam(msr_root, "canon") / "test.txt") == ["101", "102", "103"]
 
 
-# ------------------------------------------------------------------------------------------- PNG codec
-
-
-def test_png16_roundtrip_every_filter(tmp_path):
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:40, 0:50]
-    img = np.stack([yy * 900 + xx * 13, xx * 1200, (yy * xx * 37) % 65536], -1).astype(np.uint16)
-    img[10:15] = rng.integers(0, 65536, (5, 50, 3))  # noise rows pick the None filter, ramps the others
-    for arr in (img, img[..., 1]):
-        path = tmp_path / "x.png"
-        _write_png16(path, arr)
-        back = _read_png(path)
-        assert back.dtype == np.uint16 and np.array_equal(back, arr)
-    # Independent checks with Pillow: its own 16-bit grey files decode identically here, and it reads our
-    # 16-bit RGB file as valid PNG but keeps only the high byte, which is why the loader has its own reader.
-    Image.fromarray(img[..., 0]).save(tmp_path / "pil16.png")
-    assert np.array_equal(_read_png(tmp_path / "pil16.png"), img[..., 0])
-    _write_png16(tmp_path / "rgb.png", img)
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "rgb.png")), (img >> 8).astype(np.uint8))
-
-
-def test_png_errors(tmp_path):
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not a png")
-    with pytest.raises(DeepISPError, match="not a PNG"):
-        _read_png(bad)
-    _write_png16(bad, np.zeros((4, 4), np.uint16))
-    bad.write_bytes(bad.read_bytes()[:40])
-    with pytest.raises(DeepISPError, match="corrupt"):
-        _read_png(bad)
+# ------------------------------------------------------------------------------------------- precision
 
 
 def test_ground_truth_keeps_16_bit_precision(msr_root):
-    stored = _read_png(_cam(msr_root) / "groundtruth" / "2.png")
+    stored = read_png(_cam(msr_root) / "groundtruth" / "2.png")
     assert stored.dtype == np.uint16 and stored.max() > 255
     assert np.mean(stored % 257 != 0) > 0.9  # not 8-bit values scaled up
     s = load_msr_sample(_cam(msr_root), "2")
@@ -171,7 +141,7 @@ def test_canonical_mosaic_is_exactly_the_sampled_target(msr_root, camera):
 
 def test_target_is_the_stored_ground_truth_flipped(msr_root):
     # Panasonic image 2 is landscape GRBG: canonicalising mirrors it left-right, target included.
-    stored = _read_png(_cam(msr_root) / "groundtruth" / "2.png").astype(np.float32) / 65535
+    stored = read_png(_cam(msr_root) / "groundtruth" / "2.png").astype(np.float32) / 65535
     s = load_msr_sample(_cam(msr_root), "2")
     assert np.array_equal(s.target, stored[:, ::-1].transpose(2, 0, 1))
 

@@ -1,22 +1,18 @@
 """Writing real DNG files (Bayer CFA, uncompressed) that rawpy/LibRaw reads back, plus atomic JPEG output.
 
-Owns the DNG tag set deepisp produces (synthetic S7-layout scenes, test fixtures) and the atomic-write
-helper: every file is written to a temporary name in its destination folder and moved into place with
-`os.replace`, so a crash or error never leaves a partial file under the final name.
+Owns the DNG tag set deepisp produces (synthetic S7-layout scenes, test fixtures). Every file is written
+through `deepisp.atomic.atomic_path`, so a crash or error never leaves a partial file under the final name.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from PIL import Image
 
+from deepisp.atomic import atomic_path
 from deepisp.demosaic import CFA_PATTERNS
 
 # TIFF field types (TIFF 6.0 section 2).
@@ -28,21 +24,6 @@ _ILLUMINANT_D65 = 21
 _DENOMINATOR = 1_000_000
 # LibRaw refuses raw images narrower or shorter than this (identify(): "width < 22 || height < 22").
 MIN_LIBRAW_SIZE = 22
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on normal exit move it onto `path`, on error delete it."""
-    path = Path(path)
-    # A fresh unique name rather than mkstemp: mkstemp creates the file 0600, and the final file should get
-    # the ordinary umask permissions of whatever writer creates it.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _rationals(values: np.ndarray) -> tuple[int, ...]:

@@ -11,8 +11,8 @@
 Files: 16-bit PNGs. `input/` holds the Bayer mosaic, either 3-channel with only the measured channel of
 each pixel non-zero (the release) or 1-channel; `groundtruth/` holds 3-channel linear camera RGB. Values
 are normalised by 65535 (the full 16-bit range; a file stored at 8 bits would be normalised by 255).
-Pillow, and so skimage.io and imageio, truncate 16-bit RGB PNGs to 8 bits, so 16-bit files are decoded
-here with zlib and numpy.
+Pillow, and so skimage.io and imageio, truncate 16-bit RGB PNGs to 8 bits, so files are read and
+written with `deepisp.pngio` (OpenCV), which keeps all 16 bits.
 
 Geometry: portrait images (H > W) are rotated 90 degrees counter-clockwise to landscape, as in the paper.
 The CFA phase is then detected per image from the data (it is not assumed per camera: rotation alone
@@ -27,8 +27,6 @@ train.txt + validation.txt (300, as in the DeepISP paper); "test" is test.txt. C
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from skimage.io import imread
 from skimage.transform import resize
 
 from deepisp.color import srgb_to_linear
 from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic
 from deepisp.errors import DeepISPError
+from deepisp.pngio import read_png, write_png
 from deepisp.raw import canonicalize
 
 CAMERAS = ("panasonic", "canon")
@@ -58,115 +56,6 @@ _PHASE_MARGIN = 1.1
 _OFF_PATTERN_TOLERANCE = 1e-3
 _CHANNEL = {"R": 0, "G": 1, "B": 2}
 _SITES = ((0, 0), (0, 1), (1, 0), (1, 1))  # the order of a pattern string's letters
-
-
-# --------------------------------------------------------------------------------------------------
-# 16-bit PNG codec
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_SAMPLES = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel (grey, RGB, grey+A, RGBA)
-
-
-def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """PNG's Paeth predictor of a byte from its left (a), upper (b) and upper-left (c) neighbours."""
-    p = a + b - c
-    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-
-
-def _png_unfilter(filtered: np.ndarray, filters: np.ndarray) -> np.ndarray:
-    """Undo PNG row filters: [H,W,bpp] filtered bytes and [H] filter types -> [H,W,bpp] uint8 bytes.
-
-    Each pixel depends only on its left, upper and upper-left neighbours, so all pixels of an
-    anti-diagonal y+x=k are reconstructed together: H+W-1 vector steps instead of H*W scalar ones.
-    """
-    h, w, bpp = filtered.shape
-    # A zero row above and column to the left are the "outside the image" bytes the filters refer to.
-    out = np.zeros((h + 1, w + 1, bpp), np.int32)
-    f = filtered.astype(np.int32)
-    kind = filters.astype(np.int32)
-    for k in range(h + w - 1):
-        y = np.arange(max(0, k - w + 1), min(h, k + 1))
-        x = k - y
-        a, b, c = out[y + 1, x], out[y, x + 1], out[y, x]
-        t = kind[y, None]
-        pred = np.select([t == 1, t == 2, t == 3, t == 4], [a, b, (a + b) >> 1, _paeth(a, b, c)], 0)
-        out[y + 1, x + 1] = (f[y, x] + pred) & 0xFF
-    return out[1:, 1:].astype(np.uint8)
-
-
-def _read_png(path: Path) -> np.ndarray:
-    """A PNG as stored: [H,W] or [H,W,3], uint16 for 16-bit files, uint8 otherwise; alpha is dropped."""
-    data = path.read_bytes()
-    if not data.startswith(_PNG_SIGNATURE):
-        raise DeepISPError(f"{path} is not a PNG file")
-    header, idat, pos = None, [], len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind == b"IHDR" and length == 13 and pos + 21 <= len(data):
-            header = struct.unpack(">IIBBBBB", data[pos + 8 : pos + 21])
-        elif kind == b"IDAT":
-            idat.append(data[pos + 8 : pos + 8 + length])
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if header is None or not idat:
-        raise DeepISPError(f"{path} is a truncated or corrupt PNG (no image header or data)")
-    w, h, depth, colour, _, _, interlace = header
-    if depth != 16:
-        img = np.asarray(imread(path))  # Pillow reads 8-bit PNGs correctly
-    else:
-        if colour not in _PNG_SAMPLES or interlace:
-            raise DeepISPError(f"{path}: only non-interlaced 16-bit grey/RGB PNGs are supported; re-save it so")
-        samples = _PNG_SAMPLES[colour]
-        try:
-            rows = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, 1 + w * 2 * samples)
-        except (zlib.error, ValueError) as e:
-            raise DeepISPError(f"{path} is a truncated or corrupt PNG ({e})") from None
-        if rows[:, 0].max() > 4:
-            raise DeepISPError(f"{path} is a corrupt PNG (unknown row filter)")
-        pixels = _png_unfilter(rows[:, 1:].reshape(h, w, 2 * samples), rows[:, 0])
-        img = pixels.view(">u2").astype(np.uint16)  # PNG stores 16-bit samples big-endian
-    if img.ndim == 3 and img.shape[-1] in (2, 4):
-        img = img[..., :-1]
-    if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    return img
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
-def _write_png16(path: Path, img: np.ndarray) -> None:
-    """Write uint16 [H,W] (grey) or [H,W,3] (RGB) as a 16-bit PNG.
-
-    Rows are filtered adaptively like libpng (and so MATLAB's imwrite, which made the MSR files): each
-    row takes the filter with the smallest sum of absolute signed residuals, so files written here use
-    every filter type the reader must undo.
-    """
-    if img.dtype != np.uint16 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
-        raise ValueError(f"_write_png16 expects uint16 [H,W] or [H,W,3], got {img.dtype} {img.shape}")
-    h, w = img.shape[:2]
-    samples = 1 if img.ndim == 2 else 3
-    bpp = 2 * samples
-    x = np.ascontiguousarray(img, dtype=">u2").view(np.uint8).reshape(h, w * bpp).astype(np.int32)
-    a, b, c = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
-    a[:, bpp:] = x[:, :-bpp]
-    b[1:] = x[:-1]
-    c[1:, bpp:] = x[:-1, :-bpp]
-    residuals = np.stack([x, x - a, x - b, x - ((a + b) >> 1), x - _paeth(a, b, c)]) & 0xFF
-    cost = np.minimum(residuals, 256 - residuals).sum(2)  # |residual| read as a signed byte
-    choice = cost.argmin(0)
-    payload = np.concatenate([choice[:, None], residuals[choice, np.arange(h)]], axis=1).astype(np.uint8)
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 0 if samples == 1 else 2, 0, 0, 0)
-    path.write_bytes(
-        _PNG_SIGNATURE
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(payload.tobytes(), 6))
-        + _png_chunk(b"IEND", b"")
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -350,7 +239,7 @@ def load_msr_sample(folder: str | Path, name: str) -> MSRSample:
     """Read, rotate, phase-detect and canonicalise image `name` of a `bayer_<camera>` folder."""
     folder = Path(folder)
     in_path, gt_path = _image_paths(folder, name)
-    inp, gt = _read_png(in_path), _read_png(gt_path)
+    inp, gt = read_png(in_path), read_png(gt_path)
     if gt.ndim != 3:
         raise DeepISPError(f"{gt_path}: ground truth must be a 3-channel RGB PNG, got shape {gt.shape}")
     if inp.shape[:2] != gt.shape[:2]:
@@ -529,8 +418,8 @@ def make_msr_layout(
         for is_noisy, mos in ((False, clean), (True, noisy)):
             mos = mos.astype(np.uint16)
             folder = folders[is_noisy]
-            _write_png16(folder / "input" / f"{name}.png", mos[..., None] * onehot if input_channels == 3 else mos)
-            _write_png16(folder / "groundtruth" / f"{name}.png", gt)
+            write_png(folder / "input" / f"{name}.png", mos[..., None] * onehot if input_channels == 3 else mos)
+            write_png(folder / "groundtruth" / f"{name}.png", gt)
     bounds = np.cumsum((0,) + tuple(counts))
     for folder in folders.values():
         for list_file, lo, hi in zip(LIST_FILES.values(), bounds[:-1], bounds[1:]):

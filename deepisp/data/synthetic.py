@@ -31,7 +31,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from deepisp.color import linear_to_srgb, srgb_to_linear
-from deepisp.data.dng import MIN_LIBRAW_SIZE, atomic_path, write_dng, write_jpeg
+from deepisp.atomic import atomic_path
+from deepisp.data.dng import MIN_LIBRAW_SIZE, write_dng, write_jpeg
 from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.raw import canonicalize

@@ -1,0 +1,33 @@
+# The two commands a newcomer needs (see README):
+#   make demo   set up, then run the main job on the shipped default model
+#   make test   set up, then run the test suite (what CI runs)
+# Setup is a local virtualenv in .venv. torch is installed first, pinned to the CPU wheel this project
+# targets, so that nothing later pulls a multi-GB CUDA build.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SHARED ?= ../shared/data
+DEMO   ?= out/demo
+
+.PHONY: setup test demo clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(VENV)/bin/pytest
+
+demo: setup
+	@test -d $(SHARED) || { echo "error: $(SHARED) not found: the demo needs the shared photos and raw files beside the repo"; exit 2; }
+	$(VENV)/bin/deepisp make-synthetic --photos $(SHARED)/photos/kodak24 --out $(DEMO)/s7-kodak24 --seed 1
+	$(VENV)/bin/deepisp eval --data $(DEMO)/s7-kodak24 --split all --out $(DEMO)/eval
+	$(VENV)/bin/deepisp process $(SHARED)/raw/colorchart.dng -o $(DEMO)/colorchart.jpg
+	@echo "demo outputs in $(DEMO)/: eval/metrics.json, eval/*_input_output_target.png, colorchart.jpg"
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,146 @@
+"""The DeepISP network: monomials, W layout, residual-sum semantics, shapes, receptive field, W init."""
+
+import pytest
+import torch
+
+from deepisp.model import (
+    MONOMIAL_ORDER,
+    PRESETS,
+    DeepISP,
+    ModelConfig,
+    apply_color_transform,
+    count_parameters,
+    fit_affine,
+    flops_per_pixel,
+    quadratic_monomials,
+)
+
+TINY_FULL = ModelConfig(mode="full", n_ll=3, n_hl=1, width=8, hl_width=8)
+TINY_JDD = ModelConfig(mode="jdd", n_ll=4, width=8)
+
+
+def randomize(model: torch.nn.Module, std: float = 0.1, seed: int = 0) -> torch.nn.Module:
+    """Non-zero weights everywhere (the default init zeroes the residual convs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
+def test_monomial_order_is_triu_of_outer_product():
+    assert MONOMIAL_ORDER == ("rr", "rg", "rb", "r", "gg", "gb", "g", "bb", "b", "1")
+    r, g, b = 0.3, 0.5, 0.7
+    got = quadratic_monomials(torch.tensor([r, g, b]).view(1, 3, 1, 1)).flatten().tolist()
+    v = [r, g, b, 1.0]
+    triu = [v[i] * v[j] for i in range(4) for j in range(i, 4)]
+    assert got == pytest.approx(triu)
+    assert got == pytest.approx([r * r, r * g, r * b, r, g * g, g * b, g, b * b, b, 1.0])
+
+
+def test_color_transform_matches_hand_computation():
+    # W row = output channel, column = monomial.
+    w = torch.zeros(1, 3, 10)
+    w[0, 0, 0] = 2.0  # out_r = 2 r^2
+    w[0, 0, 9] = 0.1  # + 0.1
+    w[0, 1, 5] = -1.0  # out_g = -g b
+    w[0, 2, 3] = 0.5  # out_b = 0.5 r
+    w[0, 2, 8] = 0.25  # + 0.25 b
+    rgb = torch.tensor([[0.2, 0.9], [0.4, 0.1], [0.6, 0.3]]).view(1, 3, 1, 2)
+    out = apply_color_transform(w, rgb)
+    r, g, b = rgb[0, 0, 0], rgb[0, 1, 0], rgb[0, 2, 0]
+    assert torch.allclose(out[0, 0, 0], 2 * r * r + 0.1)
+    assert torch.allclose(out[0, 1, 0], -g * b)
+    assert torch.allclose(out[0, 2, 0], 0.5 * r + 0.25 * b)
+
+
+def test_fc_output_is_reshaped_row_per_output_channel():
+    model = DeepISP(TINY_FULL)
+    with torch.no_grad():
+        model.to_w.weight.zero_()
+        bias = torch.arange(30, dtype=torch.float32)
+        model.to_w.bias.copy_(bias)
+    w = model.color_head(torch.zeros(1, TINY_FULL.hl_width))
+    assert w.shape == (1, 3, 10)
+    assert torch.equal(w[0, 1], bias[10:20])  # row 1 (green) is FC outputs 10..19
+
+
+def test_low_level_residuals_are_summed_at_every_block():
+    model = randomize(DeepISP(TINY_JDD))
+    x = torch.rand(1, 3, 12, 12)
+    image, inp = x, x
+    for block in model.low_level.blocks:
+        features, residual = block(inp)
+        image = image + residual
+        if features is not None:
+            inp = torch.cat([features, image], 1)
+    assert torch.allclose(model(x), image)
+    # Both convs of a block read the whole block input (features and image together).
+    assert all(b.conv_residual.in_channels == b.conv_features.in_channels == 8 for b in model.low_level.blocks[1:-1])
+    assert model.low_level.blocks[0].conv_residual.in_channels == 3
+    assert model.low_level.blocks[-1].conv_features is None  # jdd: last features would be unused
+
+
+def test_default_init_is_identity_on_the_image_path():
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(DeepISP(TINY_JDD)(x), x)
+
+
+@pytest.mark.parametrize("h,w", [(17, 23), (31, 8), (64, 65)])
+def test_shapes_for_odd_sizes(h, w):
+    assert DeepISP(TINY_JDD)(torch.rand(2, 3, h, w)).shape == (2, 3, h, w)
+    if min(h, w) >= TINY_FULL.min_size:
+        out, wm = DeepISP(TINY_FULL).forward_with_w(torch.rand(2, 3, h, w))
+        assert out.shape == (2, 3, h, w) and wm.shape == (2, 3, 10)
+
+
+def test_too_small_input_is_refused():
+    with pytest.raises(ValueError, match="minimum"):
+        DeepISP(PRESETS["phone-full"])(torch.rand(1, 3, 40, 40))
+
+
+def test_receptive_field_is_2n_plus_1():
+    cfg = ModelConfig(mode="jdd", n_ll=5, width=8)
+    model = randomize(DeepISP(cfg))
+    x = torch.rand(1, 3, 41, 41, requires_grad=True)
+    model(x)[0, :, 20, 20].sum().backward()
+    touched = (x.grad.abs().sum(1)[0] > 0).nonzero()
+    assert touched[:, 0].min() == 20 - cfg.n_ll and touched[:, 0].max() == 20 + cfg.n_ll
+    assert touched[:, 1].min() == 20 - cfg.n_ll and touched[:, 1].max() == 20 + cfg.n_ll
+
+
+def test_high_level_output_is_global():
+    """Changing far-away pixels changes W, so every output pixel depends on the whole image."""
+    model = randomize(DeepISP(TINY_FULL), std=0.3)
+    x = torch.rand(1, 3, 32, 32)
+    y = x.clone()
+    y[..., 28:, 28:] = 0.0
+    _, w1 = model.forward_with_w(x)
+    _, w2 = model.forward_with_w(y)
+    assert not torch.allclose(w1, w2)
+
+
+def test_fit_affine_recovers_known_map():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 4, generator=g)
+    rgb = torch.rand(3, 20, 30, generator=g)
+    target = (a[:, :3] @ rgb.reshape(3, -1) + a[:, 3:]).reshape(3, 20, 30)
+    assert torch.allclose(fit_affine(rgb, target), a, atol=1e-4)
+
+
+def test_set_color_init_places_affine_in_the_linear_columns():
+    model = DeepISP(TINY_FULL)
+    a = torch.arange(12, dtype=torch.float32).view(3, 4)
+    model.set_color_init(a)
+    w = model.to_w.bias.view(3, 10)
+    assert torch.equal(w[:, [3, 6, 8, 9]], a)
+    assert torch.equal(w[:, [0, 1, 2, 4, 5, 7]], torch.zeros(3, 6))
+
+
+def test_paper_sizes_match_the_paper():
+    # ~0.63 M parameters and ~1.06 MFLOP per pixel for n_ll=15, 64 channels (deployment notes).
+    full = PRESETS["paper-full"]
+    assert (full.n_ll, full.n_hl, full.width) == (15, 3, 64)
+    assert PRESETS["paper-jdd"].n_ll == 20
+    assert count_parameters(DeepISP(full)) == pytest.approx(0.63e6, rel=0.02)
+    assert flops_per_pixel(full) == pytest.approx(1.06e6, rel=0.02)

@@ -1,0 +1,75 @@
+"""Training: the loss falls, resume is exact, the W init is the paper's, checkpoints are atomic."""
+
+import csv
+from dataclasses import replace
+
+import pytest
+import torch
+
+from deepisp.checkpoint import load_checkpoint, load_model
+from deepisp.errors import DeepISPError
+from deepisp.train import TrainConfig, train
+
+# tiny-full: 3 low-level blocks, 1 high-level layer, width 8. Crops of 72 are the MS-SSIM minimum (> 64).
+BASE = dict(preset="tiny-full", batch=2, crop=72, ckpt_every=3, val_every=3, lr=2e-3)
+
+
+def run(tc: TrainConfig, resume: bool = False):
+    torch.set_num_threads(1)  # identical kernels in every run, so weights can be compared bit for bit
+    return train(tc, resume=resume, progress=False)
+
+
+def test_loss_falls(s7_root, tmp_path):
+    tc = TrainConfig(data=str(s7_root), out=str(tmp_path / "run"), steps=30, **{**BASE, "ckpt_every": 30})
+    run(tc)
+    with open(tmp_path / "run" / "log.csv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+
+
+def test_resume_gives_identical_weights(s7_root, tmp_path):
+    straight = TrainConfig(data=str(s7_root), out=str(tmp_path / "a"), steps=6, **BASE)
+    run(straight)
+    interrupted = replace(straight, out=str(tmp_path / "b"), steps=3)
+    run(interrupted)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 3
+    run(replace(interrupted, steps=6), resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert b["step"] == 6
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    ea, eb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(ea[i]["exp_avg_sq"], eb[i]["exp_avg_sq"]) for i in ea)
+
+
+def test_w_is_initialised_from_averaged_affine_fits(s7_root, tmp_path):
+    from deepisp.data.s7 import S7Dataset
+    from deepisp.model import fit_affine
+
+    run(TrainConfig(data=str(s7_root), out=str(tmp_path / "r"), steps=1, **{**BASE, "lr": 1e-12}))
+    model, _ = load_model(tmp_path / "r" / "last.pt")
+    ds = S7Dataset(s7_root, split="train")
+    expected = torch.stack([fit_affine(*ds[i]) for i in range(len(ds))]).mean(0)
+    w = model.to_w.bias.detach().view(3, 10)
+    assert torch.allclose(w[:, [3, 6, 8, 9]], expected, atol=1e-4)
+    assert w[:, [0, 1, 2, 4, 5, 7]].abs().max() < 1e-6
+
+
+def test_resume_without_checkpoint_and_bad_preset(s7_root, tmp_path):
+    with pytest.raises(DeepISPError, match="no checkpoint"):
+        run(TrainConfig(data=str(s7_root), out=str(tmp_path / "none")), resume=True)
+    with pytest.raises(DeepISPError, match="unknown preset"):
+        run(TrainConfig(data=str(s7_root), out=str(tmp_path / "x"), preset="huge"))
+    with pytest.raises(DeepISPError, match="too small"):
+        run(TrainConfig(data=str(s7_root), out=str(tmp_path / "x"), preset="tiny-full", crop=32))
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DeepISPError, match="not a readable deepisp checkpoint"):
+        load_model(bad)
+    with pytest.raises(DeepISPError, match="not found"):
+        load_model(tmp_path / "missing.pt")
