@@ -71,7 +71,9 @@ PRESETS: dict[str, ModelConfig] = {
     "paper-jdd": ModelConfig(mode="jdd", n_ll=20, n_hl=0, width=64, hl_width=64),
     "phone-full": ModelConfig(mode="full", n_ll=8, n_hl=3, width=24, hl_width=32),
     "phone-jdd": ModelConfig(mode="jdd", n_ll=10, n_hl=0, width=24, hl_width=32),
+    # For tests and smoke runs only.
     "tiny-full": ModelConfig(mode="full", n_ll=3, n_hl=1, width=8, hl_width=8),
+    "tiny-jdd": ModelConfig(mode="jdd", n_ll=3, n_hl=0, width=8, hl_width=8),
 }
 
 

@@ -226,11 +226,10 @@ def test_dataset_items(msr_root):
     assert torch.equal(rgb, bilinear_demosaic(torch.from_numpy(s.mosaic)[None, None])[0])
     assert torch.equal(target, torch.from_numpy(s.target))
 
-    ds = MSRDataset(msr_root, split="test", noise=False, crop=32, flips=True, seed=3)
+    ds = MSRDataset(msr_root, split="test", noise=False, crop=32, flips=True)
     seen = set()
-    for epoch in range(6):
-        ds.set_epoch(epoch)
-        x, t = ds[0]
+    for seed in range(6):
+        x, t = ds.crop_pair(0, np.random.default_rng(seed))
         assert x.shape == t.shape == (3, 32, 32)
         y0, x0, fh, fv = _find_window(target, t)
         assert y0 % 2 == 0 and x0 % 2 == 0
@@ -238,20 +237,20 @@ def test_dataset_items(msr_root):
         un = un.flip(-2) if fv else un
         assert torch.equal(rgb[:, y0 : y0 + 32, x0 : x0 + 32], un)  # input got the same window and flips
         seen.add((y0, x0, fh, fv))
-        again = ds[0]
+        again = ds.crop_pair(0, np.random.default_rng(seed))
         assert torch.equal(again[0], x) and torch.equal(again[1], t)
     assert len(seen) > 1
     a = ds.crop_pair(1, np.random.default_rng(7))
     b = ds.crop_pair(1, np.random.default_rng(7))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     with pytest.raises(DeepISPError, match="crop"):
-        MSRDataset(msr_root, split="test", crop=200)[0]
+        MSRDataset(msr_root, split="test", crop=200).crop_pair(0, np.random.default_rng(0))
 
 
 def test_training_split_with_crops(msr_root):
     ds = MSRDataset(msr_root, split="train", crop=64, flips=True, val_count=2)
     assert len(ds) == 2
-    rgb, target = ds[1]
+    rgb, target = ds.crop_pair(1, np.random.default_rng(0))
     assert rgb.shape == target.shape == (3, 64, 64)
     assert (rgb - target).abs().mean() < 0.05  # noisy bilinear input is close to the truth
 

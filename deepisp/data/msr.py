@@ -270,14 +270,13 @@ def load_msr_sample(folder: str | Path, name: str) -> MSRSample:
 
 
 class MSRDataset(torch.utils.data.Dataset):
-    """MSR pairs for JDD training and evaluation.
+    """MSR pairs for JDD training and evaluation, with the same interface as `S7Dataset`.
 
-    `dataset[i]` is (bilinear-demosaiced input [3,h,w], target [3,h,w]), both linear camera RGB float32
-    in [0,1]: a `crop` x `crop` window at even offsets (the full frame when crop is None), with random
-    left-right and top-bottom flips when `flips`. The randomness is a function of (seed, epoch, i); set
-    the epoch with `set_epoch`. `crop_pair(i, rng)` draws the same kind of sample from the caller's rng.
-    `val_count` is passed to `msr_split`.
-    Decoded samples are cached (about 0.5 MB each at 132x220).
+    `dataset[i]` is image i's full frame (bilinear-demosaiced input [3,H,W], target [3,H,W]), both linear
+    camera RGB float32 in [0,1]; `frame(i)` the same before demosaicing (mosaic [H,W], target); and
+    `crop_pair(i, rng)` a `crop` x `crop` training window at even offsets, with random left-right and
+    top-bottom flips when `flips` (paper III-A), all randomness from the caller's `rng`.
+    `val_count` is passed to `msr_split`. Decoded samples are cached (about 0.5 MB each at 132x220).
     """
 
     def __init__(
@@ -288,7 +287,6 @@ class MSRDataset(torch.utils.data.Dataset):
         noise: bool = True,
         crop: int | None = None,
         flips: bool = False,
-        seed: int = 0,
         val_count: int | None = None,
     ):
         self.folder = msr_camera_dir(root, camera, noise)
@@ -299,16 +297,11 @@ class MSRDataset(torch.utils.data.Dataset):
             _image_paths(self.folder, name)
         if crop is not None and crop < 2:
             raise DeepISPError(f"crop must be at least 2 pixels, got {crop}")
-        self.crop, self.flips, self.seed = crop, flips, seed
-        self.epoch = 0
+        self.crop, self.flips = crop, flips
         self._cache: dict[int, MSRSample] = {}
 
     def __len__(self) -> int:
         return len(self.names)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the crops and flips of `epoch` (each epoch sees different ones, reproducibly)."""
-        self.epoch = epoch
 
     def sample(self, i: int) -> MSRSample:
         """Image i's full canonical mosaic and target (cached)."""
@@ -316,21 +309,28 @@ class MSRDataset(torch.utils.data.Dataset):
             self._cache[i] = load_msr_sample(self.folder, self.names[i])
         return self._cache[i]
 
+    def name(self, i: int) -> str:
+        return self.names[i]
+
+    def frame(self, i: int) -> tuple[np.ndarray, torch.Tensor]:
+        """(mosaic [H,W] float32 canonical RGGB, target [3,H,W] linear RGB)."""
+        s = self.sample(i)
+        return s.mosaic, torch.from_numpy(s.target.copy())
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.crop_pair(i, np.random.default_rng([self.seed, self.epoch, i]))
+        mosaic, target = self.frame(i)
+        return bilinear_demosaic(torch.from_numpy(mosaic)[None, None])[0], target
 
     def crop_pair(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Image i demosaiced, cropped and flipped as configured, with randomness from `rng`."""
-        s = self.sample(i)
         # Demosaic the full frame before cropping so crop borders get true neighbours, not reflections.
-        rgb = bilinear_demosaic(torch.from_numpy(s.mosaic)[None, None])[0]
-        target = torch.from_numpy(s.target.copy())
+        rgb, target = self[i]
         if self.crop is not None:
-            h, w = s.mosaic.shape
+            h, w = rgb.shape[1:]
             c = self.crop
             if c > h or c > w:
                 raise DeepISPError(
-                    f"MSR image {s.name} is {h}x{w}, smaller than the {c}px crop: use crop <= {min(h, w)}"
+                    f"MSR image {self.names[i]} is {h}x{w}, smaller than the {c}px crop: use crop <= {min(h, w)}"
                 )
             y = 2 * int(rng.integers(0, (h - c) // 2 + 1))
             x = 2 * int(rng.integers(0, (w - c) // 2 + 1))
