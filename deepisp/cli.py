@@ -34,7 +34,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> None:
     photos = find_photos(args.photos)
     if args.limit:
         photos = photos[: args.limit]
-    scenes = make_synthetic(photos, args.out, seed=args.seed, pattern=args.pattern)
+    scenes = make_synthetic(photos, args.out, seed=args.seed, pattern=args.pattern, variants=args.variants)
     print(f"wrote {len(scenes)} S7-layout scenes to {args.out}")
 
 
@@ -109,11 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pattern", default="RGGB", choices=["RGGB", "GRBG", "GBRG", "BGGR"], help="sensor CFA pattern to simulate")
     p.add_argument("--limit", type=int, default=None, help="use only the first N photographs")
+    p.add_argument("--variants", type=int, default=1, help="scenes per photograph, each an independent draw of white balance and noise (default 1)")
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("train", help="train a model", description="Train DeepISP with Adam (paper: lr 5e-5) on random crops. "
                        "Mode full (S7 folder, Lab-L1 + MS-SSIM loss) or jdd (MSR folder, L2) follows the preset.")
-    p.add_argument("--data", required=True, help="S7-layout root (full presets) or MSR-layout root (jdd presets)")
+    p.add_argument("--data", help="S7-layout root (full presets) or MSR-layout root (jdd presets); not needed with --resume")
+    p.add_argument("--val-data", dest="val_data", help="S7 only: validate on every scene of this folder and train on every scene of --data "
+                   "(default: the 90/10/10 split of --data)")
     p.add_argument("--out", default="runs/deepisp", help="run folder: last.pt, log.csv, loss.png (default runs/deepisp)")
     p.add_argument("--preset", help="model size, see `deepisp presets` (default phone-full)")
     p.add_argument("--pair", choices=["low_light", "mimic"], help="S7 pair: short raw -> medium JPEG (default) or medium -> medium")
@@ -122,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="crops per step (default 4)")
     p.add_argument("--crop", type=int, help="crop side in pixels (default 128)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 5e-5, the paper's)")
+    p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"], help="constant (paper, default) or cosine decay to 0 at --steps")
     p.add_argument("--alpha", type=float, help="MS-SSIM weight in the full-ISP loss (default 0.84)")
     p.add_argument("--seed", type=int)
     p.add_argument("--ckpt-every", dest="ckpt_every", type=int, help="checkpoint period in steps (default 200)")

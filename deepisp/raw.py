@@ -93,6 +93,22 @@ class RawMosaic:
             img = img.swapaxes(0, 1)
         return np.ascontiguousarray(img)
 
+    def from_display(self, img: np.ndarray) -> np.ndarray:
+        """Display orientation -> canonical frame, the exact inverse of `to_display` (e.g. for a camera JPEG).
+
+        Args:
+            img: [H',W'] or [H',W',C] in display orientation.
+        Returns:
+            contiguous [H,W] / [H,W,C] in the canonical frame, same dtype.
+        """
+        if self.orientation & 4:
+            img = img.swapaxes(0, 1)
+        if self.orientation & 1:
+            img = img[:, ::-1]
+        if self.orientation & 2:
+            img = img[::-1]
+        return self.to_sensor_frame(img, None if img.ndim == 2 else -1)  # the flips are their own inverse
+
 
 def canonicalize(mosaic: np.ndarray, pattern: str) -> tuple[np.ndarray, bool, bool]:
     """Flip a sensor-frame mosaic so its CFA is RGGB.

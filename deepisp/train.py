@@ -13,6 +13,7 @@ Outputs in --out: last.pt (written atomically every --ckpt-every steps and at ex
 from __future__ import annotations
 
 import csv
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,7 +31,8 @@ from deepisp.model import PRESETS, DeepISP, ModelConfig, fit_affine
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str  # S7-layout root (full) or MSR-layout root (jdd)
+    data: str = ""  # S7-layout root (full) or MSR-layout root (jdd)
+    val_data: str = ""  # S7 only: validate on all of this folder, train on all of `data`
     out: str = "runs/deepisp"
     preset: str = "phone-full"
     pair: str = "low_light"  # S7 pair: "low_light" or "mimic"
@@ -39,6 +41,7 @@ class TrainConfig:
     batch: int = 4
     crop: int = 128
     lr: float = 5e-5  # paper, with betas (0.9, 0.999), eps 1e-8
+    lr_schedule: str = "constant"  # paper; or "cosine" decay to 0 at `steps`
     alpha: float = 0.84  # MS-SSIM weight of the full-ISP loss
     seed: int = 0
     ckpt_every: int = 200
@@ -51,7 +54,11 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
     if cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
+        if tc.val_data:
+            return S7Dataset(tc.val_data if split == "val" else tc.data, split="all", pair=tc.pair, crop=tc.crop)
         return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop)
+    if tc.val_data:
+        raise DeepISPError("--val-data is for S7 (full-ISP) training; MSR has its own train/validation lists")
     from deepisp.data.msr import MSRDataset
 
     return MSRDataset(tc.data, camera=tc.msr_camera, split=split, crop=tc.crop, flips=True)
@@ -76,6 +83,13 @@ def affine_init(dataset, max_pixels: int = 1 << 20) -> torch.Tensor:
 
 # Seed-sequence tag of the fixed validation crops: out of reach of training step numbers.
 VALIDATION_STREAM = 2**32 - 1
+
+
+def learning_rate(tc: TrainConfig, step: int) -> float:
+    """The rate of `step`: a function of the step alone, so resuming needs no scheduler state."""
+    if tc.lr_schedule == "cosine":
+        return tc.lr * 0.5 * (1 + math.cos(math.pi * min(step, tc.steps) / tc.steps))
+    return tc.lr
 
 
 def pick_device(name: str) -> torch.device:
@@ -128,6 +142,8 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     out = Path(tc.out)
     ckpt_path = out / "last.pt"
     state = None
+    if tc.lr_schedule not in ("constant", "cosine"):
+        raise DeepISPError(f"unknown --lr-schedule {tc.lr_schedule!r}: use constant or cosine")
     if resume:
         if not ckpt_path.exists():
             raise DeepISPError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
@@ -139,6 +155,8 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
         if tc.preset not in PRESETS:
             raise DeepISPError(f"unknown preset {tc.preset!r}: use one of {', '.join(PRESETS)}")
         cfg = PRESETS[tc.preset]
+        if not tc.data:
+            raise DeepISPError("--data is required: an S7-layout folder (full presets) or MSR-layout folder (jdd presets)")
     if cfg.mode == "full" and tc.crop < max(MIN_CROP, cfg.min_size):
         raise DeepISPError(f"--crop {tc.crop} is too small for the full-ISP loss: use at least {max(MIN_CROP, cfg.min_size)}")
 
@@ -180,6 +198,8 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
                 t0 = time.perf_counter()
                 rgb, target = draw_batch(train_set, tc, step)
                 rgb, target = rgb.to(device), target.to(device)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(tc, step)
                 loss = loss_fn(model(rgb), target)
                 if not torch.isfinite(loss):
                     raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")

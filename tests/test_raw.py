@@ -164,7 +164,11 @@ def test_to_display_matches_rawpy_postprocess(tmp_path: Path, orientation: int) 
         return np.argwhere(img > 0.5 * img.max()).mean(axis=0)
 
     np.testing.assert_allclose(block_centre(shown), block_centre(reference), atol=1.0)
-    assert raw.to_display(np.stack([raw.mosaic] * 3, axis=-1)).shape == (*shown.shape, 3)
+    colour = np.stack([raw.mosaic, 2 * raw.mosaic, 3 * raw.mosaic], axis=-1)
+    assert raw.to_display(colour).shape == (*shown.shape, 3)
+    # from_display is the exact inverse (it brings camera JPEGs into the canonical frame).
+    np.testing.assert_array_equal(raw.from_display(shown), raw.mosaic)
+    np.testing.assert_array_equal(raw.from_display(raw.to_display(colour)), colour)
 
 
 def test_odd_active_area_phase(tmp_path: Path) -> None:

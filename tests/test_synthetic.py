@@ -164,3 +164,16 @@ def test_user_errors(tmp_path: Path, photos: list[Path]) -> None:
     (tmp_path / "S7" / MANIFEST_NAME).write_text("[1, 2]")
     with pytest.raises(DeepISPError, match="not a synthetic-data manifest"):
         make_synthetic(photos, tmp_path / "S7", progress=False)
+
+
+def test_variants_are_independent_draws_of_one_photo(tmp_path: Path) -> None:
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(photo)
+    scenes = make_synthetic([photo, photo], tmp_path / "s7", variants=3, progress=False)
+    assert len(scenes) == 6 and len({s.name for s in scenes}) == 6
+    manifest = json.loads((tmp_path / "s7" / "synthetic_manifest.json").read_text())["scenes"]
+    assert [manifest[s.name]["variant"] for s in scenes] == [0, 1, 2, 0, 1, 2]
+    gains = {tuple(manifest[s.name]["wb_gains"]) for s in scenes}
+    assert len(gains) == 6  # every scene draws its own white balance
+    with pytest.raises(DeepISPError, match="variants"):
+        make_synthetic([photo], tmp_path / "x", variants=0, progress=False)

@@ -98,3 +98,19 @@ def test_jdd_trains_and_evaluates_on_msr_layout(tmp_path):
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["mode"] == "jdd" and m["n"] == 2
     assert 10 < m["model"]["psnr_linear"] < 80 and 10 < m["baseline"]["psnr_srgb"] < 80
+
+
+def test_cosine_schedule_and_val_data(s7_root, tmp_path):
+    from deepisp.model import PRESETS
+    from deepisp.train import learning_rate, make_dataset
+
+    tc = TrainConfig(data=str(s7_root), lr=1e-3, steps=100, lr_schedule="cosine")
+    assert learning_rate(tc, 0) == pytest.approx(1e-3)
+    assert learning_rate(tc, 50) == pytest.approx(5e-4)
+    assert learning_rate(tc, 100) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(replace(tc, lr_schedule="constant"), 77) == 1e-3
+    cfg = PRESETS["tiny-full"]
+    split_train, split_val = make_dataset(tc, cfg, "train"), make_dataset(tc, cfg, "val")
+    assert len(split_train) + len(split_val) < 4  # the 90/10/10 split of one folder
+    separate = replace(tc, val_data=str(s7_root))
+    assert len(make_dataset(separate, cfg, "train")) == len(make_dataset(separate, cfg, "val")) == 4

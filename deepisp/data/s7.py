@@ -41,7 +41,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from deepisp.data.splits import split_names
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.raw import RawMosaic, read_raw
+from deepisp.raw import read_raw
 
 PAIRS = {
     "low_light": ("short_exposure", "medium_exposure"),
@@ -120,20 +120,6 @@ def read_jpeg(path: Path) -> np.ndarray:
         raise DeepISPError(f"cannot read JPEG {path}: {e}; re-export or remove the file") from None
 
 
-# rawpy's `sizes.flip` codes -> np.rot90 turns that take the sensor frame to display orientation.
-_DISPLAY_TURNS = {0: 0, 3: 2, 5: 1, 6: -1}
-
-
-def display_to_canonical(img: np.ndarray, raw: RawMosaic) -> np.ndarray:
-    """Bring an [H,W,C] image from display orientation to the raw's canonical frame."""
-    img = np.rot90(img, -_DISPLAY_TURNS.get(raw.orientation, 0))
-    if raw.flip_v:
-        img = img[::-1]
-    if raw.flip_h:
-        img = img[:, ::-1]
-    return np.ascontiguousarray(img)
-
-
 def register(mosaic: np.ndarray, target: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Centre-crop a mosaic [H,W] and a target [H',W',3] to their common size, or refuse.
 
@@ -166,7 +152,7 @@ def load_pair(scene: S7Scene, pair: str = "low_light") -> tuple[np.ndarray, np.n
     """
     raw_exp, jpg_exp = PAIRS[pair]
     raw = read_raw(scene.files[(raw_exp, "raw")])
-    target = display_to_canonical(read_jpeg(scene.files[(jpg_exp, "jpeg")]), raw)
+    target = raw.from_display(read_jpeg(scene.files[(jpg_exp, "jpeg")]))
     return register(raw.mosaic, target, f"scene {scene.name}")
 
 

@@ -189,19 +189,23 @@ def make_synthetic(
     *,
     seed: int = 0,
     pattern: str = "RGGB",
+    variants: int = 1,
     progress: bool = True,
 ) -> list[Path]:
-    """Write one S7-layout scene per photo into `out_dir` (created if needed).
+    """Write `variants` S7-layout scenes per photo into `out_dir` (created if needed).
 
-    Photo i becomes scene `scene_name(i)`; existing scene files of the same names are overwritten and the
-    result depends only on (photo, i, seed, pattern). Every file is written atomically, and the manifest is
-    updated after each scene so it always describes what is on disk.
+    Variant v of photo i is an independent draw of white balance, noise and its render, written as scene
+    `scene_name(i * variants + v)`; existing scene files of the same names are overwritten and the result
+    depends only on (photo, i, v, seed, pattern). Variants of one photo share content, so keep them on one
+    side of a train/validation split (train with `--val-data` on another folder). Every file is written
+    atomically, and the manifest is updated after each scene so it always describes what is on disk.
 
     Args:
         photos: sRGB photographs (any format PIL reads; see `find_photos`).
         out_dir: dataset root.
         seed: non-negative integer seed.
         pattern: sensor CFA pattern of the DNGs ("RGGB", "GRBG", "GBRG", "BGGR").
+        variants: scenes per photo, >= 1.
         progress: show a tqdm progress bar.
     Returns:
         the scene folders, in photo order.
@@ -212,6 +216,8 @@ def make_synthetic(
         raise DeepISPError(f"seed must be a non-negative integer, got {seed!r}")
     if not photos:
         raise DeepISPError("no photos given; pass folders of sRGB photographs")
+    if variants < 1:
+        raise DeepISPError(f"variants must be at least 1, got {variants}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST_NAME
@@ -227,37 +233,42 @@ def make_synthetic(
     manifest.setdefault("scenes", {})
 
     scenes = []
-    for index, photo_path in enumerate(tqdm(photos, desc="synthetic scenes", unit="scene", disable=not progress)):
+    for index, photo_path in enumerate(tqdm(photos, desc="synthetic scenes", unit="photo", disable=not progress)):
         photo = _load_photo(Path(photo_path))
-        params, frames = _synthesize(photo, pattern, np.random.default_rng([seed, index]))
-        scene = out_dir / scene_name(index)
-        scene.mkdir(exist_ok=True)
-        for name, cfa in frames.items():
-            write_dng(
-                scene / f"{name}.dng",
-                cfa,
-                pattern=pattern,
-                black_level=BLACK_LEVEL,
-                white_level=WHITE_LEVEL,
-                color_matrix=M_CAM_FROM_XYZ,
-                as_shot_neutral=tuple(1.0 / np.asarray(params["wb_gains"])),
-                make="deepisp",
-                model="synthetic S7",
-            )
-        write_jpeg(scene / "medium_exposure.jpg", photo)
-        write_jpeg(
-            scene / "short_exposure.jpg",
-            _render_camera_jpeg(frames["short_exposure"], pattern, np.asarray(params["wb_gains"])),
-        )
-        manifest["scenes"][scene.name] = {
-            "source": str(Path(photo_path).resolve()),
-            "index": index,
-            "seed": seed,
-            "pattern": pattern,
-            "size": list(photo.shape[:2]),
-            **params,
-        }
-        with atomic_path(manifest_path) as tmp:
-            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        scenes.append(scene)
+        for variant in range(variants):
+            scene = out_dir / scene_name(index * variants + variant)
+            params = _write_scene(scene, photo, pattern, np.random.default_rng([seed, index, variant]))
+            manifest["scenes"][scene.name] = {
+                "source": str(Path(photo_path).resolve()),
+                "index": index,
+                "variant": variant,
+                "seed": seed,
+                "pattern": pattern,
+                "size": list(photo.shape[:2]),
+                **params,
+            }
+            with atomic_path(manifest_path) as tmp:
+                tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            scenes.append(scene)
     return scenes
+
+
+def _write_scene(scene: Path, photo: np.ndarray, pattern: str, rng: np.random.Generator) -> dict:
+    """Render one scene folder (two DNGs, two JPEGs) from a photo; returns the sampled parameters."""
+    params, frames = _synthesize(photo, pattern, rng)
+    scene.mkdir(exist_ok=True)
+    for name, cfa in frames.items():
+        write_dng(
+            scene / f"{name}.dng",
+            cfa,
+            pattern=pattern,
+            black_level=BLACK_LEVEL,
+            white_level=WHITE_LEVEL,
+            color_matrix=M_CAM_FROM_XYZ,
+            as_shot_neutral=tuple(1.0 / np.asarray(params["wb_gains"])),
+            make="deepisp",
+            model="synthetic S7",
+        )
+    write_jpeg(scene / "medium_exposure.jpg", photo)
+    write_jpeg(scene / "short_exposure.jpg", _render_camera_jpeg(frames["short_exposure"], pattern, np.asarray(params["wb_gains"])))
+    return params

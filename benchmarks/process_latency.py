@@ -1,0 +1,102 @@
+"""`deepisp process` wall time and peak memory on real and full-size frames, on the host CPU.
+
+    python benchmarks/process_latency.py [--model CKPT] [--tile 512] [--skip-12mp]
+
+Cases (each in a fresh subprocess, so peak RSS is that run's alone):
+    colorchart  ../shared/data/raw/colorchart.dng (real sensor data, 1734x1156)
+    12mp        a 3024x4032 DNG (the S7's frame size) written from a Kodak photo by the synthetic pipeline
+Each case also runs the untiled full-frame model on the same mosaic (where it fits) to show what tiling
+saves. Writes benchmarks/results/process_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from deepisp.atomic import atomic_path
+
+RESULTS = Path(__file__).parent / "results"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Runs in the child: time process_file (tiled) or the full-frame path, report seconds and ru_maxrss.
+_CHILD = r"""
+import json, resource, sys, time, torch
+from pathlib import Path
+from deepisp.checkpoint import load_model
+from deepisp.process import process_file
+from deepisp.raw import read_raw
+from deepisp.tiling import run_full_frame
+raw_path, out, model_path, tile, mode = sys.argv[1:6]
+model, _ = load_model(None if model_path == "default" else model_path)
+t0 = time.perf_counter()
+if mode == "tiled":
+    info = process_file(model, Path(raw_path), Path(out), tile=int(tile), progress=False)
+else:
+    mosaic = torch.from_numpy(read_raw(raw_path).mosaic)
+    run_full_frame(model, mosaic)
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run_case(raw: Path, model: str, tile: int, mode: str, out_dir: Path) -> dict:
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(out_dir / "out.jpg"), model, str(tile), mode],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def write_12mp_dng(path: Path) -> None:
+    """A 3024x4032 S7-size DNG rendered from a Kodak photo through the synthetic raw pipeline."""
+    from PIL import Image
+
+    from deepisp.data.synthetic import make_synthetic
+
+    photo = SHARED / "photos" / "kodak24" / "kodim05.png"
+    big = path.parent / "kodim05_12mp.png"
+    Image.open(photo).convert("RGB").resize((4032, 3024), Image.BICUBIC).save(big)
+    scene = make_synthetic([big], path.parent / "s7", progress=False)[0]
+    (scene / "short_exposure.dng").rename(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default", help="checkpoint (default: the shipped model)")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--skip-12mp", action="store_true", help="only the colorchart case")
+    ap.add_argument("--out", type=Path, default=RESULTS / "process_latency.json")
+    args = ap.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"error: {SHARED} not found: this benchmark needs ../shared/data beside the repo")
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cases = {"colorchart": SHARED / "raw" / "colorchart.dng"}
+        if not args.skip_12mp:
+            cases["12mp"] = tmp / "frame_12mp.dng"
+            write_12mp_dng(cases["12mp"])
+        for name, raw in cases.items():
+            tiled = run_case(raw, args.model, args.tile, "tiled", tmp)
+            full = run_case(raw, args.model, args.tile, "full", tmp)
+            results[name] = {"tiled": tiled, "full_frame": full}
+            print(f"{name:<11} tiled: {tiled.get('seconds', float('nan')):7.2f} s  peak {tiled.get('peak_rss_mb', float('nan')):7.0f} MB | "
+                  f"full frame: {full.get('seconds', float('nan')):7.2f} s  peak {full.get('peak_rss_mb', float('nan')):7.0f} MB")
+    payload = {"meta": {"tile": args.tile, "model": args.model, "threads": torch.get_num_threads(), "torch": torch.__version__},
+               "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as t:
+        t.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
