@@ -25,9 +25,10 @@ from deepisp.atomic import atomic_path
 RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-# Runs in the child: time process_file (tiled) or the full-frame path, report seconds and ru_maxrss.
+# Runs in the child: time process_file (tiled) or the full-frame path, report seconds and peak RSS.
+# Peak RSS is VmHWM, which exec resets; getrusage's ru_maxrss would carry over the parent's peak.
 _CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from pathlib import Path
 from deepisp.checkpoint import load_model
 from deepisp.process import process_file
@@ -42,7 +43,8 @@ else:
     mosaic = torch.from_numpy(read_raw(raw_path).mosaic)
     run_full_frame(model, mosaic)
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_kb / 1024}))
 """
 
 
