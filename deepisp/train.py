@@ -165,19 +165,17 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     train_set = make_dataset(tc, cfg, "train")
     val_set = make_dataset(tc, cfg, "val")
     model = DeepISP(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
     step = 0
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
     elif cfg.mode == "full":
         model.set_color_init(affine_init(train_set))
     model.to(device).train()
-    for group_state in optimizer.state.values():  # Adam moments follow the model to its device
-        for k, v in group_state.items():
-            if torch.is_tensor(v) and k != "step":
-                group_state[k] = v.to(device)
+    # Created after the move, so load_state_dict puts Adam's moments on the parameters' device.
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
     loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == "full" else jdd_loss
 
     out.mkdir(parents=True, exist_ok=True)
