@@ -14,7 +14,7 @@ DEMO   ?= out/demo
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -e ".[test,export]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -24,10 +24,11 @@ test: setup
 
 demo: setup
 	@test -d $(SHARED) || { echo "error: $(SHARED) not found: the demo needs the shared photos and raw files beside the repo"; exit 2; }
-	$(VENV)/bin/deepisp make-synthetic --photos $(SHARED)/photos/kodak24 --out $(DEMO)/s7-kodak24 --seed 1
-	$(VENV)/bin/deepisp eval --data $(DEMO)/s7-kodak24 --split all --out $(DEMO)/eval
-	$(VENV)/bin/deepisp process $(SHARED)/raw/colorchart.dng -o $(DEMO)/colorchart.jpg
-	@echo "demo outputs in $(DEMO)/: eval/metrics.json, eval/*_input_output_target.png, colorchart.jpg"
+	$(VENV)/bin/deepisp make-synthetic --photos $(SHARED)/photos/kodak24 --out out/s7-kodak24 --seed 1
+	$(VENV)/bin/deepisp eval --data out/s7-kodak24 --split all --out $(DEMO)/eval
+	$(PY) export/to_tflite.py --quant fp16 --out $(DEMO)/export
+	$(VENV)/bin/deepisp process $(SHARED)/raw/colorchart.dng -o $(DEMO)/colorchart.jpg --backend tflite --model $(DEMO)/export/deepisp_fp16.json
+	@echo "demo outputs in $(DEMO)/: eval/metrics.json, eval/*_input_output_target.png, export/ (fp16 TFLite + report), colorchart.jpg"
 
 clean:
 	rm -rf $(VENV) out

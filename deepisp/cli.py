@@ -17,9 +17,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
@@ -71,7 +71,16 @@ def cmd_process(args: argparse.Namespace) -> None:
 
     if len(args.inputs) > 1 and not (args.output and args.output.is_dir()):
         raise DeepISPError("several inputs need -o to name an existing folder")
-    model, _ = load_model(args.model)
+    if args.backend == "torch":
+        model, _ = load_model(args.model)
+    else:
+        from deepisp.runtime import ExportedModel
+
+        if args.model is None or args.model.suffix != ".json":
+            raise DeepISPError(f"--backend {args.backend} needs --model OUT/deepisp_<variant>.json, the sidecar written by export/to_{args.backend}.py")
+        model = ExportedModel(args.model, threads=args.threads)
+        if model.backend != args.backend:
+            raise DeepISPError(f"{args.model} is a {model.backend} export, not {args.backend}: pass --backend {model.backend}")
     jobs = []
     for raw in args.inputs:
         if args.output is None:
@@ -153,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", type=Path, nargs="+", help="raw file(s)")
     p.add_argument("-o", "--output", type=Path, default=None, help="output file (.jpg/.png/.tif) or folder (default: input name with .jpg)")
     p.add_argument("--bits", type=int, default=None, choices=[8, 16], help="bit depth (default: 8 for JPEG/PNG, 16 for TIFF)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tflite"],
+                   help="torch (checkpoint) or exported graphs run with ONNX Runtime / the LiteRT interpreter; for onnx and "
+                        "tflite, --model is the export's sidecar JSON and the tile plan comes from it (default torch)")
     _add_common_model_args(p)
     p.set_defaults(func=cmd_process)
 

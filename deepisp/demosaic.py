@@ -69,3 +69,42 @@ def bilinear_demosaic(raw: torch.Tensor) -> torch.Tensor:
     masks = rggb_masks(raw.shape[2], raw.shape[3], device=raw.device, dtype=raw.dtype)
     planes = F.pad(raw * masks, (1, 1, 1, 1), mode="reflect")
     return F.conv2d(planes, bilinear_kernels(raw.dtype, raw.device), groups=3)
+
+
+def phase_kernels(dtype=torch.float32) -> torch.Tensor:
+    """Bilinear demosaicing as one stride-2 4x4 convolution over the reflection-padded mosaic.
+
+    The masks of `bilinear_demosaic` are full-size constants, which an exported fixed-shape graph would
+    carry as megabytes of weights. Within one RGGB quad the masks are fixed, so each of the 4 output
+    phases (dy, dx) of each colour is a plain 3x3 kernel: kernel[c, dy, dx, u, v] weighs padded pixel
+    (2i + u, 2j + v) for output pixel (2i + dy, 2j + dx). A stride-2 conv with these 12 kernels followed by
+    depth-to-space (pixel shuffle) is exactly bilinear demosaicing.
+
+    Returns:
+        [3,2,2,4,4]: colour (R,G,B), row phase dy, column phase dx, kernel row u, kernel column v.
+    """
+    k = bilinear_kernels(dtype)[:, 0]  # [3,3,3]
+    site = rggb_masks(2, 2, dtype=dtype)[0]  # [3,2,2]: which colour the sensor measures at each quad site
+    out = torch.zeros(3, 2, 2, 4, 4, dtype=dtype)
+    for dy in range(2):
+        for dx in range(2):
+            for i in range(3):
+                for j in range(3):
+                    u, v = dy + i, dx + j  # padded (u, v) is mosaic (u - 1, v - 1) relative to the quad
+                    out[:, dy, dx, u, v] = k[:, i, j] * site[:, (u - 1) % 2, (v - 1) % 2]
+    return out
+
+
+def bilinear_demosaic_strided(raw: torch.Tensor) -> torch.Tensor:
+    """`bilinear_demosaic` as the graph-friendly stride-2 conv + pixel shuffle (see `phase_kernels`).
+
+    Args:
+        raw: [B,1,H,W] float, H and W even, RGGB phase at (0,0).
+    Returns:
+        [B,3,H,W] float, equal to `bilinear_demosaic(raw)` up to float round-off.
+    """
+    if raw.ndim != 4 or raw.shape[1] != 1 or raw.shape[2] % 2 or raw.shape[3] % 2:
+        raise ValueError(f"bilinear_demosaic_strided expects [B,1,H,W] with even H,W, got {tuple(raw.shape)}")
+    # pixel_shuffle reads channel c*4 + dy*2 + dx, the row-major flattening of [3,2,2].
+    weight = phase_kernels(raw.dtype).reshape(12, 1, 4, 4).to(raw.device)
+    return F.pixel_shuffle(F.conv2d(F.pad(raw, (1, 1, 1, 1), mode="reflect"), weight, stride=2), 2)

@@ -1,6 +1,7 @@
 """Raw file -> finished image at full resolution (`deepisp process`).
 
-read_raw (canonical RGGB mosaic) -> exact tiled DeepISP -> undo the CFA flips and apply the file's
+read_raw (canonical RGGB mosaic) -> exact tiled DeepISP (PyTorch, or exported ONNX/TFLite graphs via
+deepisp.runtime) -> undo the CFA flips and apply the file's
 orientation -> clamp to [0,1] -> write JPEG (8-bit), PNG (8 or 16-bit) or TIFF (16-bit).
 Full-ISP models output sRGB-encoded images; JDD models output linear sensor RGB, which gets the sRGB
 curve so it displays sensibly (no white balance or colour matrix: that is the full model's job).
@@ -24,6 +25,7 @@ from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP
 from deepisp.pngio import write_png
 from deepisp.raw import read_raw
+from deepisp.runtime import ExportedModel
 from deepisp.tiling import DEFAULT_TILE, run_tiled
 
 OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
@@ -60,17 +62,22 @@ def save_image(img: np.ndarray, path: Path, bits: int) -> None:
             Image.fromarray(data).save(tmp, quality=95)
 
 
-def render(model: DeepISP, raw_path: Path, tile: int = DEFAULT_TILE, progress: bool = False) -> np.ndarray:
-    """A raw file through the model: [H,W,3] float in [0,1], display orientation, display-referred."""
+def render(model: DeepISP | ExportedModel, raw_path: Path, tile: int = DEFAULT_TILE, progress: bool = False) -> np.ndarray:
+    """A raw file through the model (PyTorch, or exported graphs with their own tile plan): [H,W,3] float
+    in [0,1], display orientation, display-referred."""
     raw = read_raw(raw_path)
-    out = run_tiled(model, torch.from_numpy(raw.mosaic), tile=tile, progress=progress)
+    mosaic = torch.from_numpy(raw.mosaic)
+    if isinstance(model, ExportedModel):
+        out = model.run(mosaic, progress=progress)
+    else:
+        out = run_tiled(model, mosaic, tile=tile, progress=progress)
     if model.cfg.mode == "jdd":
         out = linear_to_srgb(out)
     img = out.clamp(0, 1).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(raw.to_display(img))
 
 
-def process_file(model: DeepISP, raw_path: Path, out_path: Path, tile: int = DEFAULT_TILE, bits: int | None = None, progress: bool = True) -> dict:
+def process_file(model: DeepISP | ExportedModel, raw_path: Path, out_path: Path, tile: int = DEFAULT_TILE, bits: int | None = None, progress: bool = True) -> dict:
     """Process one raw file; returns timings and sizes for the caller to report."""
     bits = check_output_path(out_path, bits)
     t0 = time.perf_counter()

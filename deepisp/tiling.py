@@ -1,22 +1,31 @@
-"""Exact overlapping-tile inference: full-frame results from bounded memory.
+"""Exact overlapping-tile inference: full-frame results from bounded memory, with fixed-size windows.
 
-The plan (per axis; 2-D windows are the products of the row and column plans):
+The same plan drives the PyTorch model here, the exported ONNX/TFLite graphs (`deepisp.runtime`) and a
+phone app (the plan is written into every exported model's metadata). Every window of a frame has the
+same shape, so one static-shape graph serves all tiles on a GPU/NPU delegate.
 
-* The frame is cut into *cores* of `tile` pixels (the last one ends at the frame edge). Each core is
-  computed inside a larger *window* of the mosaic; only the core of the window's output is kept.
+The plan, per axis (2-D windows are the products of the row and column plans); A = `alignment(cfg)`
+(the high-level stride 4^n_hl, at least 2 for the CFA), h = `low_level_halo(cfg)`, r = `high_level_reach(cfg)`:
+
 * Low-level halo. Every layer reflection-pads its input, so at a window edge that lies inside the frame
   the padded values are wrong, and the error creeps in one pixel per 3x3 layer: demosaic (1) + n_ll
-  blocks. Cores therefore stay `n_ll + 1` pixels away from interior window edges; at true frame edges the
-  window's padding *is* the frame's padding, so nothing is lost there.
+  blocks = h pixels. Kept rows (the *core*) stay h pixels away from interior window edges; at true frame
+  edges the window's padding *is* the frame's padding, so nothing is lost there.
 * High-level stage and the global W. The paper's W comes from a mean over the whole frame's high-level
-  cell map, so tiles must not each compute their own W. Pass 1 runs the high-level convs inside every
-  window too and keeps the cells the window *owns* (cell p of a layer stack with stride A = 4^n_hl is owned
-  by the core containing row A*p); their sum is accumulated. One high-level cell depends on low-level
-  rows [A*p - (A-1)/3, A*p + A - 1] (3x3 stride-2 conv then 2x2 pool, composed n_hl times), so windows
-  start (A-1)/3 rows before the core on top of the low-level halo, and window origins are multiples of A
-  so their cell grid coincides with the frame's. The mean of the accumulated cells is exactly the
-  full-frame global mean; W follows from it.
-* Pass 2 applies the per-pixel quadratic transform with that W to the stored low-level image.
+  cell map, so tiles must not each compute their own W. Pass 1 runs the high-level convs in every window
+  too and keeps the cells the window *owns* (cell p is owned by the core containing row A*p); their sum
+  is accumulated, and the mean is exactly the full-frame global mean. One cell reads low-level rows
+  [A*p - r, A*p + A - 1], so cores start `top_margin` = ceil((h + r) / A) * A rows after an interior window
+  origin. Window origins are multiples of A so every window's cell grid coincides with the frame's.
+* Fixed window size S. The first window starts at 0, the last one ends at the frame edge (so frame-edge
+  padding is exact), and both must start on the A grid: S = n (mod A). S is the smallest such size with
+  room for a `tile`-pixel core (S >= tile + top_margin + h), or n when the frame is smaller. Interior
+  origins step by the largest multiple of A that keeps neighbouring cores touching; cores meet at
+  `origin + top_margin` of the later window. S therefore depends on the frame size: a phone exports
+  graphs for its sensor's frame (3024x4032 on the S7: 1104x1152 windows for tile 1024 and 3 high-level
+  layers), and the Python runners resize their graphs for other frames.
+* Pass 2 applies the per-pixel quadratic transform with that W to the stored low-level image, in blocks
+  of the window's shape (pointwise, so blocks may overlap at the frame's end).
 
 Window origins are even, so every window's mosaic keeps the RGGB phase. Exactness is tested against
 the full-frame model (max abs difference ~1e-6 in fp32, round-off only).
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from tqdm import tqdm
@@ -46,6 +56,15 @@ class Span:
     window: tuple[int, int]
     core: tuple[int, int]
     cells: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """The windows along one axis of `n` pixels, all `size` long."""
+
+    n: int
+    size: int
+    spans: tuple[Span, ...]
 
 
 def cell_count(n: int, cfg: ModelConfig) -> int:
@@ -72,61 +91,132 @@ def high_level_reach(cfg: ModelConfig) -> int:
     return (cfg.hl_stride - 1) // 3 if cfg.mode == "full" else 0
 
 
-def plan_axis(n: int, tile: int, cfg: ModelConfig) -> list[Span]:
+def top_margin(cfg: ModelConfig) -> int:
+    """Rows between an interior window's origin and its core: halo + reach, rounded up to the A grid."""
     a = alignment(cfg)
-    if tile % a:
-        raise DeepISPError(f"tile {tile} must be a multiple of {a} for this model (its high-level stride): try --tile {math.ceil(tile / a) * a}")
-    halo, reach = low_level_halo(cfg), high_level_reach(cfg)
+    return math.ceil((low_level_halo(cfg) + high_level_reach(cfg)) / a) * a
+
+
+def window_size(n: int, tile: int, cfg: ModelConfig) -> int:
+    """The fixed window length along an axis of n pixels for a nominal `tile`-pixel core (see module doc)."""
+    a = alignment(cfg)
+    if tile <= 0 or tile % a:
+        raise DeepISPError(f"tile {tile} must be a positive multiple of {a} for this model (its high-level stride): "
+                           f"try --tile {max(1, math.ceil(tile / a)) * a}")
+    smallest = tile + top_margin(cfg) + low_level_halo(cfg)
+    return min(n, smallest + (n - smallest) % a)
+
+
+def plan_axis(n: int, tile: int, cfg: ModelConfig, size: int | None = None) -> AxisPlan:
+    """Windows of one fixed length covering n pixels; `size` overrides the length derived from `tile`.
+
+    `size` must be n, or satisfy size = n (mod alignment) with room for a core (an exported graph's window).
+    """
+    a, halo, margin = alignment(cfg), low_level_halo(cfg), top_margin(cfg)
+    size = window_size(n, tile, cfg) if size is None else size
+    if size > n or (size < n and ((n - size) % a or size < margin + halo + a)):
+        raise DeepISPError(f"a {size}-pixel window cannot tile a {n}-pixel axis for this model: windows must be the axis "
+                           f"length or congruent to it mod {a} and at least {margin + halo + a}; re-export for this frame size")
+    if size == n:
+        return AxisPlan(n, n, (Span((0, n), (0, n), (0, cell_count(n, cfg))),))
+    step = (size - halo - margin) // a * a
+    origins = [min(k * step, n - size) for k in range(1 + math.ceil((n - size) / step))]
+    cores = [0] + [o + margin for o in origins[1:]] + [n]
     n_cells = cell_count(n, cfg)
     spans = []
-    for c0 in range(0, n, tile):
-        c1 = min(n, c0 + tile)
-        w0 = max(0, (c0 - halo - reach) // a * a)
-        w1 = min(n, c1 + halo)
-        p1 = n_cells if c1 == n else c1 // a
-        spans.append(Span((w0, w1), (c0, c1), (min(c0 // a, p1), p1)))
-    return spans
+    for k, o in enumerate(origins):
+        c0, c1 = cores[k], cores[k + 1]
+        cells = (min(math.ceil(c0 / a), n_cells), n_cells if c1 == n else min(c1 // a, n_cells)) if cfg.mode == "full" else (0, 0)
+        spans.append(Span((o, o + size), (c0, c1), cells))
+    return AxisPlan(n, size, tuple(spans))
 
 
-@torch.no_grad()
-def run_tiled(model: DeepISP, mosaic: torch.Tensor, tile: int = DEFAULT_TILE, progress: bool = False) -> torch.Tensor:
+def pointwise_blocks(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) blocks of `size` (the last one shifted back to end at n) for pointwise pass 2."""
+    size = min(size, n)
+    return [(min(s, n - size), min(s, n - size) + size) for s in range(0, n, size)]
+
+
+class WindowRunner(Protocol):
+    """One backend's two passes on fixed-shape windows (PyTorch here, ONNX/TFLite in deepisp.runtime)."""
+
+    cfg: ModelConfig
+
+    def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pass 1. window [S_h,S_w] mosaic -> (image [3,S_h,S_w], cells [hl_width,h,w] or None for jdd)."""
+
+    def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """Pass 2. image [3,h,w] low-level estimate, mean [hl_width] global mean -> [3,h,w] output."""
+
+
+class TorchRunner:
+    """`WindowRunner` over a `DeepISP` module (fp32, on the module's device)."""
+
+    def __init__(self, model: DeepISP):
+        self.model, self.cfg = model, model.cfg
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        rgb = bilinear_demosaic(window.to(self.device, torch.float32)[None, None])
+        features, image = self.model.low_level(rgb)
+        if self.cfg.mode == "jdd":
+            return image[0].cpu(), None
+        cells = self.model.high_level(torch.cat([features, image], dim=1))
+        return image[0].cpu(), cells[0].cpu()
+
+    @torch.no_grad()
+    def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        w = self.model.color_head(mean.to(self.device, torch.float32)[None])
+        return apply_color_transform(w, image.to(self.device)[None])[0].cpu()
+
+
+def run_tiled(
+    model: DeepISP | WindowRunner,
+    mosaic: torch.Tensor,
+    tile: int | tuple[int, int] = DEFAULT_TILE,
+    progress: bool = False,
+    window: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """The model on a full mosaic, window by window, equal to `run_full_frame` up to float round-off.
 
     Args:
+        model: a DeepISP module, or any `WindowRunner` (an exported graph from deepisp.runtime).
         mosaic: [H,W] float in [0,1], canonical RGGB, H,W >= the model's min_size.
-        tile: core size, a multiple of `alignment(cfg)`; memory grows with (tile + 2*halo)^2.
+        tile: nominal core size (or per axis, (rows, cols)), a multiple of `alignment(cfg)`; memory grows
+            with (tile + margins)^2.
+        window: fixed (S_h, S_w) window shape to use instead of the one derived from `tile`.
     Returns:
         [3,H,W] float: linear RGB (jdd) or sRGB-encoded (full), not clamped.
     """
-    cfg = model.cfg
+    runner = TorchRunner(model) if isinstance(model, DeepISP) else model
+    cfg = runner.cfg
     h, w = mosaic.shape
     if min(h, w) < cfg.min_size:
         raise DeepISPError(f"image {h}x{w} is smaller than this model's {cfg.min_size}x{cfg.min_size} minimum")
-    device = next(model.parameters()).device
-    rows, cols = plan_axis(h, tile, cfg), plan_axis(w, tile, cfg)
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    rows = plan_axis(h, tile_h, cfg, None if window is None else window[0])
+    cols = plan_axis(w, tile_w, cfg, None if window is None else window[1])
     a = alignment(cfg)
     image = torch.empty(3, h, w, dtype=torch.float32)
     cell_sum = torch.zeros(cfg.hl_width, dtype=torch.float64) if cfg.mode == "full" else None
-    windows = [(r, c) for r in rows for c in cols]
+    windows = [(r, c) for r in rows.spans for c in cols.spans]
     for r, c in tqdm(windows, desc="tiles", disable=not progress, leave=False):
         (y0, y1), (x0, x1) = r.window, c.window
-        rgb = bilinear_demosaic(mosaic[y0:y1, x0:x1].to(device, torch.float32)[None, None])
-        features, estimate = model.low_level(rgb)
+        estimate, cells = runner.low_level(mosaic[y0:y1, x0:x1].float())
         (cy0, cy1), (cx0, cx1) = r.core, c.core
-        image[:, cy0:cy1, cx0:cx1] = estimate[0, :, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0].cpu()
-        if cell_sum is not None and r.cells[1] > r.cells[0] and c.cells[1] > c.cells[0]:
-            cells = model.high_level(torch.cat([features, estimate], dim=1))[0]
+        image[:, cy0:cy1, cx0:cx1] = estimate[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+        if cell_sum is not None:
             (p0, p1), (q0, q1) = r.cells, c.cells
-            owned = cells[:, p0 - y0 // a : p1 - y0 // a, q0 - x0 // a : q1 - x0 // a]
-            cell_sum += owned.double().sum(dim=(1, 2)).cpu()
+            cell_sum += cells[:, p0 - y0 // a : p1 - y0 // a, q0 - x0 // a : q1 - x0 // a].double().sum(dim=(1, 2))
     if cell_sum is None:
         return image
-    mean = (cell_sum / (cell_count(h, cfg) * cell_count(w, cfg))).float().to(device)
-    w_matrix = model.color_head(mean[None]).cpu()
-    # Pass 2 in row bands: the quadratic monomials are 10 channels, so bound their memory too.
-    for y in range(0, h, tile):
-        image[:, y : y + tile] = apply_color_transform(w_matrix, image[None, :, y : y + tile])[0]
-    return image
+    mean = (cell_sum / (cell_count(h, cfg) * cell_count(w, cfg))).float()
+    out = torch.empty_like(image)
+    for y0, y1 in pointwise_blocks(h, rows.size):
+        for x0, x1 in pointwise_blocks(w, cols.size):
+            out[:, y0:y1, x0:x1] = runner.color(image[:, y0:y1, x0:x1], mean)
+    return out
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ import torch
 
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig
-from deepisp.tiling import cell_count, plan_axis, run_full_frame, run_tiled
+from deepisp.tiling import alignment, cell_count, plan_axis, pointwise_blocks, run_full_frame, run_tiled, window_size
 
 
 def trained_like(cfg: ModelConfig, seed: int = 0) -> DeepISP:
@@ -23,7 +23,7 @@ def trained_like(cfg: ModelConfig, seed: int = 0) -> DeepISP:
 CASES = [
     (ModelConfig(mode="full", n_ll=3, n_hl=1, width=8, hl_width=8), (70, 94), 16),
     (ModelConfig(mode="full", n_ll=4, n_hl=2, width=12, hl_width=8), (97, 161), 32),
-    (ModelConfig(mode="full", n_ll=3, n_hl=3, width=8, hl_width=8), (130, 203), 64),
+    (ModelConfig(mode="full", n_ll=3, n_hl=3, width=8, hl_width=8), (300, 203), 64),
     (ModelConfig(mode="jdd", n_ll=5, width=10), (37, 53), 16),
 ]
 
@@ -34,22 +34,38 @@ def test_tiled_equals_full_frame(cfg, size, tile):
     mosaic = torch.rand(size)
     full = run_full_frame(model, mosaic)
     tiled = run_tiled(model, mosaic, tile=tile)
-    assert len(plan_axis(size[0], tile, cfg)) > 1 and size[0] % tile and size[1] % tile
+    assert len(plan_axis(size[0], tile, cfg).spans) > 1 and size[0] % tile and size[1] % tile
     assert full.abs().max() < 4  # realistic range, so 1e-5 is a meaningful fp32 bound
     assert (full - tiled).abs().max() < 1e-5
 
 
-def test_plan_covers_every_row_and_cell_once():
+def test_plan_covers_every_row_and_cell_once_with_equal_windows():
     cfg = ModelConfig(mode="full", n_ll=4, n_hl=2, width=8, hl_width=8)
-    for n in (64, 100, 257, 1001):
-        spans = plan_axis(n, 32, cfg)
-        rows = [r for s in spans for r in range(*s.core)]
-        cells = [p for s in spans for p in range(*s.cells)]
+    for n in (64, 100, 257, 1001, 3024):
+        plan = plan_axis(n, 32, cfg)
+        rows = [r for s in plan.spans for r in range(*s.core)]
+        cells = [p for s in plan.spans for p in range(*s.cells)]
         assert rows == list(range(n))
         assert cells == list(range(cell_count(n, cfg)))
-        for s in spans:
+        assert plan.spans[0].window[0] == 0 and plan.spans[-1].window[1] == n
+        for s in plan.spans:
+            assert s.window[1] - s.window[0] == plan.size  # one static-shape graph serves every window
             assert s.window[0] % 16 == 0  # origins on the high-level grid (and even for the CFA)
             assert s.window[0] <= s.core[0] and s.core[1] <= s.window[1]
+
+
+def test_window_size_for_the_s7_frame():
+    cfg = ModelConfig(mode="full", n_ll=8, n_hl=3, width=24, hl_width=32)  # phone-full
+    assert alignment(cfg) == 64
+    assert (window_size(3024, 1024, cfg), window_size(4032, 1024, cfg)) == (1104, 1152)
+    assert window_size(500, 1024, cfg) == 500  # small frames are one window
+
+
+def test_pointwise_blocks_cover_the_axis_with_one_size():
+    for n, size in ((10, 4), (8, 4), (3, 5)):
+        blocks = pointwise_blocks(n, size)
+        assert {y for b in blocks for y in range(*b)} == set(range(n))
+        assert {b[1] - b[0] for b in blocks} == {min(n, size)}
 
 
 def test_cell_count_matches_the_network():

@@ -1,0 +1,84 @@
+"""Real raw data for export: calibration windows for int8/int16 and held-out frames for accuracy checks.
+
+A source is either an S7-layout root (its short-exposure raws, the model's input; see deepisp.data.s7)
+or a folder of raw files (any Bayer raw LibRaw opens). The default is the S7-layout set the project
+renders from the Kodak photographs in ../shared/data (`default_s7_root`, built on first use): its train
+split calibrates, its val and test splits check accuracy, so calibration and checks never share a scene.
+
+Windows: [S_h,S_w] float32 mosaics in [0,1], canonical RGGB, cut at even offsets. Frames smaller than a
+window are repeated periodically (np.pad "wrap", which keeps the Bayer phase of even-sized frames) to
+fill it: the seams are a few rows of unnatural content, the statistics stay those of real raw data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deepisp.data import SHARED_DATA
+from deepisp.data.s7 import RAW_EXTENSIONS, scan_s7
+from deepisp.data.splits import split_names
+from deepisp.errors import DeepISPError
+from deepisp.raw import read_raw
+
+DEFAULT_S7_ROOT = Path("out") / "s7-kodak24"
+# LibRaw opens far more than DNG; these are the common Bayer raw extensions accepted in a plain folder.
+RAW_FILE_EXTENSIONS = RAW_EXTENSIONS + (".nef", ".cr2", ".cr3", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".raw")
+
+
+def default_s7_root(root: Path = DEFAULT_S7_ROOT, progress: bool = True) -> Path:
+    """The project's S7-layout test set (24 Kodak photos as synthetic low-light scenes), made if missing."""
+    if root.is_dir() and any(root.iterdir()):
+        return root
+    from deepisp.data.synthetic import find_photos, make_synthetic
+
+    photos = SHARED_DATA / "photos" / "kodak24"
+    if not photos.is_dir():
+        raise DeepISPError(f"no calibration data: {photos} is missing; pass --calib/--data with raw files or an S7-layout folder")
+    make_synthetic(find_photos([photos]), root, seed=1, progress=progress)
+    return root
+
+
+def raw_paths(source: Path, splits: tuple[str, ...]) -> list[Path]:
+    """The raw files of `source`: short-exposure raws of the given splits (S7 root) or every raw file."""
+    source = Path(source)
+    if not source.exists():
+        raise DeepISPError(f"calibration/data folder {source} not found: pass raw files or an S7-layout folder")
+    if source.is_file():
+        return [source]
+    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in RAW_FILE_EXTENSIONS)
+    if files:
+        return files
+    if any(p.is_dir() for p in source.iterdir()):
+        scenes, _ = scan_s7(source)
+        names = {n for split in splits for n in split_names([s.name for s in scenes], split)}
+        return [s.files[("short_exposure", "raw")] for s in scenes if s.name in names]
+    raise DeepISPError(f"no raw files ({', '.join(RAW_FILE_EXTENSIONS)}) or S7 scene folders in {source}")
+
+
+def load_mosaics(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
+    """(name, mosaic [H,W] float32 canonical RGGB) per raw file; unreadable files are a clear error."""
+    return [(p.parent.name if p.stem.lower().startswith("short_exposure") else p.stem, read_raw(p).mosaic) for p in paths]
+
+
+def calibration_windows(mosaics: list[np.ndarray], window: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:
+    """`count` windows [S_h,S_w] float32: a full-range ramp, then windows cut from the mosaics in turn at
+    random even offsets.
+
+    The ramp (0 to 1 across the window) is there because the input's range is [0,1] by contract, with
+    clipped highlights at 1: a few dark calibration scenes would otherwise set the input and activation
+    ranges too narrow, and a brighter frame saturates them (seen as 0.06 max errors in int8 and int16x8).
+    """
+    if not mosaics:
+        raise DeepISPError("no usable raw files for calibration: pass --calib with Bayer raw files or an S7-layout folder")
+    rng = np.random.default_rng(seed)
+    sh, sw = window
+    out = [np.broadcast_to(np.linspace(0, 1, sw, dtype=np.float32), (sh, sw)).copy()]
+    for k in range(count - 1):
+        m = mosaics[k % len(mosaics)]
+        m = np.pad(m, ((0, max(0, sh - m.shape[0])), (0, max(0, sw - m.shape[1]))), mode="wrap")
+        y = 2 * int(rng.integers(0, (m.shape[0] - sh) // 2 + 1))
+        x = 2 * int(rng.integers(0, (m.shape[1] - sw) // 2 + 1))
+        out.append(np.ascontiguousarray(m[y : y + sh, x : x + sw], dtype=np.float32))
+    return out

@@ -1,0 +1,139 @@
+"""Command lines of export/to_tflite.py and export/to_onnx.py: same flags, same report, one backend each.
+
+    load checkpoint -> held-out raw frames (accuracy) and calibration windows (int8/int16x8)
+    -> graphs for the window of the frame's tile plan -> per variant: build, publish (deepisp.export.pipeline)
+    -> one summary line per variant; exit 1 if any variant was refused, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from deepisp.errors import DeepISPError
+
+DEFAULT_FRAME = (3024, 4032)  # Samsung Galaxy S7 main camera, the S7-ISP dataset's frame
+DEFAULT_TILE = 1024
+# Calibration window side: ranges do not depend on the window size, calibration time grows with it.
+CALIBRATION_WINDOW = 256
+
+
+def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
+    what = {"tflite": "TFLite (LiteRT) graphs for phone GPU/NPU delegates", "onnx": "ONNX graphs (opset 18, dynamic window size)"}[backend]
+    p = argparse.ArgumentParser(
+        prog=f"export/to_{backend}.py",
+        description=f"Export a DeepISP checkpoint as {what}: a tile graph (raw Bayer window -> image, plus the "
+        "high-level cells) and a color graph (global W applied per pixel), run tile by tile with the plan in the "
+        "metadata. Every variant is checked against the float PyTorch model on held-out raw frames and refused "
+        "(no files left, exit 1) if it falls below its accuracy floor or a graph does not delegate wholly.",
+        epilog="Outputs per variant V in --out: deepisp_tile_V, deepisp_color_V, the sidecar JSON (plan, I/O, "
+        "accuracy, delegate verdicts) and an error heat map PNG. Run one with `deepisp process RAW --backend "
+        f"{backend} --model OUT/<sidecar>.json`.",
+    )
+    p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped phone-full model)")
+    p.add_argument("--quant", nargs="+", default=["fp32"], choices=[*variants, "all"], metavar="Q",
+                   help=f"variant(s): {', '.join(variants)}, or all (default fp32)")
+    p.add_argument("--tile", type=int, nargs="+", default=[DEFAULT_TILE], metavar="N",
+                   help=f"nominal core of a tile, H W or one size for both (default {DEFAULT_TILE}); the window adds the halo")
+    p.add_argument("--frame", type=int, nargs=2, default=list(DEFAULT_FRAME), metavar=("H", "W"),
+                   help="sensor frame the static tile plan is made for (default 3024 4032, the S7's)")
+    p.add_argument("--calib", type=Path, default=None, help="raw files or an S7-layout folder for int8/int16x8 calibration "
+                   "(default: the train split of the project's synthetic S7 set, made from ../shared/data on first use)")
+    p.add_argument("--calib-windows", type=int, default=32, help=f"calibration windows of {CALIBRATION_WINDOW}x{CALIBRATION_WINDOW} (default 32)")
+    p.add_argument("--data", type=Path, default=None, help="raw files or an S7-layout folder to check accuracy on "
+                   "(default: the val+test splits of the synthetic S7 set)")
+    p.add_argument("--eval-images", type=int, default=4, help="held-out frames for the accuracy check (default 4)")
+    p.add_argument("--min-psnr", type=float, default=None, help="accuracy floor in dB vs the float model for every variant "
+                   "(default: per-variant floors set from measurement, see deepisp/export/accuracy.py)")
+    p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out/)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the checks (default: all cores)")
+    return p
+
+
+def _check_out(out: Path) -> None:
+    existing = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise DeepISPError(f"cannot write to --out {out}: {existing} is not a writable folder; choose another --out")
+
+
+def run(backend: str, argv: list[str] | None = None) -> int:
+    """Entry point of export/to_<backend>.py; returns the exit status."""
+    try:
+        if backend == "tflite":
+            from deepisp.export import tflite_export as exporter
+        else:
+            from deepisp.export import onnx_export as exporter
+    except ImportError as e:
+        print(f"error: {backend} export needs the export extras ({e.name} is missing): pip install -e '.[export]'", file=sys.stderr)
+        return 2
+    args = parser(backend, exporter.VARIANTS).parse_args(argv)
+    try:
+        return _export(backend, exporter, args)
+    except DeepISPError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _export(backend: str, exporter, args: argparse.Namespace) -> int:
+    import torch
+
+    from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
+    from deepisp.export.accuracy import reference_outputs
+    from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, raw_paths
+    from deepisp.export.pipeline import ExportOptions, publish, summary_line
+    from deepisp.tiling import window_size
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    variants = list(exporter.VARIANTS) if "all" in args.quant else list(dict.fromkeys(args.quant))
+    if len(args.tile) not in (1, 2):
+        raise DeepISPError("--tile takes one size or two (H W)")
+    tile = (args.tile[0], args.tile[-1])
+    _check_out(args.out)
+    model, _ = load_model(args.model)
+    cfg = model.cfg
+    window = (window_size(args.frame[0], tile[0], cfg), window_size(args.frame[1], tile[1], cfg))
+    opts = ExportOptions(args.out, tile, tuple(args.frame), args.min_psnr, args.threads)
+    print(f"model {args.model or DEFAULT_CHECKPOINT} ({cfg.mode}, n_ll={cfg.n_ll}, width={cfg.width}); "
+          f"frame {args.frame[0]}x{args.frame[1]} -> window {window[0]}x{window[1]} for tile {tile[0]}x{tile[1]}")
+
+    data = args.data or default_s7_root()
+    frames = load_mosaics(raw_paths(data, ("val", "test"))[: args.eval_images])
+    if not frames:
+        raise DeepISPError(f"no held-out raw frames in {data} for the accuracy check; pass --data")
+    references = reference_outputs(model, frames)
+    calibration = None
+    if any(v in getattr(exporter, "CALIBRATED", ()) for v in variants):
+        source = args.calib or default_s7_root()
+        size = (min(CALIBRATION_WINDOW, window[0]), min(CALIBRATION_WINDOW, window[1]))
+        calibration = calibration_windows([m for _, m in load_mosaics(raw_paths(source, ("train",)))], size, args.calib_windows)
+        print(f"calibration: {len(calibration)} windows of {size[0]}x{size[1]} from {source}")
+
+    if backend == "tflite":
+        from deepisp.export.delegates import check
+        from deepisp.export.metadata import embed_tflite as embed
+        from deepisp.export.tf_graphs import tf_graphs
+
+        graphs = tf_graphs(model)
+        build = lambda v: exporter.build(graphs, v, window, cfg.hl_width, calibration)  # noqa: E731
+    else:
+        check, embed = None, exporter.embed
+        build = lambda v: exporter.build(model, window, v)  # noqa: E731
+
+    print(f"accuracy check on {len(frames)} held-out frame(s) from {data} against the float PyTorch model")
+    refused = 0
+    for v in variants:
+        t0 = time.perf_counter()
+        report = publish(build(v), backend, cfg, window, opts, frames, references, embed, check)
+        refused += not report["accepted"]
+        print(summary_line(report, args.out) + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        for layer in report.get("int8_layers", [])[:5]:
+            print(f"          int8 error: {layer['tensor']} ({layer['op']}) RMSE {layer['rmse']:.4f} = {layer['rmse_per_step']:.2f} steps")
+    if refused:
+        print(f"error: {refused} variant(s) refused; nothing was written for them", file=sys.stderr)
+        return 1
+    print(f"wrote {len(variants)} variant(s) to {args.out}/")
+    return 0

@@ -1,0 +1,118 @@
+"""What every export does after building a variant's graphs, whatever the backend: embed metadata, check
+delegates, measure accuracy against the float model, and publish only what passes.
+
+A variant's files are first written to a hidden staging folder inside the output folder; they are moved
+into place (each with an atomic rename) only when the variant meets its accuracy floor and every graph
+delegates fully to the processor it targets. A refused variant leaves no model file behind.
+
+Files of variant v: `deepisp_tile_<v>.<ext>`, `deepisp_color_<v>.<ext>` (full models), the sidecar
+`deepisp_<v>.json` (TFLite) or `deepisp_onnx_<v>.json` (ONNX), and `deepisp_<v>_error.png` (TFLite) /
+`deepisp_onnx_<v>_error.png`: the float model's output beside a heat map of the variant's error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepisp.export.accuracy import MIN_PSNR, compare
+from deepisp.export.metadata import describe, write_sidecar
+from deepisp.model import ModelConfig
+from deepisp.runtime import ExportedModel
+
+EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Shared export settings. tile: nominal core (rows, cols); frame: the sensor frame the plan is for."""
+
+    out: Path
+    tile: tuple[int, int]
+    frame: tuple[int, int]
+    min_psnr: float | None = None
+    threads: int | None = None
+
+
+@dataclass
+class BuiltVariant:
+    """A variant's serialized graphs before publishing.
+
+    graphs: graph name ("tile", "color") -> model bytes without metadata.
+    targets: graph name -> the processor it must run on wholly: "gpu", "npu", or "cpu" (not gated).
+    extra: backend findings for the sidecar (e.g. the int8 per-layer error report).
+    """
+
+    variant: str
+    graphs: dict[str, bytes]
+    targets: dict[str, str]
+    extra: dict = field(default_factory=dict)
+
+
+def stem(backend: str, variant: str) -> str:
+    return f"deepisp_{variant}" if backend == "tflite" else f"deepisp_onnx_{variant}"
+
+
+def publish(
+    built: BuiltVariant,
+    backend: str,
+    cfg: ModelConfig,
+    window: tuple[int, int],
+    opts: ExportOptions,
+    frames: list[tuple[str, np.ndarray]],
+    references: list[torch.Tensor],
+    embed: Callable[[bytes, dict], bytes],
+    check: Callable[[bytes], dict] | None = None,
+) -> dict:
+    """Stage, verify and (if accepted) publish one variant; returns its report (the sidecar's content)."""
+    ext = EXTENSIONS[backend]
+    files = {g: f"deepisp_{g}_{built.variant}{ext}" for g in built.graphs}
+    meta = describe(cfg, window, opts.frame, opts.tile, backend, built.variant, files)
+    name = stem(backend, built.variant)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=opts.out, prefix=".staging-") as tmp:
+        staging = Path(tmp)
+        sizes = {}
+        for g, blob in built.graphs.items():
+            data = embed(blob, meta)
+            (staging / files[g]).write_bytes(data)
+            sizes[g] = len(data)
+        write_sidecar(staging / f"{name}.json", meta)
+        delegates = {g: check(blob) for g, blob in built.graphs.items()} if check else {}
+        accuracy = compare(ExportedModel(staging / f"{name}.json", opts.threads), frames, references, error_map=staging / f"{name}_error.png")
+        floor = opts.min_psnr if opts.min_psnr is not None else MIN_PSNR[built.variant]
+        problems = []
+        if accuracy["psnr_min"] < floor:
+            problems.append(f"PSNR vs float {accuracy['psnr_min']:.1f} dB < floor {floor:.1f} dB (--min-psnr to override)")
+        for g, target in built.targets.items():
+            if target in ("gpu", "npu") and not delegates[g][target]["ok"]:
+                fallback = delegates[g][target]["fallback"]
+                problems.append(f"{g} graph does not run wholly on the {target.upper()}: {len(fallback)} op(s) fall back to CPU, "
+                                f"first: {fallback[0]}")
+        report = {**meta, "bytes": sizes, "targets": built.targets, "accuracy": {**accuracy, "floor_psnr": floor},
+                  "delegates": delegates, **built.extra, "accepted": not problems, "problems": problems}
+        if not problems:
+            write_sidecar(staging / f"{name}.json", report)
+            for f in staging.iterdir():
+                os.replace(f, opts.out / f.name)
+    return report
+
+
+def summary_line(report: dict, out: Path) -> str:
+    """One line per variant: files, size, accuracy against float, delegate verdicts, accepted or why not."""
+    acc = report["accuracy"]
+    size = sum(report["bytes"].values()) / 1024
+    verdicts = ", ".join(
+        f"{g}->{t}: {'ok' if report['delegates'][g][t]['ok'] else 'CPU FALLBACK'}" if t in ("gpu", "npu") else f"{g}->cpu"
+        for g, t in report["targets"].items()
+    ) if report["delegates"] else "n/a"
+    status = "ok" if report["accepted"] else "REFUSED: " + "; ".join(report["problems"])
+    where = out / f"{stem(report['backend'], report['variant'])}.json"
+    return (f"{report['variant']:<9} {size:8.1f} kB  PSNR vs float {acc['psnr']:6.2f} dB (min {acc['psnr_min']:.2f}, floor {acc['floor_psnr']:.0f})"
+            f"  SSIM {acc['ssim']:.4f}  delegates [{verdicts}]  {status}" + (f"\n          -> {where}" if report["accepted"] else ""))

@@ -1,0 +1,136 @@
+"""Run exported DeepISP graphs (ONNX Runtime or the TFLite/LiteRT interpreter) on full frames.
+
+An exported variant is named by its sidecar JSON (`deepisp_<variant>.json`, written by export/to_onnx.py
+or export/to_tflite.py next to the graphs). `load_runner(path)` returns a `deepisp.tiling.WindowRunner`,
+so `run_exported` follows the very tile plan the PyTorch path and a phone app follow.
+
+TFLite interpreters are taken from `ai_edge_litert` (LiteRT), then `tflite_runtime`, then
+`tensorflow.lite`. Graphs are exported for one window shape (the plan for the frame size given at
+export); for other frame sizes the runners resize the graph inputs (CPU interpreters and ONNX Runtime
+accept that; phone delegates want the exported shape).
+
+Layouts at the boundary: runner inputs/outputs are torch tensors in deepisp's [C,H,W] convention;
+TFLite graphs are NHWC, ONNX graphs NCHW, both float32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepisp.errors import DeepISPError
+from deepisp.model import ModelConfig
+from deepisp.tiling import run_tiled
+
+BACKENDS = ("torch", "onnx", "tflite")
+
+
+def tflite_interpreter_class():
+    """The first TFLite interpreter available: LiteRT, tflite_runtime, then TensorFlow's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # built against NumPy 1.x: fails to import under NumPy 2
+        return Interpreter
+    except (ImportError, RuntimeError, AttributeError):
+        pass
+    try:
+        import tensorflow as tf
+        return tf.lite.Interpreter
+    except ImportError:
+        raise DeepISPError("no TFLite interpreter installed: pip install ai-edge-litert (or `pip install -e .[export]`)") from None
+
+
+class TfliteRunner:
+    """`WindowRunner` over the tile (and color) .tflite graphs of one exported variant."""
+
+    def __init__(self, cfg: ModelConfig, files: dict[str, Path], threads: int | None = None):
+        interpreter = tflite_interpreter_class()
+        self.cfg = cfg
+        self._run = {}
+        for name, path in files.items():
+            try:
+                it = interpreter(model_path=str(path), num_threads=threads)
+            except ValueError as e:
+                raise DeepISPError(f"{path} is not a loadable TFLite model ({e}); re-export it") from None
+            self._run[name] = it.get_signature_runner()
+
+    def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self._run["tile"](mosaic=window.numpy()[None, :, :, None].astype(np.float32))
+        image = torch.from_numpy(out["image"][0]).permute(2, 0, 1)
+        cells = torch.from_numpy(out["cells"][0]).permute(2, 0, 1) if "cells" in out else None
+        return image, cells
+
+    def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        out = self._run["color"](image=image.permute(1, 2, 0).numpy()[None].astype(np.float32), mean=mean.numpy()[None].astype(np.float32))
+        return torch.from_numpy(out["output"][0]).permute(2, 0, 1)
+
+
+class OnnxRunner:
+    """`WindowRunner` over the tile (and color) .onnx graphs (dynamic spatial size) with ONNX Runtime."""
+
+    def __init__(self, cfg: ModelConfig, files: dict[str, Path], threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DeepISPError("onnxruntime is not installed: pip install onnxruntime (or `pip install -e .[export]`)") from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.cfg = cfg
+        self._sessions = {}
+        for name, path in files.items():
+            try:
+                self._sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # ORT raises its own exception types for unreadable models
+                raise DeepISPError(f"{path} is not a loadable ONNX model ({type(e).__name__}); re-export it") from None
+
+    def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self._sessions["tile"].run(None, {"mosaic": window.numpy()[None, None].astype(np.float32)})
+        return torch.from_numpy(out[0][0]), (torch.from_numpy(out[1][0]) if len(out) > 1 else None)
+
+    def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        out = self._sessions["color"].run(None, {"image": image.numpy()[None].astype(np.float32), "mean": mean.numpy()[None].astype(np.float32)})
+        return torch.from_numpy(out[0][0])
+
+
+class ExportedModel:
+    """One exported variant: its metadata (sidecar) and a runner for its graphs."""
+
+    def __init__(self, sidecar: str | Path, threads: int | None = None):
+        sidecar = Path(sidecar)
+        if sidecar.is_dir():
+            raise DeepISPError(f"{sidecar} is a folder: pass the deepisp_<variant>.json written by the export next to the graphs")
+        try:
+            self.meta = json.loads(sidecar.read_text())
+        except FileNotFoundError:
+            raise DeepISPError(f"{sidecar} not found: run export/to_tflite.py or export/to_onnx.py first, then pass its deepisp_<variant>.json") from None
+        except (OSError, ValueError, UnicodeDecodeError):
+            raise DeepISPError(f"{sidecar} is not an export sidecar (JSON): pass the deepisp_<variant>.json written by the export") from None
+        if not isinstance(self.meta, dict) or "graphs" not in self.meta or "model_config" not in self.meta:
+            raise DeepISPError(f"{sidecar} is not a deepisp export sidecar (no graphs/model_config)")
+        self.cfg = ModelConfig(**self.meta["model_config"])
+        files = {name: sidecar.parent / g["file"] for name, g in self.meta["graphs"].items()}
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise DeepISPError(f"graph file(s) missing next to {sidecar}: {', '.join(missing)}; re-export")
+        runner_class = {"tflite": TfliteRunner, "onnx": OnnxRunner}.get(self.meta.get("backend"))
+        if runner_class is None:
+            raise DeepISPError(f"{sidecar}: unknown backend {self.meta.get('backend')!r}")
+        self.runner = runner_class(self.cfg, files, threads)
+        self.backend, self.variant = self.meta["backend"], self.meta["variant"]
+
+    def window_for(self, h: int, w: int) -> tuple[int, int] | None:
+        """The exported window shape when the frame is the one exported for, else None (derive from tile)."""
+        return tuple(self.meta["window"]) if [h, w] == self.meta["frame"] else None
+
+    def run(self, mosaic: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        """mosaic [H,W] float in [0,1] canonical RGGB -> [3,H,W] output, like `deepisp.tiling.run_tiled`."""
+        h, w = mosaic.shape
+        return run_tiled(self.runner, mosaic, tile=self.meta["tile"], progress=progress, window=self.window_for(h, w))

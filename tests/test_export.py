@@ -1,0 +1,193 @@
+"""Export: ONNX/TFLite graphs equal the PyTorch model, tiled runs equal the full frame, quantized variants
+stay above their floors, metadata round-trips, delegate checks catch what the GPU delegate refuses, and
+the export scripts fail cleanly on bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+tf = pytest.importorskip("tensorflow", reason="export tests need the export extras: pip install -e '.[export]'")
+
+from deepisp.checkpoint import load_model, save_checkpoint  # noqa: E402
+from deepisp.export import onnx_export, tflite_export  # noqa: E402
+from deepisp.export.delegates import check  # noqa: E402
+from deepisp.export.metadata import read_tflite  # noqa: E402
+from deepisp.export.tf_graphs import tf_graphs  # noqa: E402
+from deepisp.metrics import psnr  # noqa: E402
+from deepisp.model import ModelConfig  # noqa: E402
+from deepisp.runtime import ExportedModel  # noqa: E402
+from deepisp.tiling import TorchRunner, plan_axis, run_full_frame, window_size  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
+from tests.test_tiling import trained_like  # noqa: E402
+
+TINY_FULL = ModelConfig(mode="full", n_ll=3, n_hl=2, width=8, hl_width=8)
+FRAME, TILE = (150, 214), (32, 32)  # neither a multiple of the tile nor of the 16-pixel high-level stride
+
+
+def export(tmp_path, backend: str, variants: list[str], ckpt, s7_root, *extra: str) -> subprocess.CompletedProcess:
+    """Run export/to_<backend>.py as a user would; data and calibration from the tiny S7 fixture."""
+    cmd = [sys.executable, str(REPO / "export" / f"to_{backend}.py"), "--model", str(ckpt), "--quant", *variants,
+           "--frame", *map(str, FRAME), "--tile", *map(str, TILE), "--data", str(s7_root), "--calib", str(s7_root),
+           "--calib-windows", "8", "--out", str(tmp_path), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    model = trained_like(TINY_FULL, seed=3)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, TINY_FULL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tflite_export_dir(tmp_path_factory, tiny_ckpt, s7_root):
+    out = tmp_path_factory.mktemp("tflite")
+    result = export(out, "tflite", ["all"], tiny_ckpt, s7_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_export_dir(tmp_path_factory, tiny_ckpt, s7_root):
+    out = tmp_path_factory.mktemp("onnx")
+    result = export(out, "onnx", ["fp32"], tiny_ckpt, s7_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def frame_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return psnr(a.clamp(0, 1), b.clamp(0, 1))
+
+
+@pytest.mark.parametrize("cfg", [TINY_FULL, ModelConfig(mode="jdd", n_ll=4, width=8)])
+def test_tf_graph_equals_torch_window(cfg):
+    model = trained_like(cfg, seed=1)
+    window = (48, 64)
+    graphs = tf_graphs(model)
+    mosaic = torch.rand(window)
+    out = graphs["tile"].serve(tf.constant(mosaic.numpy()[None, :, :, None]))
+    image, cells = TorchRunner(model).low_level(mosaic)
+    assert np.abs(out["image"].numpy()[0].transpose(2, 0, 1) - image.numpy()).max() < 1e-5
+    if cfg.mode == "full":
+        assert np.abs(out["cells"].numpy()[0].transpose(2, 0, 1) - cells.numpy()).max() < 1e-5
+        mean = cells.mean(dim=(1, 2))
+        color = graphs["color"].serve(tf.constant(image.permute(1, 2, 0).numpy()[None]), tf.constant(mean.numpy()[None]))
+        ref = TorchRunner(model).color(image, mean)
+        assert np.abs(color["output"].numpy()[0].transpose(2, 0, 1) - ref.numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("backend", ["tflite", "onnx"])
+def test_exported_fp32_tiled_equals_torch_full_frame(backend, tflite_export_dir, onnx_export_dir, tiny_ckpt):
+    folder, name = (tflite_export_dir, "deepisp_fp32.json") if backend == "tflite" else (onnx_export_dir, "deepisp_onnx_fp32.json")
+    exported = ExportedModel(folder / name)
+    model, _ = load_model(tiny_ckpt)
+    assert exported.meta["frame"] == list(FRAME)
+    assert len(plan_axis(FRAME[0], TILE[0], model.cfg).spans) > 2  # really tiled
+    # The exported frame (static plan) and two other sizes (graphs resized to other windows).
+    for size in (FRAME, (98, 130), (200, 66)):
+        mosaic = torch.rand(size)
+        ref = run_full_frame(model, mosaic)
+        out = exported.run(mosaic)
+        assert out.shape == ref.shape
+        assert (out - ref).abs().max() < 1e-4
+        assert frame_psnr(out, ref) >= 60
+
+
+def test_quantized_variants_meet_their_floors(tflite_export_dir):
+    reports = {v: json.loads((tflite_export_dir / f"deepisp_{v}.json").read_text()) for v in tflite_export.VARIANTS}
+    assert reports["fp32"]["accuracy"]["psnr_min"] >= 60
+    assert reports["fp16"]["accuracy"]["psnr_min"] >= 50
+    for v in ("dynamic", "int8", "int16x8"):
+        acc = reports[v]["accuracy"]
+        assert acc["psnr_min"] >= acc["floor_psnr"] > 0
+    # int16 activations are more precise than int8 ones, and int8 is really quantized (not float).
+    assert reports["int16x8"]["accuracy"]["psnr"] > reports["int8"]["accuracy"]["psnr"]
+    assert reports["int8"]["accuracy"]["psnr"] < reports["fp16"]["accuracy"]["psnr"]
+    assert reports["int8"]["int8_layers"] and all(r["rmse"] >= 0 for r in reports["int8"]["int8_layers"])
+    assert (tflite_export_dir / "deepisp_int8_error.png").is_file()
+
+
+def test_metadata_round_trip_and_sidecar(tflite_export_dir, onnx_export_dir):
+    import onnx
+
+    sidecar = json.loads((tflite_export_dir / "deepisp_fp16.json").read_text())
+    embedded = read_tflite((tflite_export_dir / "deepisp_tile_fp16.tflite").read_bytes())
+    measured = {"bytes", "targets", "accuracy", "delegates", "accepted", "problems", "int8_layers"}
+    assert embedded == {k: v for k, v in sidecar.items() if k not in measured}
+    assert embedded["window"] == [window_size(FRAME[0], TILE[0], TINY_FULL), window_size(FRAME[1], TILE[1], TINY_FULL)]
+    assert embedded["graphs"]["tile"]["inputs"]["mosaic"]["shape"] == [1, *embedded["window"], 1]
+    assert embedded["model_config"]["n_ll"] == TINY_FULL.n_ll and "RGGB" in embedded["cfa"]
+    proto = onnx.load(str(onnx_export_dir / "deepisp_tile_fp32.onnx"))
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["deepisp"])
+    assert meta["layout"] == "NCHW" and meta["plan"]["rows"] == embedded["plan"]["rows"]
+
+
+def test_delegate_verdicts(tflite_export_dir):
+    fp16 = json.loads((tflite_export_dir / "deepisp_fp16.json").read_text())
+    assert fp16["delegates"]["tile"]["gpu"]["ok"] and fp16["delegates"]["color"]["gpu"]["ok"]
+    assert "compatible with GPU delegate" in fp16["delegates"]["tile"]["analyzer"]
+    int8 = json.loads((tflite_export_dir / "deepisp_int8.json").read_text())
+    assert int8["delegates"]["tile"]["npu"]["ok"]  # full-integer, static, NNAPI ops
+    int16 = json.loads((tflite_export_dir / "deepisp_int16x8.json").read_text())
+    assert not int16["delegates"]["tile"]["gpu"]["ok"]
+    assert any("INT16" in f for f in int16["delegates"]["tile"]["gpu"]["fallback"])
+
+
+def test_gpu_check_catches_symmetric_mirror_pad():
+    """The rule check is not vacuous: SYMMETRIC mirror padding is refused by the GPU delegate."""
+    fn = tf.function(lambda x: tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC") * 2.0,
+                     input_signature=[tf.TensorSpec([1, 8, 8, 1], tf.float32)])
+    blob = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
+    verdict = check(blob)
+    assert not verdict["gpu"]["ok"] and "REFLECT" in verdict["gpu"]["fallback"][0]
+
+
+def test_process_with_exported_backends(tflite_export_dir, onnx_export_dir, tiny_ckpt, tmp_path):
+    from deepisp.cli import main
+    from tests.conftest import shared_data
+
+    raw = shared_data("raw", "colorchart.dng")
+    outs = {}
+    for backend, sidecar in (("torch", tiny_ckpt), ("tflite", tflite_export_dir / "deepisp_fp32.json"), ("onnx", onnx_export_dir / "deepisp_onnx_fp32.json")):
+        outs[backend] = tmp_path / f"{backend}.png"
+        assert main(["process", str(raw), "-o", str(outs[backend]), "--backend", backend, "--model", str(sidecar), "--tile", "256"]) == 0
+    from PIL import Image
+
+    ref = np.asarray(Image.open(outs["torch"])).astype(int)
+    for backend in ("tflite", "onnx"):
+        assert np.abs(np.asarray(Image.open(outs[backend])).astype(int) - ref).max() <= 1  # 8-bit rounding only
+
+
+def test_refused_variant_leaves_no_files(tmp_path, tiny_ckpt, s7_root):
+    result = export(tmp_path, "tflite", ["int8"], tiny_ckpt, s7_root, "--min-psnr", "200")
+    assert result.returncode == 1
+    assert "REFUSED" in result.stdout and "floor 200" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["missing_model", "unknown_quant", "unwritable_out", "no_raw_files", "bad_tile"])
+def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
+    out = tmp_path / "out"
+    args = {"missing_model": ["--model", str(tmp_path / "nope.pt")], "unknown_quant": ["--quant", "int4"],
+            "unwritable_out": [], "no_raw_files": ["--quant", "int8"], "bad_tile": ["--tile", "30"]}[case]
+    if case == "unwritable_out":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "sub"
+    calib = tmp_path / "empty"
+    calib.mkdir()
+    (calib / "notes.txt").write_text("no raws here")
+    cmd = [sys.executable, str(REPO / "export" / "to_tflite.py"), "--model", str(tiny_ckpt), "--data", str(s7_root),
+           "--calib", str(calib), "--frame", *map(str, FRAME), "--tile", "32", "--out", str(out), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error:" in last and "Traceback" not in result.stderr
+    expected = {"missing_model": "not found", "unknown_quant": "invalid choice", "unwritable_out": "not a writable folder",
+                "no_raw_files": "no raw files", "bad_tile": "multiple of 16"}[case]
+    assert expected in last
+    assert not out.exists() or not any(out.iterdir())
