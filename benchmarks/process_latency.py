@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from deepisp.atomic import atomic_path
+from deepisp.data import SHARED_DATA as SHARED
 
 RESULTS = Path(__file__).parent / "results"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Runs in the child: time process_file (tiled) or the full-frame path, report seconds and peak RSS.
 # Peak RSS is VmHWM, which exec resets; getrusage's ru_maxrss would carry over the parent's peak.

@@ -30,3 +30,11 @@ def test_border_uses_same_colour_neighbours():
     # A constant-per-channel image must come back constant, borders included: reflection keeps the phase.
     rgb = torch.tensor([0.2, 0.5, 0.8]).view(1, 3, 1, 1).expand(1, 3, 7, 10)
     assert torch.allclose(bilinear_demosaic(mosaic(rgb)), rgb)
+
+
+def test_strided_demosaic_is_exactly_bilinear():
+    """The export graphs' stride-2 conv + pixel-shuffle demosaic equals the mask form, borders included."""
+    from deepisp.demosaic import bilinear_demosaic_strided
+
+    raw = torch.rand(2, 1, 38, 52)
+    assert torch.equal(bilinear_demosaic_strided(raw), bilinear_demosaic(raw))

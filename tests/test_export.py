@@ -191,3 +191,17 @@ def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
                 "no_raw_files": "no raw files", "bad_tile": "multiple of 16"}[case]
     assert expected in last
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_full_12mp_frame_through_exported_tiles_equals_torch(tmp_path, tiny_ckpt, s7_root):
+    """The S7's 3024x4032 frame, with the static plan exported for it, against the untiled PyTorch model."""
+    cmd = [sys.executable, str(REPO / "export" / "to_tflite.py"), "--model", str(tiny_ckpt), "--quant", "fp32",
+           "--frame", "3024", "4032", "--tile", "512", "--data", str(s7_root), "--eval-images", "1", "--out", str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    exported = ExportedModel(tmp_path / "deepisp_fp32.json")
+    assert exported.meta["windows_per_frame"] > 40
+    model, _ = load_model(tiny_ckpt)
+    mosaic = torch.rand(3024, 4032)
+    out, ref = exported.run(mosaic), run_full_frame(model, mosaic)
+    assert frame_psnr(out, ref) >= 60 and (out - ref).abs().max() < 1e-4

@@ -1,0 +1,153 @@
+"""Host latency of one tile graph per backend and variant, on this CPU, in one run.
+
+    python benchmarks/latency.py --exported out/demo/export [--size 1024] [--threads 1 2]
+
+For every exported variant in --exported (its deepisp_*.json sidecars) and PyTorch eager fp32 on the
+same model: pass 1 (the tile graph: demosaic + low-level + high-level stage) on one size x size raw
+window, resized from the exported window where needed. TFLite runs in the LiteRT interpreter with its
+default XNNPACK delegate; ONNX in ONNX Runtime's CPU provider. Reported per case: median / min / max
+ms over the repeats, MPix/s, throughput relative to PyTorch eager at the same thread count, and the
+achieved GFLOP/s (model FLOPs per pixel x throughput) against this machine's measured peak (the best of a
+large fp32 matmul and a 64-channel channels-last 3x3 conv in PyTorch, measured in the same run).
+
+Writes benchmarks/results/latency.json and latency.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepisp.atomic import atomic_path
+from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
+from deepisp.export.graphs import TileGraph
+from deepisp.model import ModelConfig, flops_per_pixel
+from deepisp.runtime import tflite_interpreter_class
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(fn, repeats: int, budget_s: float) -> list[float]:
+    """Run fn once to warm up, then up to `repeats` times (fewer if past `budget_s`); seconds per run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if sum(times) > budget_s:
+            break
+    return times
+
+
+def machine_peak_gflops(threads: int) -> float:
+    """Best fp32 GFLOP/s of a 2048^3 matmul and a 64->64 3x3 conv (channels-last, 256x256) in PyTorch."""
+    torch.set_num_threads(threads)
+    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
+    mm = 2 * 2048**3 / min(timed(lambda: a @ b, 5, 10))
+    x = torch.rand(1, 64, 256, 256).to(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        cv = 2 * 9 * 64 * 64 * 256 * 256 / min(timed(lambda: conv(x), 5, 10))
+    return max(mm, cv) / 1e9
+
+
+def tile_flops(cfg: ModelConfig) -> float:
+    """FLOPs per pixel of the tile graph: the network minus the per-pixel colour transform (pass 2)."""
+    return flops_per_pixel(cfg) - (2 * 3 * 10 if cfg.mode == "full" else 0)
+
+
+def torch_case(model, size: int, threads: int):
+    torch.set_num_threads(threads)
+    graph = TileGraph(model).eval()
+    x = torch.rand(1, 1, size, size)
+
+    def run():
+        with torch.no_grad():
+            graph(x)
+
+    return run
+
+
+def tflite_case(path: Path, size: int, threads: int):
+    it = tflite_interpreter_class()(model_path=str(path), num_threads=threads)
+    runner = it.get_signature_runner()
+    x = np.random.rand(1, size, size, 1).astype(np.float32)
+    return lambda: runner(mosaic=x)
+
+
+def onnx_case(path: Path, size: int, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    x = np.random.rand(1, 1, size, size).astype(np.float32)
+    return lambda: session.run(None, {"mosaic": x})
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--exported", type=Path, required=True, help="folder with the export's deepisp_*.json sidecars")
+    ap.add_argument("--model", type=Path, default=None, help="the checkpoint they were exported from (default: shipped model)")
+    ap.add_argument("--size", type=int, default=1024, help="tile side in pixels (default 1024)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=30.0, help="stop repeating a case after this many seconds")
+    ap.add_argument("--out", type=Path, default=RESULTS / "latency.json")
+    args = ap.parse_args()
+    sidecars = sorted(args.exported.glob("deepisp_*.json"))
+    if not sidecars:
+        print(f"error: no deepisp_*.json sidecars in {args.exported}: run export/to_tflite.py / to_onnx.py first", file=sys.stderr)
+        return 2
+    model, _ = load_model(args.model)
+    flops = tile_flops(model.cfg)
+    mpix = args.size**2 / 1e6
+    rows = []
+    peaks = {}
+    for threads in args.threads:
+        peaks[threads] = machine_peak_gflops(threads)
+        cases = [("torch", "fp32 eager", torch_case(model, args.size, threads))]
+        for sidecar in sidecars:
+            meta = json.loads(sidecar.read_text())
+            path = sidecar.parent / meta["graphs"]["tile"]["file"]
+            make = tflite_case if meta["backend"] == "tflite" else onnx_case
+            cases.append((meta["backend"], meta["variant"], make(path, args.size, threads)))
+        baseline = None
+        for backend, variant, run in cases:
+            t = timed(run, args.repeats, args.budget)
+            med = statistics.median(t)
+            baseline = baseline or med
+            row = {"backend": backend, "variant": variant, "threads": threads, "runs": len(t), "median_ms": med * 1e3,
+                   "min_ms": min(t) * 1e3, "max_ms": max(t) * 1e3, "mpix_per_s": mpix / med, "vs_torch_eager": baseline / med,
+                   "gflops": flops * args.size**2 / med / 1e9}
+            row["fraction_of_peak"] = row["gflops"] / peaks[threads]
+            rows.append(row)
+            print(f"{backend:<6} {variant:<11} {threads} thr  {row['median_ms']:9.1f} ms (min {row['min_ms']:.1f}, max {row['max_ms']:.1f}, "
+                  f"n={len(t)})  {row['mpix_per_s']:6.2f} MPix/s  x{row['vs_torch_eager']:.2f} vs torch  "
+                  f"{row['gflops']:6.1f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of peak", flush=True)
+    meta = {"size": args.size, "model": str(args.model or DEFAULT_CHECKPOINT), "tile_graph_kflop_per_pixel": flops / 1e3,
+            "peak_gflops": peaks, "torch": torch.__version__, "exported": str(args.exported)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    lines = [f"Tile graph on one {args.size}x{args.size} raw window, host CPU ({', '.join(f'{t} thr peak {p:.0f} GFLOP/s' for t, p in peaks.items())}).",
+             "", "| backend | variant | threads | median ms | min–max ms | MPix/s | vs torch eager | GFLOP/s | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['backend']} | {r['variant']} | {r['threads']} | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | "
+              f"{r['mpix_per_s']:.2f} | {r['vs_torch_eager']:.2f} | {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% |" for r in rows]
+    with atomic_path(args.out.with_suffix(".md")) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
