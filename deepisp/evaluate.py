@@ -22,16 +22,9 @@ from tqdm import tqdm
 from deepisp.atomic import atomic_path
 from deepisp.color import histogram_stretch, linear_to_srgb
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.metrics import ciede2000, psnr_linear_and_srgb, ssim
-from deepisp.metrics import psnr as psnr_metric
+from deepisp.metrics import image_metrics, psnr_linear_and_srgb
 from deepisp.model import DeepISP
 from deepisp.tiling import DEFAULT_TILE, run_tiled
-
-
-def _full_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict:
-    """pred/target [3,H,W] sRGB in [0,1], already stretched."""
-    de_mean, de_p99 = ciede2000(pred, target)
-    return {"psnr": psnr_metric(pred, target), "ssim": ssim(pred, target), "ciede2000": de_mean, "ciede2000_p99": de_p99}
 
 
 def _side_by_side(panels: list[torch.Tensor], path: Path, max_width: int = 1536) -> None:
@@ -63,7 +56,7 @@ def evaluate(model: DeepISP, dataset, out_dir: Path, tile: int = DEFAULT_TILE, f
             out = histogram_stretch(pred.clamp(0, 1))
             tgt = histogram_stretch(target)
             base = histogram_stretch(linear_to_srgb(bilinear.clamp(0, 1)))
-            row = {"model": _full_metrics(out, tgt), "baseline": _full_metrics(base, tgt)}
+            row = {"model": image_metrics(out, tgt), "baseline": image_metrics(base, tgt)}
             panels = [base, out, tgt]
         else:
             m_lin, m_srgb = psnr_linear_and_srgb(pred, target)

@@ -120,3 +120,9 @@ def ciede2000(pred_srgb: ArrayLike, target_srgb: ArrayLike) -> tuple[float, floa
         ]
     )
     return float(de.mean()), float(np.percentile(de, 99))
+
+
+def image_metrics(pred_srgb: ArrayLike, target_srgb: ArrayLike) -> dict[str, float]:
+    """PSNR, SSIM and CIEDE2000 (mean, p99) of one sRGB image pair, [3,H,W] in [0,1]."""
+    de_mean, de_p99 = ciede2000(pred_srgb, target_srgb)
+    return {"psnr": psnr(pred_srgb, target_srgb), "ssim": ssim(pred_srgb, target_srgb), "ciede2000": de_mean, "ciede2000_p99": de_p99}

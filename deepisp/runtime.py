@@ -134,3 +134,8 @@ class ExportedModel:
         """mosaic [H,W] float in [0,1] canonical RGGB -> [3,H,W] output, like `deepisp.tiling.run_tiled`."""
         h, w = mosaic.shape
         return run_tiled(self.runner, mosaic, tile=self.meta["tile"], progress=progress, window=self.window_for(h, w))
+
+    def run_window(self, mosaic: torch.Tensor) -> torch.Tensor:
+        """The whole frame as a single window (untiled): the graphs resized to the frame."""
+        h, w = mosaic.shape
+        return run_tiled(self.runner, mosaic, tile=self.meta["tile"], window=(h, w))

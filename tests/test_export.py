@@ -44,20 +44,21 @@ def tiny_ckpt(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def tflite_export_dir(tmp_path_factory, tiny_ckpt, s7_root):
-    out = tmp_path_factory.mktemp("tflite")
-    result = export(out, "tflite", ["all"], tiny_ckpt, s7_root)
+def export_into(factory, backend: str, variants: list[str], ckpt, s7_root):
+    out = factory.mktemp(backend)
+    result = export(out, backend, variants, ckpt, s7_root)
     assert result.returncode == 0, result.stdout + result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def tflite_export_dir(tmp_path_factory, tiny_ckpt, s7_root):
+    return export_into(tmp_path_factory, "tflite", ["all"], tiny_ckpt, s7_root)
 
 
 @pytest.fixture(scope="module")
 def onnx_export_dir(tmp_path_factory, tiny_ckpt, s7_root):
-    out = tmp_path_factory.mktemp("onnx")
-    result = export(out, "onnx", ["fp32"], tiny_ckpt, s7_root)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+    return export_into(tmp_path_factory, "onnx", ["fp32"], tiny_ckpt, s7_root)
 
 
 def frame_psnr(a: torch.Tensor, b: torch.Tensor) -> float:

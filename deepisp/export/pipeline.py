@@ -104,14 +104,19 @@ def publish(
     return report
 
 
+def delegate_verdict(report: dict) -> str:
+    """'tile->gpu ok, color->gpu ok' from a report's targets and delegate checks ('->cpu': not gated)."""
+    if not report.get("delegates"):
+        return "n/a"
+    return ", ".join(f"{g}->{t} {'ok' if report['delegates'][g][t]['ok'] else 'CPU FALLBACK'}" if t in ("gpu", "npu") else f"{g}->cpu"
+                     for g, t in report["targets"].items())
+
+
 def summary_line(report: dict, out: Path) -> str:
     """One line per variant: files, size, accuracy against float, delegate verdicts, accepted or why not."""
     acc = report["accuracy"]
     size = sum(report["bytes"].values()) / 1024
-    verdicts = ", ".join(
-        f"{g}->{t}: {'ok' if report['delegates'][g][t]['ok'] else 'CPU FALLBACK'}" if t in ("gpu", "npu") else f"{g}->cpu"
-        for g, t in report["targets"].items()
-    ) if report["delegates"] else "n/a"
+    verdicts = delegate_verdict(report)
     status = "ok" if report["accepted"] else "REFUSED: " + "; ".join(report["problems"])
     where = out / f"{stem(report['backend'], report['variant'])}.json"
     return (f"{report['variant']:<9} {size:8.1f} kB  PSNR vs float {acc['psnr']:6.2f} dB (min {acc['psnr_min']:.2f}, floor {acc['floor_psnr']:.0f})"
