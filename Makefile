@@ -14,7 +14,7 @@ DEMO   ?= out/demo
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e ".[test,export]"
+	$(VENV)/bin/pip install --quiet -e ".[test,export,bench]"
 	touch $@
 
 setup: $(VENV)/.installed

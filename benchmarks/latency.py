@@ -10,7 +10,9 @@ ms over the repeats, MPix/s, throughput relative to PyTorch eager at the same th
 achieved GFLOP/s (model FLOPs per pixel x throughput) against this machine's measured peak (the best of a
 large fp32 matmul and a 64-channel channels-last 3x3 conv in PyTorch, measured in the same run).
 
-Writes benchmarks/results/latency.json and latency.md.
+Writes benchmarks/results/latency.json, latency.md, and latency_pareto.png: accuracy against float (from
+benchmarks/results/accuracy.json, when benchmarks/accuracy.py has run on the same export) against latency
+at the highest thread count, one point per variant.
 """
 
 from __future__ import annotations
@@ -93,6 +95,34 @@ def onnx_case(path: Path, size: int, threads: int):
     return lambda: session.run(None, {"mosaic": x})
 
 
+def pareto_plot(rows: list[dict], accuracy: dict, path: Path, cap_db: float = 100.0) -> None:
+    """PSNR vs float (capped at `cap_db`: fp32 is round-off) against median tile latency, one point per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    threads = max(r["threads"] for r in rows)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        name = r["variant"] if r["backend"] == "tflite" else f"{r['backend']}-{r['variant']}"
+        acc = accuracy["variants"].get(name)  # benchmarks/accuracy.py names ONNX variants "onnx-<variant>" too
+        if r["threads"] != threads or (acc is None and r["backend"] != "torch"):
+            continue
+        db = cap_db if r["backend"] == "torch" else min(cap_db, acc["tiled"]["psnr"])
+        ax.scatter(r["median_ms"], db, s=40)
+        ax.annotate(name if r["backend"] != "torch" else "torch eager (reference)", (r["median_ms"], db), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"median ms per tile graph run ({threads} threads, host CPU)")
+    ax.set_ylabel(f"PSNR vs float model (dB, capped at {cap_db:.0f})")
+    ax.set_title("DeepISP exported variants: accuracy against latency")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exported", type=Path, required=True, help="folder with the export's deepisp_*.json sidecars")
@@ -145,7 +175,10 @@ def main() -> int:
               f"{r['mpix_per_s']:.2f} | {r['vs_torch_eager']:.2f} | {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% |" for r in rows]
     with atomic_path(args.out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    accuracy = args.out.parent / "accuracy.json"
+    if accuracy.is_file():
+        pareto_plot(rows, json.loads(accuracy.read_text()), args.out.with_name("latency_pareto.png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}" + (" and latency_pareto.png" if accuracy.is_file() else ""))
     return 0
 
 

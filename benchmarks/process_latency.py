@@ -1,12 +1,15 @@
 """`deepisp process` wall time and peak memory on real and full-size frames, on the host CPU.
 
-    python benchmarks/process_latency.py [--model CKPT] [--tile 512] [--skip-12mp]
+    python benchmarks/process_latency.py [--model CKPT] [--tile 512] [--skip-12mp] [--exported out/export]
 
 Cases (each in a fresh subprocess, so peak RSS is that run's alone):
     colorchart  ../shared/data/raw/colorchart.dng (real sensor data, 1734x1156)
     12mp        a 3024x4032 DNG (the S7's frame size) written from a Kodak photo by the synthetic pipeline
 Each case also runs the untiled full-frame model on the same mosaic (where it fits) to show what tiling
-saves. Writes benchmarks/results/process_latency.json.
+saves. With --exported, every exported variant there (deepisp_*.json sidecars) also processes each case
+through the same tile runner a phone follows (`deepisp process --backend onnx|tflite`); int16x8 is left
+out unless --with-int16 (TFLite's int16 reference kernels take minutes per 12 MP frame).
+Writes benchmarks/results/process_latency.json.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ from pathlib import Path
 from deepisp.checkpoint import load_model
 from deepisp.process import process_file
 from deepisp.raw import read_raw
+from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_full_frame
 raw_path, out, model_path, tile, mode = sys.argv[1:6]
-model, _ = load_model(None if model_path == "default" else model_path)
+model = ExportedModel(model_path) if mode == "exported" else load_model(None if model_path == "default" else model_path)[0]
 t0 = time.perf_counter()
-if mode == "tiled":
+if mode in ("tiled", "exported"):
     info = process_file(model, Path(raw_path), Path(out), tile=int(tile), progress=False)
 else:
     mosaic = torch.from_numpy(read_raw(raw_path).mosaic)
@@ -74,6 +78,8 @@ def main() -> None:
     ap.add_argument("--model", default="default", help="checkpoint (default: the shipped model)")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--skip-12mp", action="store_true", help="only the colorchart case")
+    ap.add_argument("--exported", type=Path, default=None, help="also run every exported variant in this folder")
+    ap.add_argument("--with-int16", action="store_true", help="include int16x8 variants (slow reference kernels)")
     ap.add_argument("--out", type=Path, default=RESULTS / "process_latency.json")
     args = ap.parse_args()
     if not SHARED.is_dir():
@@ -86,12 +92,14 @@ def main() -> None:
         if not args.skip_12mp:
             cases["12mp"] = tmp / "frame_12mp.dng"
             write_12mp_dng(cases["12mp"])
+        sidecars = sorted(args.exported.glob("deepisp_*.json")) if args.exported else []
+        sidecars = [p for p in sidecars if args.with_int16 or "int16" not in p.name]
         for name, raw in cases.items():
-            tiled = run_case(raw, args.model, args.tile, "tiled", tmp)
-            full = run_case(raw, args.model, args.tile, "full", tmp)
-            results[name] = {"tiled": tiled, "full_frame": full}
-            print(f"{name:<11} tiled: {tiled.get('seconds', float('nan')):7.2f} s  peak {tiled.get('peak_rss_mb', float('nan')):7.0f} MB | "
-                  f"full frame: {full.get('seconds', float('nan')):7.2f} s  peak {full.get('peak_rss_mb', float('nan')):7.0f} MB")
+            runs = {"tiled": run_case(raw, args.model, args.tile, "tiled", tmp), "full_frame": run_case(raw, args.model, args.tile, "full", tmp)}
+            runs.update({p.stem: run_case(raw, str(p), args.tile, "exported", tmp) for p in sidecars})
+            results[name] = runs
+            for run, r in runs.items():
+                print(f"{name:<11} {run:<20} {r.get('seconds', float('nan')):7.2f} s  peak RSS {r.get('peak_rss_mb', float('nan')):7.0f} MB  {r.get('error', '')}")
     payload = {"meta": {"tile": args.tile, "model": args.model, "threads": torch.get_num_threads(), "torch": torch.__version__},
                "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

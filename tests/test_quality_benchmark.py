@@ -1,0 +1,185 @@
+"""benchmarks/quality.py: each classical pipeline is fed and read back in the right frame, phase and scale,
+the metrics are the MSR protocol's, and the benchmark runs end to end (with a tiny JDD checkpoint)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import rawpy
+import torch
+from PIL import Image
+
+from benchmarks import quality
+from deepisp.checkpoint import save_checkpoint
+from deepisp.color import histogram_stretch, srgb_to_linear
+from deepisp.data.s7 import S7Dataset
+from deepisp.data.synthetic import make_synthetic
+from deepisp.metrics import psnr, psnr_linear_and_srgb
+from deepisp.model import DeepISP, ModelConfig
+from tests.conftest import smooth_photo
+
+SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
+def edgy_photo(h: int, w: int, seed: int) -> np.ndarray:
+    """[H,W,3] uint8: a smooth photo with sharp-edged 8x8 blocks on it, where demosaicers differ."""
+    blocks = np.random.default_rng(seed).integers(0, 2, (h // 8, w // 8, 1))
+    return np.clip(0.7 * smooth_photo(h, w, seed) + 60 * np.kron(blocks, np.ones((8, 8, 1))), 0, 255).astype(np.uint8)
+
+
+def linear(photo: np.ndarray) -> np.ndarray:
+    """[H,W,3] uint8 sRGB -> [3,H,W] float64 linear, the JDD ground truth."""
+    return srgb_to_linear(torch.from_numpy(photo / 255.0).permute(2, 0, 1)).numpy()
+
+
+def best_shift(out: torch.Tensor, target: torch.Tensor) -> tuple[int, int]:
+    """The (dy, dx) roll of `out` that matches `target` best, borders ignored."""
+    scores = {s: psnr(torch.roll(out, s, (1, 2))[:, 4:-4, 4:-4], target[:, 4:-4, 4:-4]) for s in SHIFTS}
+    return max(scores, key=scores.get)
+
+
+def need_colour_demosaicing() -> None:
+    if quality.colour_demosaicing is None:
+        pytest.skip(f"benchmarks/quality.py needs colour-demosaicing: {quality.INSTALL_HINT}")
+
+
+@pytest.fixture(scope="module")
+def methods(tmp_path_factory):
+    """The classical JDD rows by name."""
+    need_colour_demosaicing()
+    return {m.name: m for m in quality.classical_methods(tmp_path_factory.mktemp("dng"))}
+
+
+def test_opencv_bg_code_is_rggb():
+    """OpenCV's "BG" codes demosaic deepisp's RGGB mosaic: a constant colour comes back as itself, in
+    R,G,B order, while the literally named "RG" code swaps red and blue."""
+    rgb = np.array([0.1, 0.4, 0.8])
+    cfa = quality.noisy_mosaics(np.broadcast_to(rgb.reshape(3, 1, 1), (3, 24, 32)).copy(), [0.0], (0, 0))[0.0]
+    inside = (slice(None), slice(2, -2), slice(2, -2))
+    for code in (quality.OPENCV_RGGB["bilinear"], quality.OPENCV_RGGB["EA"]):
+        out = quality.opencv_demosaic(cfa, code)[inside]
+        assert np.abs(out - rgb.reshape(3, 1, 1)).max() < 1e-4
+    vng = quality.opencv_vng(cfa)[inside]  # through 8-bit sRGB: within one 8-bit step
+    assert np.abs(vng - rgb.reshape(3, 1, 1)).max() < 0.01
+    swapped = quality.opencv_demosaic(cfa, cv2.COLOR_BayerRG2RGB)[inside]
+    assert np.allclose(swapped.mean((1, 2)), rgb[::-1], atol=1e-3)
+
+
+def test_libraw_reads_the_mosaic_at_its_scale_and_phase(methods, tmp_path):
+    """LibRaw's bilinear on the written DNG equals deepisp's own (no black/white-level offset or scale, no
+    phase error), and its AHD/DCB rows reconstruct a clean smooth image well and without a shift."""
+    target = linear(smooth_photo(64, 96, 0))
+    cfa = quality.noisy_mosaics(target, [0.0], (0, 0))[0.0]
+    libraw_bilinear = quality.libraw_demosaic(cfa, tmp_path / "m.dng", demosaic_algorithm=rawpy.DemosaicAlgorithm.LINEAR)
+    inside = (slice(None), slice(1, -1), slice(1, -1))  # LibRaw's own border rule differs at the edge
+    assert np.abs(libraw_bilinear - quality.deepisp_bilinear(cfa))[inside].max() < 1e-4
+
+    edgy = linear(edgy_photo(64, 96, 1))
+    ref = quality.reference(edgy)
+    edgy_cfa = quality.noisy_mosaics(edgy, [0.0], (0, 0))[0.0]
+    for name in ("LibRaw AHD", "LibRaw DCB"):
+        assert quality.jdd_metrics(methods[name].run(cfa), quality.reference(target))["psnr_linear"] > 45
+        out = methods[name].run(edgy_cfa)
+        assert best_shift(torch.from_numpy(out), torch.from_numpy(edgy)) == (0, 0)
+        assert quality.jdd_metrics(out, ref)["psnr_linear"] > 30
+
+
+def test_every_method_is_sane_and_edge_aware_ones_beat_bilinear(methods):
+    """On a smooth image every method is near-exact (nothing is mis-scaled or mis-phased); on sharp edges
+    the edge-directed demosaicers beat bilinear, as they do in the literature."""
+    smooth, edgy = linear(smooth_photo(64, 96, 2)), linear(edgy_photo(64, 96, 3))
+    score = {}
+    for name, target in (("smooth", smooth), ("edgy", edgy)):
+        cfa, ref = quality.noisy_mosaics(target, [0.0], (0, 0))[0.0], quality.reference(target)
+        score[name] = {m: quality.jdd_metrics(method.run(cfa), ref)["psnr_linear"] for m, method in methods.items()}
+    assert min(score["smooth"].values()) > 45, score["smooth"]
+    for name in ("Malvar-He-Cutler", "Menon", "OpenCV VNG", "LibRaw AHD", "LibRaw DCB"):
+        assert score["edgy"][name] > score["edgy"]["bilinear"] + 1, (name, score["edgy"])
+    assert score["edgy"]["OpenCV bilinear"] == pytest.approx(score["edgy"]["bilinear"], abs=0.05)
+
+
+def test_jdd_metrics_are_the_msr_protocol():
+    rng = np.random.default_rng(0)
+    target = rng.random((3, 40, 48))
+    pred = target + 0.05 * rng.standard_normal(target.shape)  # overshoots [0,1]: both must clip
+    got = quality.jdd_metrics(pred, quality.reference(target))
+    lin, srgb = psnr_linear_and_srgb(pred, target, border=quality.BORDER)
+    assert got["psnr_linear"] == pytest.approx(lin, abs=1e-9) and got["psnr_srgb"] == pytest.approx(srgb, abs=1e-9)
+
+
+def test_noise_is_clipped_linear_gaussian():
+    target = np.full((3, 64, 64), 0.5)
+    mosaics = quality.noisy_mosaics(target, [0.0, 10.0], (0, 0))
+    assert np.all(mosaics[0.0] == round(0.5 * quality.U16))
+    noise = mosaics[10.0] / quality.U16 - 0.5
+    assert noise.std() == pytest.approx(10 / 255, rel=0.05) and abs(noise.mean()) < 2e-3
+
+
+@pytest.mark.parametrize("pattern", ["GRBG", "BGGR"])
+def test_rawpy_render_lands_in_the_targets_frame(pattern, tmp_path):
+    """rawpy's default render of a flipped-CFA raw is brought to the canonical frame: no shift against the
+    target, and close to it (rawpy has the generator's own colour matrix and white balance)."""
+    photo = tmp_path / "p.png"
+    Image.fromarray(edgy_photo(64, 80, 4)).save(photo)
+    make_synthetic([photo], tmp_path / "s7", pattern=pattern, progress=False)
+    dataset = S7Dataset(tmp_path / "s7", split="all")
+    _, target = dataset.frame(0)
+    out = quality.rawpy_default(dataset.scenes[0].files[("short_exposure", "raw")], target)
+    assert out.shape == target.shape
+    stretched, stretched_target = histogram_stretch(out), histogram_stretch(target)
+    assert best_shift(stretched, stretched_target) == (0, 0)
+    assert psnr(stretched, stretched_target) > 18
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    for i in range(3):
+        Image.fromarray(edgy_photo(48, 64, 10 + i)).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
+    need_colour_demosaicing()
+    torch.manual_seed(0)
+    cfg = ModelConfig(mode="jdd", n_ll=2, width=8)
+    save_checkpoint(tmp_path / "jdd.pt", DeepISP(cfg), cfg)
+    out = tmp_path / "results"
+    args = ["--photos", str(photos), "--limit", "2", "--sigmas", "0", "5", "--s7", str(s7_root), "--out", str(out)]
+    assert quality.main([*args, "--jdd-model", str(tmp_path / "jdd.pt")]) == 0
+
+    report = json.loads((out / "quality.json").read_text())
+    jdd, full = report["jdd"], report["full"]
+    names = list(jdd["methods"])
+    assert len(names) == 11 and names[-1] == "DeepISP custom (jdd.pt)"
+    assert len(jdd["per_image"]) == 2 * 2 * 11 and jdd["n_images"] == 2
+    assert set(jdd["mean"][names[-1]]) == {"0", "5"}
+    assert jdd["mean"]["LibRaw DCB"]["0"]["psnr_linear"] > jdd["mean"]["LibRaw DCB"]["5"]["psnr_linear"]
+    assert full["n_scenes"] == 2 and list(full["mean"]) == [quality.NO_ISP, quality.RAWPY, "DeepISP phone-full (shipped, 5000 steps)"]
+    assert "8 pixels are cropped" in jdd["protocol"] and "histogram stretch" in full["protocol"]
+
+    md = (out / "quality.md").read_text()
+    assert all(f"| {name} |" in md for name in [*names, *full["mean"]])
+    assert "| method | σ=0 | σ=5 | s/image |" in md and "No JDD checkpoint" not in md
+    assert sorted(p.name for p in out.iterdir()) == ["quality.json", "quality.md"]  # no temp files left
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_missing_photos_give_one_line_error(tmp_path, capsys):
+    need_colour_demosaicing()
+    assert quality.main(["--photos", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "photos folder" in one_line_error(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_colour_demosaicing_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(quality, "colour_demosaicing", None)
+    assert quality.main(["--out", str(tmp_path / "r")]) == 2
+    assert quality.INSTALL_HINT in one_line_error(capsys)
+    assert not (tmp_path / "r").exists()
