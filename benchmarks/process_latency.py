@@ -1,6 +1,6 @@
 """`deepisp process` wall time and peak memory on real and full-size frames, on the host CPU.
 
-    python benchmarks/process_latency.py [--model CKPT] [--tile 512] [--skip-12mp] [--exported out/export]
+    python benchmarks/process_latency.py [--model CKPT] [--tile 448] [--skip-12mp] [--exported out/export]
 
 Cases (each in a fresh subprocess, so peak RSS is that run's alone):
     colorchart  ../shared/data/raw/colorchart.dng (real sensor data, 1734x1156)
@@ -25,6 +25,7 @@ import torch
 
 from deepisp.atomic import atomic_path
 from deepisp.data import SHARED_DATA as SHARED
+from deepisp.tiling import DEFAULT_TILE
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -76,7 +77,7 @@ def write_12mp_dng(path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default", help="checkpoint (default: the shipped model)")
-    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"PyTorch tile (default {DEFAULT_TILE}); exported variants use their own plan")
     ap.add_argument("--skip-12mp", action="store_true", help="only the colorchart case")
     ap.add_argument("--exported", type=Path, default=None, help="also run every exported variant in this folder")
     ap.add_argument("--with-int16", action="store_true", help="include int16x8 variants (slow reference kernels)")

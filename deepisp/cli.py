@@ -19,12 +19,13 @@ from pathlib import Path
 
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError
+from deepisp.tiling import DEFAULT_TILE
 
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_phone_full.pt)")
-    p.add_argument("--tile", type=int, default=512, help="tile core size in pixels, a multiple of the model's high-level stride (default 512)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
 
 
