@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deepisp.data import SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def shared_data(*parts: str) -> Path:

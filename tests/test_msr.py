@@ -17,11 +17,11 @@ from deepisp.data.msr import (
     msr_split,
     read_id_list,
 )
+from deepisp.data import SHARED_DATA
 from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic, mosaic
 from deepisp.errors import DeepISPError
 from deepisp.pngio import read_png
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CHANNEL = {"R": 0, "G": 1, "B": 2}
 
 
@@ -256,7 +256,7 @@ def test_training_split_with_crops(msr_root):
 
 
 def test_real_photos(tmp_path):
-    kodak = SHARED / "photos" / "kodak24"
+    kodak = SHARED_DATA / "photos" / "kodak24"
     if not kodak.is_dir():
         pytest.skip(f"shared photos not found at {kodak.resolve()}")
     photos = sorted(kodak.glob("*.png"))[:2]

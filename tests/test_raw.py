@@ -12,13 +12,12 @@ import tifffile
 import torch
 from PIL import Image
 
-from deepisp.data import dng
+from deepisp.data import SHARED_DATA, dng
 from deepisp.data.dng import write_dng, write_jpeg
 from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic, mosaic
 from deepisp.errors import DeepISPError
 from deepisp.raw import RawMosaic, canonicalize, pattern_of, read_raw
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 COLORCHART = SHARED_DATA / "raw" / "colorchart.dng"
 
 # Written out site by site (not via canonicalize) so the tests check raw.py against an independent layout.
