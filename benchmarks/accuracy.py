@@ -41,11 +41,14 @@ GATED = {"psnr_vs_float": ("psnr", "min"), "ssim_vs_float": ("ssim", "min"), "ci
          "max_abs_vs_float": ("max_abs", "max")}
 
 
-def load_frames(root: Path | None, split: str, limit: int | None) -> tuple[list[tuple[str, np.ndarray]], list[torch.Tensor]]:
-    """(name, mosaic) and target [3,H,W] sRGB of the split's frames (default set: the project's synthetic S7)."""
+def load_frames(
+    root: Path | None, split: str, limit: int | None, balanced: bool = False
+) -> tuple[list[tuple[str, np.ndarray]], list[torch.Tensor]]:
+    """(name, mosaic) and target [3,H,W] sRGB of the split's frames (default set: the project's synthetic S7);
+    `balanced`: mosaics balanced with the as-shot white balance ("as_shot" models)."""
     from deepisp.export.calibration import default_s7_root
 
-    dataset = S7Dataset(root or default_s7_root(), split=split)
+    dataset = S7Dataset(root or default_s7_root(), split=split, balanced=balanced)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     frames, targets = [], []
     for i in range(n):
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sidecars:
             raise DeepISPError(f"no deepisp_*.json sidecars in {args.exported}: run export/to_tflite.py or export/to_onnx.py first")
         model, _ = load_model(args.model)
-        frames, targets = load_frames(args.data, args.split, args.limit)
+        frames, targets = load_frames(args.data, args.split, args.limit, model.cfg.white_balance == "as_shot")
         references = reference_outputs(model, frames)
         float_vs_target = [image_metrics(histogram_stretch(displayed(r, model.cfg.mode)), histogram_stretch(t)) for r, t in zip(references, targets)]
         results = {"model": str(args.model or DEFAULT_CHECKPOINT), "data": str(args.data or "synthetic S7 (kodak24)"), "split": args.split,

@@ -436,7 +436,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     full_model, full_state = load_model(args.full_model)
     if full_model.cfg.mode != "full":
         raise DeepISPError(f"--full-model {args.full_model} is a {full_model.cfg.mode!r} model; pass a full checkpoint")
-    dataset = S7Dataset(args.s7, split="all")
+    dataset = S7Dataset(args.s7, split="all", balanced=full_model.cfg.white_balance == "as_shot")
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="deepisp-quality-") as tmp:

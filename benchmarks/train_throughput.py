@@ -1,11 +1,14 @@
 """Training and inference throughput of the model presets on this machine's CPU (pixels/s).
 
-    python benchmarks/train_throughput.py [--crop 128] [--batch 4] [--repeats 5] [--candidates]
+    python benchmarks/train_throughput.py [--crop 128] [--batch 4] [--repeats 5] [--candidates] [--presets A B]
 
-Training: one Adam step (forward, full-ISP or L2 loss, backward, update) on a batch of random crops.
-Inference: forward on one 512x512 image under no_grad. Prints a table and writes
-benchmarks/results/train_throughput.json. `--candidates` adds the phone-size grid the phone presets
-were picked from. Numbers are medians of `--repeats` runs after one warm-up; compare within one run only.
+Training: one Adam step (forward, full-ISP or L2 loss, backward, update) on a batch of random crops, on
+each path `deepisp train` can take: eager NCHW fp32 (the baseline), channels_last fp32, and channels_last
+with bf16 autocast (the default where the CPU computes bf16 natively; weights, Adam and loss stay fp32).
+Inference: forward on one 512x512 image under no_grad (eager NCHW fp32). Prints a table with each path's
+ratio to the baseline and writes benchmarks/results/train_throughput.json. `--candidates` adds the
+equal-cost phone shapes the phone presets were picked from. Numbers are medians of `--repeats` runs after
+one warm-up; compare within one run only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 import torch
 
 from deepisp.losses import IspLoss, jdd_loss
+from deepisp.train import autocast_dtype
+from preset_sweep import CANDIDATES  # sibling script (benchmarks/ is on sys.path when run as a script)
 from deepisp.model import PRESETS, DeepISP, ModelConfig, count_parameters, flops_per_pixel
 
 RESULTS = Path(__file__).parent / "results"
@@ -36,36 +41,56 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(cfg: ModelConfig, crop: int, batch: int, repeats: int) -> dict:
+# Training paths: (name, memory format, autocast dtype or None).
+PATHS = (
+    ("eager fp32", torch.contiguous_format, None),
+    ("channels_last fp32", torch.channels_last, None),
+    ("channels_last bf16", torch.channels_last, torch.bfloat16),
+)
+
+
+def train_seconds(cfg: ModelConfig, crop: int, batch: int, repeats: int, memory_format, amp) -> float:
+    """Median seconds of one Adam step on one path."""
     torch.manual_seed(0)
-    model = DeepISP(cfg)
+    model = DeepISP(cfg).to(memory_format=memory_format)
     opt = torch.optim.Adam(model.parameters(), lr=5e-5)
     loss_fn = IspLoss() if cfg.mode == "full" else jdd_loss
-    x, y = torch.rand(batch, 3, crop, crop), torch.rand(batch, 3, crop, crop)
+    x = torch.rand(batch, 3, crop, crop).contiguous(memory_format=memory_format)
+    y = torch.rand(batch, 3, crop, crop)
 
     def train_step() -> None:
-        loss = loss_fn(model(x), y)
+        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+            pred = model(x)
+        loss = loss_fn(pred.float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
+    return _median_seconds(train_step, repeats)
+
+
+def measure(cfg: ModelConfig, crop: int, batch: int, repeats: int) -> dict:
+    bf16 = autocast_dtype("auto", torch.device("cpu")) is not None
+    train_s = {name: train_seconds(cfg, crop, batch, repeats, fmt, amp) for name, fmt, amp in PATHS if bf16 or amp is None}
+    model = DeepISP(cfg)
     image = torch.rand(1, 3, 512, 512)
 
     def infer() -> None:
         with torch.no_grad():
             model(image)
 
-    t_train = _median_seconds(train_step, repeats)
     t_infer = _median_seconds(infer, repeats)
     fpp = flops_per_pixel(cfg)
+    base = train_s["eager fp32"]
     return {
         "config": cfg.__dict__,
         "params": count_parameters(model),
         "kflop_per_pixel": fpp / 1e3,
-        "train_pixels_per_s": batch * crop * crop / t_train,
+        "train_pixels_per_s": {name: batch * crop * crop / t for name, t in train_s.items()},
+        "train_speedup_vs_eager": {name: base / t for name, t in train_s.items()},
         "infer_pixels_per_s": 512 * 512 / t_infer,
         "infer_gflop_per_s": fpp * 512 * 512 / t_infer / 1e9,
-        "train_step_s": t_train,
+        "train_step_s": train_s,
     }
 
 
@@ -74,22 +99,23 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--candidates", action="store_true", help="also measure the phone-size grid (width x n_ll)")
+    ap.add_argument("--candidates", action="store_true", help="also measure the equal-cost phone shapes (width x n_ll)")
+    ap.add_argument("--presets", nargs="+", choices=sorted(PRESETS), help="measure only these presets (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS / "train_throughput.json")
     args = ap.parse_args()
 
-    configs = dict(PRESETS)
+    configs = {name: PRESETS[name] for name in (args.presets or PRESETS)}
     if args.candidates:
-        for width in (16, 24, 32):
-            for n_ll in (6, 8, 10):
-                configs[f"cand-w{width}-ll{n_ll}"] = ModelConfig(mode="full", n_ll=n_ll, n_hl=3, width=width, hl_width=32)
+        configs.update({f"{mode}-{name}": cfg for mode, group in CANDIDATES.items() for name, cfg in group.items()})
     rows = {}
-    print(f"{'config':<18} {'params':>8} {'kFLOP/px':>9} {'train px/s':>11} {'infer px/s':>11} {'infer GFLOP/s':>13}")
+    print(f"{'config':<16} {'params':>7} {'kFLOP/px':>8} {'train px/s: eager':>18} {'cl fp32':>14} {'cl bf16':>14} {'infer px/s':>11}")
     for name, cfg in configs.items():
         r = measure(cfg, args.crop, args.batch, args.repeats)
         rows[name] = r
-        print(f"{name:<18} {r['params']:>8,} {r['kflop_per_pixel']:>9.1f} {r['train_pixels_per_s']:>11,.0f} "
-              f"{r['infer_pixels_per_s']:>11,.0f} {r['infer_gflop_per_s']:>13.1f}")
+        px, up = r["train_pixels_per_s"], r["train_speedup_vs_eager"]
+        cells = [f"{px[p]:>9,.0f} ({up[p]:.2f}x)" if p in px else f"{'n/a':>14}" for p, _, _ in PATHS[1:]]
+        print(f"{name:<16} {r['params']:>7,} {r['kflop_per_pixel']:>8.1f} {px['eager fp32']:>18,.0f} {cells[0]:>14} {cells[1]:>14} "
+              f"{r['infer_pixels_per_s']:>11,.0f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "crop": args.crop, "batch": args.batch, "repeats": args.repeats}

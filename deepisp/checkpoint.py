@@ -30,21 +30,45 @@ def save_checkpoint(path: str | Path, model: DeepISP, cfg: ModelConfig, extra: d
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's dict, after three checks: the zip container's CRCs (bytes damaged in transit or on disk),
+    a pickle-free load (`weights_only=True`: a .pt that carries code is refused and its code never runs),
+    and finite weights (one NaN or Inf would give a black or colour-shifted image). Each failure is a
+    DeepISPError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DeepISPError(f"checkpoint {path} not found: pass --model with a .pt file written by `deepisp train`")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise DeepISPError(f"{path} is not a readable deepisp checkpoint (not a torch zip file); re-download or retrain it") from None
+    if damaged is not None:
+        raise DeepISPError(f"{path} is damaged (checksum mismatch in {damaged}); re-download or retrain it")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise DeepISPError(
+            f"{path} holds more than tensors and plain settings (a pickled object that could run code); refused: "
+            "use checkpoints written by `deepisp train` from a source you trust"
+        ) from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
         raise DeepISPError(f"{path} is not a readable deepisp checkpoint ({type(e).__name__}); re-download or retrain it") from None
-    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
+    if not isinstance(state, dict) or "model_config" not in state or not isinstance(state.get("model"), dict):
         raise DeepISPError(f"{path} is not a deepisp checkpoint (no model_config/model inside)")
+    bad = [k for k, v in state["model"].items() if not isinstance(v, torch.Tensor) or not torch.isfinite(v).all()]
+    if bad:
+        raise DeepISPError(f"{path} has non-finite or non-tensor weights ({bad[0]}); the file is damaged: re-download or retrain it")
     return state
 
 
 def load_model(path: str | Path | None = None) -> tuple[DeepISP, dict]:
     """The model of a checkpoint (the shipped default when `path` is None), in eval mode, on CPU."""
-    state = load_checkpoint(DEFAULT_CHECKPOINT if path is None else path)
-    model = DeepISP(ModelConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    path = DEFAULT_CHECKPOINT if path is None else Path(path)
+    state = load_checkpoint(path)
+    try:
+        model = DeepISP(ModelConfig(**state["model_config"]))
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0]
+        raise DeepISPError(f"{path}: its weights do not fit its model config ({reason}); use a checkpoint written by `deepisp train`") from None
     return model.eval(), state

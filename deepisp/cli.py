@@ -43,7 +43,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     from deepisp.train import TrainConfig, train
 
     names = {f.name for f in fields(TrainConfig)}
-    tc = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if "photos" in given:
+        given["photos"] = tuple(given["photos"])
+    tc = TrainConfig(**given)
     path = train(tc, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {path}")
 
@@ -56,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if model.cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
-        dataset = S7Dataset(args.data, split=args.split, pair=args.pair)
+        dataset = S7Dataset(args.data, split=args.split, pair=args.pair, balanced=model.cfg.white_balance == "as_shot")
     else:
         from deepisp.data.msr import MSRDataset
 
@@ -93,7 +96,7 @@ def cmd_process(args: argparse.Namespace) -> None:
         check_output_path(out, args.bits)  # fail before any processing
         jobs.append((raw, out))
     for raw, out in jobs:
-        info = process_file(model, raw, out, tile=args.tile, bits=args.bits)
+        info = process_file(model, raw, out, tile=args.tile, bits=args.bits, white_balance=args.white_balance)
         print(f"{raw} -> {out} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
 
 
@@ -123,8 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("train", help="train a model", description="Train DeepISP with Adam (paper: lr 5e-5) on random crops. "
-                       "Mode full (S7 folder, Lab-L1 + MS-SSIM loss) or jdd (MSR folder, L2) follows the preset.")
+                       "Mode full (S7 folder, Lab-L1 + MS-SSIM loss) or jdd (MSR folder, L2) follows the preset; "
+                       "--photos draws either mode's pairs on the fly from sRGB photo folders instead.")
     p.add_argument("--data", help="S7-layout root (full presets) or MSR-layout root (jdd presets); not needed with --resume")
+    p.add_argument("--photos", nargs="+", metavar="DIR", help="sRGB photo folders: simulate raw/target pairs on the fly for the "
+                   "preset's mode (a fixed 8%% of the photos is held out for validation); replaces --data")
     p.add_argument("--val-data", dest="val_data", help="S7 only: validate on every scene of this folder and train on every scene of --data "
                    "(default: the 90/10/10 split of --data)")
     p.add_argument("--out", default="runs/deepisp", help="run folder: last.pt, log.csv, loss.png (default runs/deepisp)")
@@ -141,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", dest="ckpt_every", type=int, help="checkpoint period in steps (default 200)")
     p.add_argument("--val-every", dest="val_every", type=int, help="validation period in steps (default 200)")
     p.add_argument("--device", help="cpu, cuda or auto (default)")
+    p.add_argument("--white-balance", dest="white_balance", choices=["estimate", "as_shot"],
+                   help="full presets: estimate (default, the paper: the network finds the white balance in the raw) or as_shot "
+                        "(the input is balanced with the file's as-shot white balance, as `deepisp process` does; stored in the model)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto (default): bf16 autocast where the processor "
+                   "computes bf16 natively (weights, optimizer and loss stay fp32); fp32: no autocast")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
@@ -166,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tflite"],
                    help="torch (checkpoint) or exported graphs run with ONNX Runtime / the LiteRT interpreter; for onnx and "
                         "tflite, --model is the export's sidecar JSON and the tile plan comes from it (default torch)")
+    p.add_argument("--white-balance", dest="white_balance", default="camera", choices=["camera", "off"],
+                   help="camera (default): full models get the raw's channels scaled by the file's as-shot white balance relative "
+                        "to the balance they were trained around, so other cameras' raws come in neutral; off: the raw as is "
+                        "(the paper's metadata-free input)")
     _add_common_model_args(p)
     p.set_defaults(func=cmd_process)
 

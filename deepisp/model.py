@@ -12,6 +12,12 @@ ReLU features, the other a 3-channel tanh residual that is added to the running 
 I_k = I_{k-1} + tanh(conv_res(x_k)). Two convs instead of one sliced `width`-channel conv give the same
 function and keep exported graphs free of channel slices.
 
+`residual_scale` (phone presets only; the paper presets keep it off and are exactly the paper's network):
+each block learns a scalar s_k and adds s_k * tanh(conv_res(x_k)). The residuals a block adds are a few
+thousandths; without s_k they sit in the bottom few codes of tanh's [-1,1] output, which full-integer
+int8 quantises with a fixed step of 1/128. With s_k (initialised to RESIDUAL_SCALE_INIT) tanh works in its
+whole range and the int8 step of the residual becomes s_k/128. One extra MUL per block in the graphs.
+
 High-level stage ("full" only): `n_hl` x [reflection pad 1, 3x3 conv stride 2, ReLU, 2x2 max-pool] over
 concat(features_n_ll, I_n_ll), a global mean, then one FC layer giving W in R^{3x10}, applied per pixel to
 the 10 monomials of triu([r,g,b,1]^T [r,g,b,1]) in MONOMIAL_ORDER.
@@ -25,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# Initial s_k of `residual_scale` blocks: a block's residual starts limited to +-0.05 of full scale.
+RESIDUAL_SCALE_INIT = 0.05
 # Row-major upper triangle of [r,g,b,1]^T [r,g,b,1]; W[c, m] multiplies monomial m for output channel c.
 MONOMIAL_ORDER = ("rr", "rg", "rb", "r", "gg", "gb", "g", "bb", "b", "1")
 N_MONOMIALS = len(MONOMIAL_ORDER)
@@ -39,6 +47,11 @@ class ModelConfig:
     n_hl: int = 3  # high-level conv+pool layers (ignored for "jdd")
     width: int = 64  # low-level channels per block: width - 3 features + 3 residual image channels
     hl_width: int = 64  # channels of the high-level convs
+    residual_scale: bool = False  # learned scalar per block on the tanh residual (int8-friendly; not the paper)
+    # Input contract of full models, not part of the network: "estimate" (paper: the raw as is, the network
+    # estimates the white balance) or "as_shot" (the mosaic arrives balanced with the file's as-shot white
+    # balance, deepisp.white_balance). Stored in checkpoints and exported metadata so every runner applies it.
+    white_balance: str = "estimate"
 
     def __post_init__(self) -> None:
         if self.mode not in ("jdd", "full"):
@@ -47,6 +60,8 @@ class ModelConfig:
             raise ValueError(f"need n_ll >= 1, width >= 4, hl_width >= 1: {self}")
         if self.mode == "full" and self.n_hl < 1:
             raise ValueError("mode 'full' needs n_hl >= 1")
+        if self.white_balance not in ("estimate", "as_shot") or (self.mode == "jdd" and self.white_balance != "estimate"):
+            raise ValueError(f"white_balance must be 'estimate' or (full models) 'as_shot', got {self.white_balance!r}")
 
     @property
     def n_features(self) -> int:
@@ -63,14 +78,15 @@ class ModelConfig:
         return max(2, self.hl_stride)
 
 
-# Named sizes. Paper sizes are from sections III-A and IV-C; the phone sizes were picked by measured
-# throughput on a 2-core CPU (see README, "Presets"): the paper's 64-wide low-level stage costs ~1 MFLOP
-# per pixel, far beyond what a phone spends on a 12 MP frame.
+# Named sizes. Paper sizes are from sections III-A and IV-C. The phone sizes stay within 60 kFLOP per
+# pixel (PyNET-V2 Mobile's ~61 k), and their depth/width split was picked by validation quality of short
+# runs at equal cost (README, "Presets"): the paper's 64-wide low-level stage costs ~1 MFLOP per pixel,
+# far beyond what a phone spends on a 12 MP frame.
 PRESETS: dict[str, ModelConfig] = {
     "paper-full": ModelConfig(mode="full", n_ll=15, n_hl=3, width=64, hl_width=64),
     "paper-jdd": ModelConfig(mode="jdd", n_ll=20, n_hl=0, width=64, hl_width=64),
-    "phone-full": ModelConfig(mode="full", n_ll=8, n_hl=3, width=24, hl_width=32),
-    "phone-jdd": ModelConfig(mode="jdd", n_ll=10, n_hl=0, width=24, hl_width=32),
+    "phone-full": ModelConfig(mode="full", n_ll=6, n_hl=3, width=24, hl_width=32, residual_scale=True),
+    "phone-jdd": ModelConfig(mode="jdd", n_ll=14, n_hl=0, width=16, hl_width=32, residual_scale=True),
     # For tests and smoke runs only.
     "tiny-full": ModelConfig(mode="full", n_ll=3, n_hl=1, width=8, hl_width=8),
     "tiny-jdd": ModelConfig(mode="jdd", n_ll=3, n_hl=0, width=8, hl_width=8),
@@ -105,19 +121,24 @@ def apply_color_transform(w: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
 
 
 class LowLevelBlock(nn.Module):
-    """One residual block: [B,Cin,H,W] -> features [B,width-3,H,W] (ReLU) and residual [B,3,H,W] (tanh)."""
+    """One residual block: [B,Cin,H,W] -> features [B,width-3,H,W] (ReLU) and residual [B,3,H,W]
+    (tanh, times the learned scalar `residual_scale` when the block has one)."""
 
-    def __init__(self, in_channels: int, n_features: int, with_features: bool = True):
+    def __init__(self, in_channels: int, n_features: int, with_features: bool = True, residual_scale: bool = False):
         super().__init__()
         self.pad = nn.ReflectionPad2d(1)
         # The last jdd block's features would be discarded, so it has no feature conv.
         self.conv_features = nn.Conv2d(in_channels, n_features, 3) if with_features else None
         self.conv_residual = nn.Conv2d(in_channels, 3, 3)
+        self.residual_scale = nn.Parameter(torch.tensor(RESIDUAL_SCALE_INIT)) if residual_scale else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         x = self.pad(x)
         features = F.relu(self.conv_features(x)) if self.conv_features is not None else None
-        return features, torch.tanh(self.conv_residual(x))
+        residual = torch.tanh(self.conv_residual(x))
+        if self.residual_scale is not None:
+            residual = residual * self.residual_scale
+        return features, residual
 
 
 class LowLevelStage(nn.Module):
@@ -131,6 +152,7 @@ class LowLevelStage(nn.Module):
                 3 if k == 0 else cfg.width,
                 cfg.n_features,
                 with_features=(k < cfg.n_ll - 1) or keep_last_features,
+                residual_scale=cfg.residual_scale,
             )
             for k in range(cfg.n_ll)
         )
@@ -261,6 +283,8 @@ def flops_per_pixel(cfg: ModelConfig) -> float:
     """Forward FLOPs (2 x MACs) per output pixel, low-level stage plus high-level stage."""
     ll = 2 * 9 * 3 * cfg.width  # first block reads 3 channels, writes width
     ll += (cfg.n_ll - 1) * 2 * 9 * cfg.width * cfg.width
+    if cfg.residual_scale:
+        ll += cfg.n_ll * 3  # one multiply per residual channel and block
     if cfg.mode == "jdd":
         ll -= 2 * 9 * cfg.width * cfg.n_features  # last jdd block has no feature conv
         return float(ll)

@@ -1,6 +1,7 @@
 """Raw file -> finished image at full resolution (`deepisp process`).
 
-read_raw (canonical RGGB mosaic) -> exact tiled DeepISP (PyTorch, or exported ONNX/TFLite graphs via
+read_raw (canonical RGGB mosaic) -> the file's as-shot white balance applied (full models, unless
+`white_balance="off"`: see deepisp.white_balance) -> exact tiled DeepISP (PyTorch, or exported ONNX/TFLite graphs via
 deepisp.runtime) -> undo the CFA flips and apply the file's
 orientation -> clamp to [0,1] -> write JPEG (8-bit), PNG (8 or 16-bit) or TIFF (16-bit).
 Full-ISP models output sRGB-encoded images; JDD models output linear sensor RGB, which gets the sRGB
@@ -27,8 +28,10 @@ from deepisp.pngio import write_png
 from deepisp.raw import read_raw
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import DEFAULT_TILE, run_tiled
+from deepisp.white_balance import balance
 
 OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
+WHITE_BALANCE_MODES = ("camera", "off")
 
 
 def check_output_path(path: Path, bits: int | None) -> int:
@@ -62,11 +65,17 @@ def save_image(img: np.ndarray, path: Path, bits: int) -> None:
             Image.fromarray(data).save(tmp, quality=95)
 
 
-def render(model: DeepISP | ExportedModel, raw_path: Path, tile: int = DEFAULT_TILE, progress: bool = False) -> np.ndarray:
+def render(
+    model: DeepISP | ExportedModel, raw_path: Path, tile: int = DEFAULT_TILE, progress: bool = False, white_balance: str = "camera"
+) -> np.ndarray:
     """A raw file through the model (PyTorch, or exported graphs with their own tile plan): [H,W,3] float
-    in [0,1], display orientation, display-referred."""
+    in [0,1], display orientation, display-referred. `white_balance`: "camera" balances a full model's
+    input with the file's as-shot white balance (deepisp.white_balance), "off" feeds the raw as is."""
+    if white_balance not in WHITE_BALANCE_MODES:
+        raise DeepISPError(f"unknown white balance mode {white_balance!r}: use one of {', '.join(WHITE_BALANCE_MODES)}")
     raw = read_raw(raw_path)
-    mosaic = torch.from_numpy(raw.mosaic)
+    balanced = white_balance == "camera" and model.cfg.mode == "full"
+    mosaic = torch.from_numpy(balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic)
     if isinstance(model, ExportedModel):
         out = model.run(mosaic, progress=progress)
     else:
@@ -77,11 +86,19 @@ def render(model: DeepISP | ExportedModel, raw_path: Path, tile: int = DEFAULT_T
     return np.ascontiguousarray(raw.to_display(img))
 
 
-def process_file(model: DeepISP | ExportedModel, raw_path: Path, out_path: Path, tile: int = DEFAULT_TILE, bits: int | None = None, progress: bool = True) -> dict:
+def process_file(
+    model: DeepISP | ExportedModel,
+    raw_path: Path,
+    out_path: Path,
+    tile: int = DEFAULT_TILE,
+    bits: int | None = None,
+    progress: bool = True,
+    white_balance: str = "camera",
+) -> dict:
     """Process one raw file; returns timings and sizes for the caller to report."""
     bits = check_output_path(out_path, bits)
     t0 = time.perf_counter()
-    img = render(model, raw_path, tile=tile, progress=progress)
+    img = render(model, raw_path, tile=tile, progress=progress, white_balance=white_balance)
     t1 = time.perf_counter()
     save_image(img, out_path, bits)
     return {"input": str(raw_path), "output": str(out_path), "height": img.shape[0], "width": img.shape[1], "seconds": t1 - t0, "bits": bits}

@@ -1,7 +1,13 @@
 """Training: Adam at the paper's 5e-5 on random crops, checkpoints that resume exactly.
 
 Data: mode "full" trains on an S7-layout folder (real S7-ISP or `deepisp make-synthetic` output) with the
-Lab-L1 + MS-SSIM loss; mode "jdd" on an MSR-layout folder with L2.
+Lab-L1 + MS-SSIM loss; mode "jdd" on an MSR-layout folder with L2. Either mode can instead draw its pairs
+on the fly from folders of sRGB photographs (`--photos`, deepisp.data.photos), validating on photos held
+out of those folders.
+
+Speed: on CPU the model runs channels_last, and in bf16 autocast where the CPU has native bf16 (AVX-512
+BF16/AMX); on CUDA in bf16 autocast. Weights, Adam state and the loss stay fp32 (`--precision fp32`
+turns autocast off). benchmarks/train_throughput.py measures each path against eager NCHW fp32.
 
 Reproducibility: the batch of step s is drawn from a generator seeded by (seed, s), and a checkpoint holds
 the model, the Adam state and the step, so `--resume` continues exactly where an interrupted run stopped
@@ -32,6 +38,7 @@ from deepisp.model import PRESETS, DeepISP, ModelConfig, fit_affine
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = ""  # S7-layout root (full) or MSR-layout root (jdd)
+    photos: tuple[str, ...] = ()  # or: sRGB photo folders, pairs simulated on the fly (deepisp.data.photos)
     val_data: str = ""  # S7 only: validate on all of this folder, train on all of `data`
     out: str = "runs/deepisp"
     preset: str = "phone-full"
@@ -47,16 +54,26 @@ class TrainConfig:
     ckpt_every: int = 200
     val_every: int = 200
     device: str = "auto"
+    precision: str = "auto"  # "auto" (bf16 autocast where the hardware has it), "bf16" or "fp32"
+    white_balance: str = "estimate"  # full models: "estimate" (paper) or "as_shot" (input balanced by the file's WB)
 
 
 def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
-    """The dataset of a split: S7 pairs for mode full, MSR for jdd. Both expose len, [i] and crop_pair."""
+    """The dataset of a split: photo-simulated pairs with --photos, else S7 pairs for mode full and MSR for
+    jdd. All expose len, [i] and crop_pair."""
+    if tc.photos:
+        from deepisp.data.photos import PhotoDataset
+
+        if tc.data or tc.val_data:
+            raise DeepISPError("--photos replaces --data/--val-data (validation photos are held out of the same folders); pass one or the other")
+        return PhotoDataset(tc.photos, cfg.mode, split=split, crop=tc.crop, balanced=cfg.white_balance == "as_shot")
     if cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
+        balanced = cfg.white_balance == "as_shot"
         if tc.val_data:
-            return S7Dataset(tc.val_data if split == "val" else tc.data, split="all", pair=tc.pair, crop=tc.crop)
-        return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop)
+            return S7Dataset(tc.val_data if split == "val" else tc.data, split="all", pair=tc.pair, crop=tc.crop, balanced=balanced)
+        return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop, balanced=balanced)
     if tc.val_data:
         raise DeepISPError("--val-data is for S7 (full-ISP) training; MSR has its own train/validation lists")
     from deepisp.data.msr import MSRDataset
@@ -71,10 +88,10 @@ def draw_batch(dataset, tc: TrainConfig, step: int) -> tuple[torch.Tensor, torch
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-def affine_init(dataset, max_pixels: int = 1 << 20) -> torch.Tensor:
+def affine_init(dataset, max_pixels: int = 1 << 20, progress: bool = True) -> torch.Tensor:
     """Paper IV-C: one least-squares affine map per training image (input -> target), averaged. [3,4]."""
     maps = []
-    for i in tqdm(range(len(dataset)), desc="W init (affine regressions)", leave=False):
+    for i in tqdm(range(len(dataset)), desc="W init (affine regressions)", leave=False, disable=not progress):
         rgb, target = dataset[i]
         stride = max(1, int(np.sqrt(rgb.shape[1] * rgb.shape[2] / max_pixels)))
         maps.append(fit_affine(rgb[:, ::stride, ::stride], target[:, ::stride, ::stride]))
@@ -90,6 +107,25 @@ def learning_rate(tc: TrainConfig, step: int) -> float:
     if tc.lr_schedule == "cosine":
         return tc.lr * 0.5 * (1 + math.cos(math.pi * min(step, tc.steps) / tc.steps))
     return tc.lr
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run: bf16 where asked for or ("auto") where the hardware computes it
+    natively, None for plain fp32."""
+    if precision not in PRECISIONS:
+        raise DeepISPError(f"unknown --precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if precision == "bf16" and not native:
+        raise DeepISPError("--precision bf16: this processor has no native bf16 arithmetic; use --precision fp32")
+    return torch.bfloat16 if native else None
 
 
 def pick_device(name: str) -> torch.device:
@@ -137,8 +173,9 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
-def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or continue) a run; returns the path of the last checkpoint."""
+def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_config: ModelConfig | None = None) -> Path:
+    """Train (or continue) a run; returns the path of the last checkpoint. `model_config` trains a shape
+    that is not a named preset (tc.preset is then only a label)."""
     out = Path(tc.out)
     ckpt_path = out / "last.pt"
     state = None
@@ -149,14 +186,20 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
             raise DeepISPError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
         state = load_checkpoint(ckpt_path)
         # The run's identity (data, preset, seed, ...) comes from the checkpoint; only the length may change.
-        tc = replace(TrainConfig(**state["train_config"]), steps=tc.steps, out=tc.out)
+        saved = dict(state["train_config"])
+        saved["photos"] = tuple(saved.get("photos", ()))
+        tc = replace(TrainConfig(**saved), steps=tc.steps, out=tc.out)
         cfg = ModelConfig(**state["model_config"])
     else:
-        if tc.preset not in PRESETS:
+        if model_config is None and tc.preset not in PRESETS:
             raise DeepISPError(f"unknown preset {tc.preset!r}: use one of {', '.join(PRESETS)}")
-        cfg = PRESETS[tc.preset]
-        if not tc.data:
-            raise DeepISPError("--data is required: an S7-layout folder (full presets) or MSR-layout folder (jdd presets)")
+        cfg = model_config or PRESETS[tc.preset]
+        if tc.white_balance != cfg.white_balance:
+            if cfg.mode != "full":
+                raise DeepISPError("--white-balance as_shot is for full-ISP presets (jdd models see linear camera RGB)")
+            cfg = replace(cfg, white_balance=tc.white_balance)
+        if not tc.data and not tc.photos:
+            raise DeepISPError("--data or --photos is required: an S7-layout folder (full presets), an MSR-layout folder (jdd presets), or sRGB photo folders")
     if cfg.mode == "full" and tc.crop < max(MIN_CROP, cfg.min_size):
         raise DeepISPError(f"--crop {tc.crop} is too small for the full-ISP loss: use at least {max(MIN_CROP, cfg.min_size)}")
 
@@ -170,8 +213,11 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
         model.load_state_dict(state["model"])
         step = state["step"]
     elif cfg.mode == "full":
-        model.set_color_init(affine_init(train_set))
+        model.set_color_init(affine_init(train_set, progress=progress))
     model.to(device).train()
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    amp_dtype = autocast_dtype(tc.precision, device)
     # Created after the move, so load_state_dict puts Adam's moments on the parameters' device.
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
     if state is not None:
@@ -198,7 +244,11 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
                 rgb, target = rgb.to(device), target.to(device)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(tc, step)
-                loss = loss_fn(model(rgb), target)
+                if device.type == "cpu":
+                    rgb = rgb.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    pred = model(rgb)
+                loss = loss_fn(pred.float(), target)
                 if not torch.isfinite(loss):
                     raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
                 optimizer.zero_grad(set_to_none=True)

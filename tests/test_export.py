@@ -65,7 +65,10 @@ def frame_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return psnr(a.clamp(0, 1), b.clamp(0, 1))
 
 
-@pytest.mark.parametrize("cfg", [TINY_FULL, ModelConfig(mode="jdd", n_ll=4, width=8)])
+@pytest.mark.parametrize(
+    "cfg",
+    [TINY_FULL, ModelConfig(mode="jdd", n_ll=4, width=8), ModelConfig(mode="full", n_ll=3, n_hl=2, width=8, hl_width=8, residual_scale=True)],
+)
 def test_tf_graph_equals_torch_window(cfg):
     model = trained_like(cfg, seed=1)
     window = (48, 64)

@@ -144,3 +144,31 @@ def test_paper_sizes_match_the_paper():
     assert PRESETS["paper-jdd"].n_ll == 20
     assert count_parameters(DeepISP(full)) == pytest.approx(0.63e6, rel=0.02)
     assert flops_per_pixel(full) == pytest.approx(1.06e6, rel=0.02)
+
+
+def test_residual_scale_multiplies_each_blocks_tanh_residual():
+    from deepisp.model import RESIDUAL_SCALE_INIT
+
+    cfg = ModelConfig(mode="jdd", n_ll=3, width=8, residual_scale=True)
+    torch.manual_seed(0)
+    model = DeepISP(cfg).eval()
+    scales = [0.3, 0.07, 1.5]
+    with torch.no_grad():
+        for block, s in zip(model.low_level.blocks, scales):
+            assert float(block.residual_scale) == pytest.approx(RESIDUAL_SCALE_INIT)
+            block.conv_residual.weight.normal_(0, 0.1)
+            block.residual_scale.fill_(s)
+    x = torch.rand(1, 3, 20, 24)
+    image, inp = x, x
+    for block, s in zip(model.low_level.blocks, scales):
+        padded = torch.nn.functional.pad(inp, (1, 1, 1, 1), mode="reflect")
+        image = image + s * torch.tanh(block.conv_residual(padded))
+        if block.conv_features is not None:
+            inp = torch.cat([torch.relu(block.conv_features(padded)), image], 1)
+    assert torch.allclose(model(x), image, atol=1e-6)
+
+
+def test_paper_presets_are_the_papers_network_and_phone_presets_fit_the_budget():
+    assert not PRESETS["paper-full"].residual_scale and not PRESETS["paper-jdd"].residual_scale
+    for name in ("phone-full", "phone-jdd"):
+        assert flops_per_pixel(PRESETS[name]) <= 60e3, name

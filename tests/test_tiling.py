@@ -15,6 +15,8 @@ def trained_like(cfg: ModelConfig, seed: int = 0) -> DeepISP:
     with torch.no_grad():
         for block in model.low_level.blocks:
             block.conv_residual.weight.normal_(0, 0.05)
+            if block.residual_scale is not None:
+                block.residual_scale.uniform_(0.02, 0.5)
         if cfg.mode == "full":
             model.to_w.weight.normal_(0, 0.05)
     return model.eval()

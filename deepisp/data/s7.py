@@ -42,6 +42,7 @@ from deepisp.data.splits import split_names
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.raw import read_raw
+from deepisp.white_balance import balance
 
 PAIRS = {
     "low_light": ("short_exposure", "medium_exposure"),
@@ -144,8 +145,9 @@ def register(mosaic: np.ndarray, target: np.ndarray, what: str) -> tuple[np.ndar
     return crop(mosaic, True), crop(target, False)
 
 
-def load_pair(scene: S7Scene, pair: str = "low_light") -> tuple[np.ndarray, np.ndarray]:
-    """Read and register one scene's pair.
+def load_pair(scene: S7Scene, pair: str = "low_light", balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read and register one scene's pair; `balanced`: the mosaic balanced with the raw's as-shot white
+    balance (deepisp.white_balance, the input of "as_shot" models).
 
     Returns:
         mosaic [H,W] float32 in [0,1], canonical RGGB; target [H,W,3] uint8 sRGB, same frame and size.
@@ -153,7 +155,8 @@ def load_pair(scene: S7Scene, pair: str = "low_light") -> tuple[np.ndarray, np.n
     raw_exp, jpg_exp = PAIRS[pair]
     raw = read_raw(scene.files[(raw_exp, "raw")])
     target = raw.from_display(read_jpeg(scene.files[(jpg_exp, "jpeg")]))
-    return register(raw.mosaic, target, f"scene {scene.name}")
+    mosaic = balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic
+    return register(mosaic, target, f"scene {scene.name}")
 
 
 class S7Dataset(torch.utils.data.Dataset):
@@ -171,6 +174,7 @@ class S7Dataset(torch.utils.data.Dataset):
         crop: int = 256,
         flips: bool = True,
         cache_size: int = 16,
+        balanced: bool = False,
     ):
         scenes, problems = scan_s7(root, pair)
         for msg in problems:
@@ -179,7 +183,7 @@ class S7Dataset(torch.utils.data.Dataset):
         self.scenes = [by_name[n] for n in split_names(sorted(by_name), split)]
         if not self.scenes:
             raise DeepISPError(f"the {split!r} split of {root} is empty ({len(scenes)} scenes in all); add scenes")
-        self.pair, self.crop, self.flips = pair, crop, flips
+        self.pair, self.crop, self.flips, self.balanced = pair, crop, flips, balanced
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -190,7 +194,7 @@ class S7Dataset(torch.utils.data.Dataset):
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        item = load_pair(self.scenes[i], self.pair)
+        item = load_pair(self.scenes[i], self.pair, self.balanced)
         self._cache[i] = item
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

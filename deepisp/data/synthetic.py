@@ -134,8 +134,7 @@ def _render_camera_jpeg(cfa: np.ndarray, pattern: str, wb_gains: np.ndarray) -> 
     Returns:
         [H,W,3] uint8 sRGB-encoded, sensor frame (= display, the DNGs are written unrotated).
     """
-    x = np.clip((cfa.astype(np.float64) - BLACK_LEVEL) / (WHITE_LEVEL - BLACK_LEVEL), 0.0, 1.0)
-    rggb, _, _ = canonicalize(x, pattern)
+    rggb, _, _ = canonicalize(dn_to_normalised(cfa), pattern)
     cam = bilinear_demosaic(torch.from_numpy(rggb)[None, None])[0].numpy()  # [3,H,W] canonical frame
     cam, _, _ = canonicalize(cam, pattern)  # the flips are their own inverse: back to the sensor frame
     lin = np.einsum("ij,jhw->hwi", M_SRGB_FROM_CAM, cam * np.asarray(wb_gains).reshape(3, 1, 1))
@@ -143,31 +142,48 @@ def _render_camera_jpeg(cfa: np.ndarray, pattern: str, wb_gains: np.ndarray) -> 
     return np.round(srgb * 255.0).astype(np.uint8)
 
 
-def _synthesize(photo: np.ndarray, pattern: str, rng: np.random.Generator) -> tuple[dict, dict[str, np.ndarray]]:
-    """One photo -> sampled parameters and the two raw frames {"medium_exposure", "short_exposure"} as
-    [H,W] uint16 DN in the sensor pattern."""
+def draw_scene_params(rng: np.random.Generator) -> dict:
+    """One draw of the per-scene parameters: white-balance gains (R, G, B) and the noise model var = a*x + b."""
     wb_gains = np.array([rng.uniform(*WB_GAIN_RANGE["R"]), 1.0, rng.uniform(*WB_GAIN_RANGE["B"])])
     shot_a = float(np.exp(rng.uniform(*np.log(SHOT_NOISE_RANGE))))
     read_b = float(np.exp(rng.uniform(*np.log(READ_NOISE_RANGE))))
+    return {"wb_gains": wb_gains.tolist(), "noise_shot_a": shot_a, "noise_read_b": read_b}
 
-    linear = srgb_to_linear(torch.from_numpy(photo / 255.0)).numpy()  # [H,W,3] linear sRGB
-    camera = (linear @ M_CAM_FROM_SRGB.T) / wb_gains  # M_CAM_FROM_SRGB is non-negative: so is camera
-    clean = _mosaic(camera, pattern)
+
+def camera_mosaic(linear: np.ndarray, pattern: str, wb_gains: Sequence[float]) -> np.ndarray:
+    """Linear sRGB [H,W,3] (H, W even) -> the noiseless sensor mosaic [H,W] before exposure: camera RGB
+    (M_CAM_FROM_SRGB) divided by the white-balance gains, sampled on `pattern`."""
+    camera = (linear @ M_CAM_FROM_SRGB.T) / np.asarray(wb_gains)  # M_CAM_FROM_SRGB is non-negative: so is camera
+    return _mosaic(camera, pattern)
+
+
+def auto_exposure_gain(clean: np.ndarray) -> float:
+    """The gain that puts the mosaic's AUTO_EXPOSURE_PERCENTILE at AUTO_EXPOSURE_TARGET of full scale."""
     p99 = float(np.percentile(clean, AUTO_EXPOSURE_PERCENTILE))
-    exposure_gain = min(AUTO_EXPOSURE_TARGET / p99, MAX_EXPOSURE_GAIN) if p99 > 0 else MAX_EXPOSURE_GAIN
-    clean = clean * exposure_gain
+    return min(AUTO_EXPOSURE_TARGET / p99, MAX_EXPOSURE_GAIN) if p99 > 0 else MAX_EXPOSURE_GAIN
 
-    frames = {}
-    for name, ratio in (("medium_exposure", 1.0), ("short_exposure", SHORT_EXPOSURE_RATIO)):
-        signal = clean * ratio
-        noisy = signal + np.sqrt(shot_a * signal + read_b) * rng.standard_normal(signal.shape)
-        frames[name] = _quantize(noisy)
-    params = {
-        "wb_gains": wb_gains.tolist(),
-        "exposure_gain": exposure_gain,
-        "noise_shot_a": shot_a,
-        "noise_read_b": read_b,
-    }
+
+def expose(clean: np.ndarray, ratio: float, params: dict, rng: np.random.Generator) -> np.ndarray:
+    """An exposed mosaic (full scale 1) at `ratio` of it, with shot + read noise -> [H,W] uint16 DN."""
+    signal = clean * ratio
+    noisy = signal + np.sqrt(params["noise_shot_a"] * signal + params["noise_read_b"]) * rng.standard_normal(signal.shape)
+    return _quantize(noisy)
+
+
+def dn_to_normalised(dn: np.ndarray) -> np.ndarray:
+    """uint16 DN -> float32 in [0,1], black subtracted and clipped, as deepisp.raw.read_raw normalises."""
+    return np.clip((dn.astype(np.float32) - BLACK_LEVEL) / (WHITE_LEVEL - BLACK_LEVEL), 0.0, 1.0)
+
+
+def _synthesize(photo: np.ndarray, pattern: str, rng: np.random.Generator) -> tuple[dict, dict[str, np.ndarray]]:
+    """One photo -> sampled parameters and the two raw frames {"medium_exposure", "short_exposure"} as
+    [H,W] uint16 DN in the sensor pattern."""
+    params = draw_scene_params(rng)
+    linear = srgb_to_linear(torch.from_numpy(photo / 255.0)).numpy()  # [H,W,3] linear sRGB
+    clean = camera_mosaic(linear, pattern, params["wb_gains"])
+    params["exposure_gain"] = auto_exposure_gain(clean)
+    clean = clean * params["exposure_gain"]
+    frames = {name: expose(clean, ratio, params, rng) for name, ratio in (("medium_exposure", 1.0), ("short_exposure", SHORT_EXPOSURE_RATIO))}
     return params, frames
 
 

@@ -21,6 +21,7 @@ from deepisp.data.s7 import RAW_EXTENSIONS, scan_s7
 from deepisp.data.splits import split_names
 from deepisp.errors import DeepISPError
 from deepisp.raw import read_raw
+from deepisp.white_balance import balance
 
 DEFAULT_S7_ROOT = Path("out") / "s7-kodak24"
 # LibRaw opens far more than DNG; these are the common Bayer raw extensions accepted in a plain folder.
@@ -57,9 +58,15 @@ def raw_paths(source: Path, splits: tuple[str, ...]) -> list[Path]:
     raise DeepISPError(f"no raw files ({', '.join(RAW_FILE_EXTENSIONS)}) or S7 scene folders in {source}")
 
 
-def load_mosaics(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
-    """(name, mosaic [H,W] float32 canonical RGGB) per raw file; unreadable files are a clear error."""
-    return [(p.parent.name if p.stem.lower().startswith("short_exposure") else p.stem, read_raw(p).mosaic) for p in paths]
+def load_mosaics(paths: list[Path], balanced: bool = False) -> list[tuple[str, np.ndarray]]:
+    """(name, mosaic [H,W] float32 canonical RGGB) per raw file; unreadable files are a clear error.
+    `balanced`: balanced with each file's as-shot white balance (the input of "as_shot" models)."""
+    frames = []
+    for p in paths:
+        raw = read_raw(p)
+        name = p.parent.name if p.stem.lower().startswith("short_exposure") else p.stem
+        frames.append((name, balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic))
+    return frames
 
 
 def calibration_windows(mosaics: list[np.ndarray], window: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:

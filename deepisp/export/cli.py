@@ -101,7 +101,8 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
           f"frame {args.frame[0]}x{args.frame[1]} -> window {window[0]}x{window[1]} for tile {tile[0]}x{tile[1]}")
 
     data = args.data or default_s7_root()
-    frames = load_mosaics(raw_paths(data, ("val", "test"))[: args.eval_images])
+    balanced = cfg.white_balance == "as_shot"
+    frames = load_mosaics(raw_paths(data, ("val", "test"))[: args.eval_images], balanced)
     if not frames:
         raise DeepISPError(f"no held-out raw frames in {data} for the accuracy check; pass --data")
     references = reference_outputs(model, frames)
@@ -109,7 +110,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     if any(v in getattr(exporter, "CALIBRATED", ()) for v in variants):
         source = args.calib or default_s7_root()
         size = (min(CALIBRATION_WINDOW, window[0]), min(CALIBRATION_WINDOW, window[1]))
-        calibration = calibration_windows([m for _, m in load_mosaics(raw_paths(source, ("train",)))], size, args.calib_windows)
+        calibration = calibration_windows([m for _, m in load_mosaics(raw_paths(source, ("train",)), balanced)], size, args.calib_windows)
         print(f"calibration: {len(calibration)} windows of {size[0]}x{size[1]} from {source}")
 
     if backend == "tflite":

@@ -18,13 +18,17 @@ from pathlib import Path
 from deepisp.atomic import atomic_path
 from deepisp.model import MONOMIAL_ORDER, ModelConfig
 from deepisp.tiling import AxisPlan, alignment, cell_count, high_level_reach, low_level_halo, plan_axis, top_margin
+from deepisp.white_balance import REFERENCE_WB
 
 FORMAT = 1
 METADATA_NAME = "deepisp"
 
 NORMALISATION = (
     "mosaic = clip((raw - black[site]) / (white - black[site]), 0, 1) per 2x2 CFA site, float32, linear sensor "
-    "values with no white balance or colour matrix"
+    "values with no colour matrix; for a model whose model_config.white_balance is 'as_shot', each site is then "
+    "multiplied by gains = camera_wb / reference_wb, divided by the largest gain (camera_wb: the file's as-shot "
+    "R,G,B multipliers with G = 1, e.g. 1/AsShotNeutral; reference_wb: this metadata's 'reference_wb' entry; "
+    "deepisp.white_balance); 'estimate' models take the mosaic without white balance"
 )
 CFA = (
     "canonical RGGB: pixel (0,0) of every window is red. Sensors with GRBG/GBRG/BGGR are mirrored left-right "
@@ -70,6 +74,7 @@ def describe(cfg: ModelConfig, window: tuple[int, int], frame: tuple[int, int], 
         "tile_graph": files["tile"],
         "graphs": graphs,
         "normalisation": NORMALISATION,
+        "reference_wb": list(REFERENCE_WB),
         "cfa": CFA,
         "frame": list(frame),
         "window": list(window),

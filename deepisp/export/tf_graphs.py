@@ -54,7 +54,10 @@ def tile_forward(model: DeepISP, mosaic: tf.Tensor) -> dict[str, tf.Tensor]:
     x = image
     for block in model.low_level.blocks:
         padded = _reflect(x)  # both convs read the whole padded block input (features and image)
-        image = image + tf.tanh(_conv(padded, block.conv_residual))
+        residual = tf.tanh(_conv(padded, block.conv_residual))
+        if block.residual_scale is not None:
+            residual = residual * tf.constant(_np(block.residual_scale))
+        image = image + residual
         if block.conv_features is not None:
             x = tf.concat([tf.nn.relu(_conv(padded, block.conv_features)), image], axis=-1)
     if model.cfg.mode == "jdd":

@@ -1,0 +1,154 @@
+"""Training pairs drawn on the fly from folders of sRGB photographs: every crop is a fresh draw.
+
+`deepisp make-synthetic` writes a fixed set of S7-layout DNGs, so a run sees one white balance and one noise
+field per photo. Here the same forward models run per crop, in memory, so a run of N steps sees N x batch
+different mosaics, noise fields and (full ISP) white balances and exposures of the same photographs:
+
+    jdd   target: the photo crop in linear RGB (inverse sRGB curve), taken as linear camera RGB, as in
+          benchmarks/quality.py's JDD protocol; half the crops scaled by a gain in [0.25, 1] (raw frames are
+          darker than photos). Input: the target sampled on the RGGB grid, plus noise of variance
+          a*x + b: b = (sigma/255)^2 with sigma ~ U(0, JDD_MAX_SIGMA), and for half the crops shot noise a ~
+          logU(JDD_SHOT_RANGE) (heteroscedastic, like a real sensor), none for the other half (the
+          Gaussian-only protocol of MSR and quality.py); 16-bit quantised, clipped to [0,1], demosaiced bilinearly.
+    full  exactly make-synthetic's low-light pair (deepisp.data.synthetic): S7 colour matrix, a drawn white
+          balance, auto exposure from the whole photo, 1/4 exposure, shot + read noise, 10-bit DN,
+          normalised as deepisp.raw does (`balanced`: then balanced with the drawn white balance, which is
+          what the DNG's AsShotNeutral carries: the input of "as_shot" models); target: the sRGB photo crop.
+
+Flips and transposes are applied to the photo before it is mosaiced, so the CFA phase of every input is
+the true RGGB phase. Samples: input [3,c,c] bilinear-demosaiced linear RGB in [0,1]; target [3,c,c]
+(jdd: linear RGB; full: sRGB-encoded), float32, the interface of S7Dataset and MSRDataset
+(len, [i] full frame, crop_pair(i, rng)).
+
+Validation photos are held out of the same folders (`holdout`), never drawn for training.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepisp.color import srgb_to_linear
+from deepisp.data.synthetic import (
+    SHORT_EXPOSURE_RATIO,
+    _load_photo,
+    auto_exposure_gain,
+    camera_mosaic,
+    dn_to_normalised,
+    draw_scene_params,
+    expose,
+    find_photos,
+)
+from deepisp.demosaic import bilinear_demosaic, mosaic
+from deepisp.errors import DeepISPError
+from deepisp.white_balance import balance
+
+MODES = ("jdd", "full")
+# Share of the photos held out for validation (fixed-seed choice), and its seed.
+VAL_FRACTION = 0.08
+HOLDOUT_SEED = 0
+JDD_MAX_SIGMA = 12.0  # read-noise sigma on 0-255, covers MSR (~1-10) and quality.py's 0..10
+JDD_SHOT_RANGE = (1e-5, 1e-3)  # a in var = a*x + b, log-uniform
+JDD_GAIN_RANGE = (0.25, 1.0)
+# The photo stride used to measure the auto exposure of a whole photo (even, so the CFA mix is kept).
+EXPOSURE_STRIDE = 4
+_SRGB_TO_LINEAR_LUT = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy().astype(np.float32)
+
+
+def holdout(photos: Sequence[Path], split: str) -> list[Path]:
+    """The photos of `split` ("train" or "val"): a fixed-seed VAL_FRACTION of the sorted list is validation."""
+    if split not in ("train", "val"):
+        raise DeepISPError(f"photo folders have train and val splits, not {split!r}")
+    ordered = sorted(photos)
+    n_val = max(1, round(len(ordered) * VAL_FRACTION)) if len(ordered) >= 2 else 0
+    val = set(np.random.default_rng(HOLDOUT_SEED).permutation(len(ordered))[:n_val].tolist())
+    return [p for k, p in enumerate(ordered) if (k in val) == (split == "val")]
+
+
+def _augment(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flips and transpose of [H,W,3] (all 8 symmetries of the square)."""
+    if rng.random() < 0.5:
+        photo = photo[:, ::-1]
+    if rng.random() < 0.5:
+        photo = photo[::-1]
+    if rng.random() < 0.5:
+        photo = photo.transpose(1, 0, 2)
+    return photo
+
+
+class PhotoDataset(torch.utils.data.Dataset):
+    """Pairs simulated from photographs (module doc). Photos are held in memory as uint8 (~0.5 MB each)."""
+
+    def __init__(
+        self, folders: Sequence[str | Path], mode: str, split: str = "train", crop: int = 128, augment: bool = True, balanced: bool = False
+    ):
+        if mode not in MODES:
+            raise DeepISPError(f"mode must be one of {MODES}, got {mode!r}")
+        if balanced and mode != "full":
+            raise DeepISPError("only full-ISP pairs can be white-balanced")
+        self.mode, self.crop, self.augment, self.balanced = mode, crop, augment, balanced
+        loaded = [(p, _load_photo(p)) for p in holdout(find_photos(folders), split)]
+        small = [p for p, img in loaded if min(img.shape[:2]) < crop]
+        if small:
+            warnings.warn(f"photos: skipping {len(small)} photo(s) smaller than the {crop}px crop, e.g. {small[0]}", stacklevel=2)
+        loaded = [(p, img) for p, img in loaded if min(img.shape[:2]) >= crop]
+        if not loaded:
+            raise DeepISPError(
+                f"the {split!r} split of the photo folders {', '.join(map(str, folders))} has no photo of at least {crop}px a side; "
+                "add photos or use a smaller --crop"
+            )
+        self.paths = [p for p, _ in loaded]
+        self.photos = [img for _, img in loaded]
+        # Whole-photo linear RGB at a coarse stride: what auto exposure meters (full ISP).
+        self._metering = [_SRGB_TO_LINEAR_LUT[img[::EXPOSURE_STRIDE, ::EXPOSURE_STRIDE]] for img in self.photos]
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def name(self, i: int) -> str:
+        return self.paths[i].stem
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Photo i's whole frame, one fixed draw (seeded by i): (input [3,H,W], target [3,H,W])."""
+        return self._simulate(i, self.photos[i], np.random.default_rng([HOLDOUT_SEED, i]))
+
+    def crop_pair(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random `crop` x `crop` pair of photo i (the crop, its symmetries and the noise drawn from `rng`)."""
+        photo, c = self.photos[i], self.crop
+        h, w = photo.shape[:2]
+        y = int(rng.integers(0, (h - c) // 2 + 1)) * 2
+        x = int(rng.integers(0, (w - c) // 2 + 1)) * 2
+        patch = photo[y : y + c, x : x + c]
+        if self.augment:
+            patch = _augment(patch, rng)
+        return self._simulate(i, patch, rng)
+
+    def _simulate(self, i: int, photo: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        linear = _SRGB_TO_LINEAR_LUT[photo]  # [h,w,3] float32
+        if self.mode == "jdd":
+            return self._jdd(linear, rng)
+        params = draw_scene_params(rng)
+        gain = auto_exposure_gain(camera_mosaic(self._metering[i], "RGGB", params["wb_gains"]))
+        dn = expose(camera_mosaic(linear, "RGGB", params["wb_gains"]) * gain, SHORT_EXPOSURE_RATIO, params, rng)
+        raw = dn_to_normalised(dn)
+        if self.balanced:
+            raw = balance(raw, params["wb_gains"])
+        raw = torch.from_numpy(raw)[None, None]
+        target = torch.from_numpy(np.array(photo, dtype=np.float32)).permute(2, 0, 1) / 255.0
+        return bilinear_demosaic(raw)[0], target
+
+    def _jdd(self, linear: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        target = torch.from_numpy(np.ascontiguousarray(linear)).permute(2, 0, 1)
+        if rng.random() < 0.5:
+            target = target * float(rng.uniform(*JDD_GAIN_RANGE))
+        clean = mosaic(target[None])[0, 0].numpy().astype(np.float64)
+        read_var = (rng.uniform(0.0, JDD_MAX_SIGMA) / 255.0) ** 2
+        shot_a = float(np.exp(rng.uniform(*np.log(JDD_SHOT_RANGE)))) if rng.random() < 0.5 else 0.0
+        noisy = clean + np.sqrt(shot_a * clean + read_var) * rng.standard_normal(clean.shape)
+        raw = np.round(np.clip(noisy, 0.0, 1.0) * 65535.0) / 65535.0
+        rgb = bilinear_demosaic(torch.from_numpy(raw.astype(np.float32))[None, None])[0]
+        return rgb, target.float()

@@ -1,0 +1,115 @@
+"""Training pairs simulated from photo folders: held-out validation photos, honest CFA phase under flips,
+the same raw statistics as make-synthetic, training and exact resume from --photos."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepisp.checkpoint import load_checkpoint
+from deepisp.data import photos as photos_module
+from deepisp.data.photos import PhotoDataset, holdout
+from deepisp.data.synthetic import AUTO_EXPOSURE_TARGET, SHORT_EXPOSURE_RATIO
+from deepisp.demosaic import bilinear_demosaic, mosaic
+from deepisp.errors import DeepISPError
+from deepisp.train import TrainConfig, autocast_dtype, train
+from tests.conftest import smooth_photo
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(13):
+        img = smooth_photo(96 + 2 * i, 120, i).astype(np.int16) + rng.integers(-20, 21, (96 + 2 * i, 120, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"p{i:02d}.png")
+    return folder
+
+
+def test_holdout_is_a_fixed_disjoint_split(photo_dir):
+    paths = sorted(photo_dir.iterdir())
+    train_set, val = holdout(paths, "train"), holdout(list(reversed(paths)), "val")
+    assert val and not set(train_set) & set(val)
+    assert sorted(train_set + val) == paths
+    assert holdout(paths, "val") == val  # independent of the order given
+    with pytest.raises(DeepISPError):
+        holdout(paths, "test")
+
+
+def test_jdd_input_is_the_bilinear_demosaic_of_the_target_in_the_true_phase(photo_dir, monkeypatch):
+    # No noise: the input must be exactly the bilinear demosaic of the target's RGGB samples, whatever
+    # flips and transposes the crop got (they are applied before mosaicing).
+    monkeypatch.setattr(photos_module, "JDD_MAX_SIGMA", 0.0)
+    monkeypatch.setattr(photos_module, "JDD_SHOT_RANGE", (1e-30, 1e-30))
+    ds = PhotoDataset([photo_dir], "jdd", crop=64)
+    for k in range(8):
+        rgb, target = ds.crop_pair(k % len(ds), np.random.default_rng([1, k]))
+        assert rgb.shape == target.shape == (3, 64, 64)
+        expected = bilinear_demosaic(mosaic(target[None]))[0]
+        assert (rgb - expected).abs().max() < 1e-4  # 16-bit quantisation only
+
+
+def test_jdd_noise_covers_the_documented_range(photo_dir):
+    ds = PhotoDataset([photo_dir], "jdd", crop=64)
+    sigmas = []
+    for k in range(40):
+        rgb, target = ds.crop_pair(0, np.random.default_rng([2, k]))
+        sigmas.append(float((mosaic(rgb[None]) - mosaic(target[None])).std()) * 255)
+    assert min(sigmas) < 2.0 and 7.0 < max(sigmas) < 20.0
+
+
+def test_full_pairs_follow_make_synthetic(photo_dir):
+    ds = PhotoDataset([photo_dir], "full", crop=64)
+    rgb, target = ds[0]
+    photo = np.asarray(Image.open(ds.paths[0]))
+    h, w = target.shape[1:]
+    assert torch.equal(target, torch.from_numpy(photo[:h, :w].astype(np.float32)).permute(2, 0, 1) / 255)
+    # Auto exposure puts the 99th percentile of the mosaic at the target level, short = 1/4 of it.
+    p99 = float(np.percentile(mosaic(rgb[None]).numpy(), 99))
+    assert abs(p99 - AUTO_EXPOSURE_TARGET * SHORT_EXPOSURE_RATIO) < 0.03
+    crop_rgb, crop_target = ds.crop_pair(0, np.random.default_rng(0))
+    assert crop_rgb.shape == crop_target.shape == (3, 64, 64)
+
+
+def test_too_small_photos_and_empty_folders_are_clear_errors(photo_dir, tmp_path):
+    with pytest.raises(DeepISPError, match="no photo of at least 200px"), pytest.warns(UserWarning, match="skipping"):
+        PhotoDataset([photo_dir], "jdd", crop=200)
+    with pytest.warns(UserWarning, match="skipping 4 photo"):  # heights 96..120: the four under 104 px
+        assert len(PhotoDataset([photo_dir], "jdd", crop=104)) + len(PhotoDataset([photo_dir], "jdd", split="val", crop=104)) == 9
+    with pytest.raises(DeepISPError, match="no photos"):
+        PhotoDataset([tmp_path], "full")
+
+
+@pytest.mark.parametrize("preset", ["tiny-jdd", "tiny-full"])
+def test_train_from_photos_resumes_exactly(photo_dir, tmp_path, preset):
+    torch.set_num_threads(1)
+    base = TrainConfig(photos=(str(photo_dir),), preset=preset, batch=2, crop=72, ckpt_every=2, val_every=2, lr=2e-3)
+    train(TrainConfig(**{**base.__dict__, "out": str(tmp_path / "a"), "steps": 4}), progress=False)
+    train(TrainConfig(**{**base.__dict__, "out": str(tmp_path / "b"), "steps": 2}), progress=False)
+    train(TrainConfig(**{**base.__dict__, "out": str(tmp_path / "b"), "steps": 4}), resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert b["step"] == 4 and tuple(b["train_config"]["photos"]) == (str(photo_dir),)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    with open(tmp_path / "a" / "log.csv") as f:
+        assert [r["val_loss"] != "" for r in csv.DictReader(f)] == [False, True, False, True]
+
+
+def test_photos_and_data_together_is_a_clear_error(photo_dir, tmp_path):
+    with pytest.raises(DeepISPError, match="--photos replaces --data"):
+        train(TrainConfig(photos=(str(photo_dir),), data=str(tmp_path), preset="tiny-jdd", out=str(tmp_path / "r"), steps=1), progress=False)
+
+
+def test_autocast_choice():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None
+    native = autocast_dtype("auto", cpu) is not None
+    if native:
+        assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    else:
+        with pytest.raises(DeepISPError, match="no native bf16"):
+            autocast_dtype("bf16", cpu)
+    with pytest.raises(DeepISPError, match="unknown --precision"):
+        autocast_dtype("fp8", cpu)
