@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -152,9 +153,17 @@ class Adb:
     def _run(self, args: list[str], timeout: float) -> subprocess.CompletedProcess:
         cmd = [str(self.exe)] + (["-s", self.serial] if self.serial else []) + args
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout)
+            # Its own session (process group), so a timeout kills adb and everything it started: a hung adb's
+            # children (a forked server, a shell) would otherwise outlive it and hold the pipes open.
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
         except OSError as e:
             raise DeepISPError(f"cannot run adb at {self.exe}: {e.strerror or e}; pass a working adb with --adb") from None
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
     def select(self, serial: str | None) -> str:
         """List devices and bind to one (see `pick_device`); $ANDROID_SERIAL stands in for a missing -s."""
@@ -238,3 +247,12 @@ class Adb:
         proc = self.shell(["dumpsys", "SurfaceFlinger"], "reading the GPU name", check=False)
         match = re.search(r"^GLES: ([^,\n]+), ([^,\n]+)", proc.stdout, flags=re.MULTILINE)
         return f"{match[1].strip()} {match[2].strip()}" if match else ""
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of `proc` (started with start_new_session) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()

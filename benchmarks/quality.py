@@ -1,16 +1,16 @@
 """Image quality of deepisp's models against classical pipelines, on ground truth the project can trust.
 
-    python benchmarks/quality.py [--jdd-model CKPT] [--full-model CKPT] [--limit N] [--sigmas 0 2 5 10]
+    python benchmarks/quality.py [--jdd-model CKPT] [--full-model CKPT ...] [--limit N] [--sigmas 0 2 5 10]
 
 Owns two comparisons and the results files benchmarks/results/quality.json (every number, per image and
 mean, with the protocols) and quality.md (the tables the README shows, generated here, never typed):
 
     jdd   joint denoising + demosaicing of the 24 Kodak photographs, mosaiced and noised here: a JDD model
-          (optional, `--jdd-model`: the project ships none) against bilinear, Malvar-He-Cutler and Menon
+          (`--jdd-model`, default: the shipped deepisp/weights/deepisp_phone_jdd.pt) against bilinear, Malvar-He-Cutler and Menon
           (colour-demosaicing), OpenCV's three Bayer demosaicers, and LibRaw's AHD and DCB with and without
           its FBDD denoiser (through rawpy, on DNGs written from the very same mosaics).
     full  the whole ISP on S7-layout low-light pairs (the Kodak photos rendered by `deepisp make-synthetic
-          --seed 1`): a full model (default: the shipped one) against rawpy's default postprocess with the
+          --seed 1`): full models (default: the shipped one; several may be given) against rawpy's default postprocess with the
           camera white balance, and against no ISP at all, after the paper's histogram stretch.
 
 The exact protocols are JDD_PROTOCOL and FULL_PROTOCOL below; `--help` prints them and both results files
@@ -41,7 +41,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepisp.atomic import atomic_path
-from deepisp.checkpoint import load_model
+from deepisp.checkpoint import DEFAULT_JDD_CHECKPOINT, load_model
 from deepisp.color import histogram_stretch, linear_to_srgb, srgb_to_linear
 from deepisp.data import SHARED_DATA
 from deepisp.data.dng import write_dng
@@ -92,7 +92,8 @@ balance; target medium_exposure.jpg, the photo itself), all in the raw's canonic
 demosaic + sRGB curve, the `deepisp eval` baseline. rawpy: LibRaw's default postprocess (AHD, sRGB through
 the DNG's colour matrix, BT.709 gamma, auto brightness) with use_camera_wb=True (the DNG's AsShotNeutral),
 16-bit output, brought to the canonical frame. Model: exact tiled inference (deepisp.tiling.run_tiled),
-clamped to [0,1]. Every output and the target get the paper's histogram stretch
+clamped to [0,1]; a model whose white_balance is "as_shot" gets the mosaic balanced with the DNG's
+AsShotNeutral (deepisp.white_balance), the same information rawpy's use_camera_wb reads. Every output and the target get the paper's histogram stretch
 (deepisp.color.histogram_stretch: luma stretched with 5% of pixels saturated at each end, chroma kept),
 then PSNR, SSIM and CIEDE2000 (mean and 99th percentile over the image's pixels) on the whole frame, as
 `deepisp eval` does. rawpy gets exactly the colour matrix and white balance the generator used, a best case
@@ -304,10 +305,14 @@ def rawpy_default(raw_path: Path, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_full(dataset: S7Dataset, model: DeepISP, model_name: str, tile: int, limit: int | None) -> list[dict]:
-    """No ISP, rawpy and the model on each scene; one row per (scene, method), metrics after the stretch."""
+def run_full(root: Path, models: dict[str, DeepISP], tile: int, limit: int | None) -> list[dict]:
+    """No ISP, rawpy and each model on each scene of the S7-layout `root`; one row per (scene, method),
+    metrics after the stretch. "as_shot" models read the scene balanced with its as-shot white balance."""
+    datasets = {balanced: S7Dataset(root, split="all", balanced=balanced) for balanced in (False, True)}
+    dataset = datasets[False]
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    run_tiled(model, torch.from_numpy(dataset.frame(0)[0]), tile=tile)  # untimed warm-up, as in run_jdd
+    for model in models.values():  # untimed warm-up, as in run_jdd
+        run_tiled(model, torch.from_numpy(dataset.frame(0)[0]), tile=tile)
     rows = []
     for i in tqdm(range(n), desc="full ISP", unit="scene"):
         cfa, target = dataset.frame(i)
@@ -315,8 +320,10 @@ def run_full(dataset: S7Dataset, model: DeepISP, model_name: str, tile: int, lim
         renders: dict[str, Callable[[], torch.Tensor]] = {
             NO_ISP: lambda: linear_to_srgb(bilinear_demosaic(torch.from_numpy(cfa)[None, None])[0].clamp(0, 1)),
             RAWPY: lambda: rawpy_default(raw_path, target),
-            model_name: lambda: run_tiled(model, torch.from_numpy(cfa), tile=tile).clamp(0, 1),
         }
+        for name, model in models.items():
+            model_cfa = datasets[model.cfg.white_balance == "as_shot"].frame(i)[0]
+            renders[name] = lambda m=model, c=model_cfa: run_tiled(m, torch.from_numpy(c), tile=tile).clamp(0, 1)
         stretched_target = histogram_stretch(target)
         for name, render in renders.items():
             out, seconds = timed(render)
@@ -362,7 +369,7 @@ def to_markdown(report: dict) -> str:
         f"**Joint denoising + demosaicing**, {jdd['n_images']} photos of `{jdd['photos']}`, Gaussian noise σ/255 in linear:",
         "",
         "Each cell: mean PSNR linear (dB) / PSNR sRGB (dB) / SSIM (sRGB); best per column in bold."
-        + ("" if jdd["model"] else " No JDD checkpoint was given (`--jdd-model`; the project ships none): classical methods only."),
+        + ("" if jdd["model"] else " No JDD checkpoint was given (`--jdd-model`): classical methods only."),
         "",
         "| method | " + " | ".join(f"σ={s}" for s in sigmas) + " | s/image |",
         "|---|" + "---|" * (len(sigmas) + 1),
@@ -409,12 +416,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--photos", type=Path, metavar="DIR", default=DEFAULT_PHOTOS, help="sRGB photos for the JDD part (default: ../shared/data/photos/kodak24)")
     ap.add_argument("--sigmas", type=float, nargs="+", metavar="S", default=list(SIGMAS), help="noise levels, in 1/255 of full scale, linear (default: 0 2 5 10)")
     ap.add_argument("--limit", type=int, metavar="N", default=None, help="use only the first N photos and N scenes")
-    ap.add_argument("--jdd-model", type=Path, metavar="CKPT", default=None, help="a jdd checkpoint (deepisp train --preset phone-jdd); default: none, classical rows only")
-    ap.add_argument("--full-model", type=Path, metavar="CKPT", default=None, help="a full checkpoint (default: the shipped deepisp/weights model)")
+    ap.add_argument("--jdd-model", type=Path, metavar="CKPT", default=DEFAULT_JDD_CHECKPOINT,
+                    help=f"a jdd checkpoint (deepisp train --preset phone-jdd); default: the shipped {_shown(DEFAULT_JDD_CHECKPOINT)}; 'none': classical rows only")
+    ap.add_argument("--full-model", type=Path, metavar="CKPT", nargs="+", default=[None],
+                    help="full checkpoint(s), one row each (default: the shipped deepisp/weights model)")
     ap.add_argument("--s7", type=Path, metavar="DIR", default=None, help=f"S7-layout folder for the full-ISP part (default: {_shown(DEFAULT_S7)}, made from the Kodak photos if missing)")
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="model tile size (results do not depend on it)")
     ap.add_argument("--out", type=Path, metavar="DIR", default=RESULTS, help="folder for quality.json and quality.md (default: benchmarks/results)")
     args = ap.parse_args(argv)
+    if str(args.jdd_model) == "none":
+        args.jdd_model = None
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be at least 1")
     if any(s < 0 for s in args.sigmas):
@@ -433,10 +444,12 @@ def benchmark(args: argparse.Namespace) -> dict:
         from deepisp.export.calibration import default_s7_root  # builds out/s7-kodak24 on first use
 
         args.s7 = default_s7_root(DEFAULT_S7)
-    full_model, full_state = load_model(args.full_model)
-    if full_model.cfg.mode != "full":
-        raise DeepISPError(f"--full-model {args.full_model} is a {full_model.cfg.mode!r} model; pass a full checkpoint")
-    dataset = S7Dataset(args.s7, split="all", balanced=full_model.cfg.white_balance == "as_shot")
+    full_models = {}
+    for path in args.full_model:
+        model, state = load_model(path)
+        if model.cfg.mode != "full":
+            raise DeepISPError(f"--full-model {path} is a {model.cfg.mode!r} model; pass a full checkpoint")
+        full_models[model_label(path, state)] = model
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="deepisp-quality-") as tmp:
@@ -444,8 +457,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         if args.jdd_model is not None:
             methods.append(jdd_model_method(args.jdd_model, args.tile))
         jdd_rows = run_jdd(photos, args.sigmas, methods)
-    full_name = model_label(args.full_model, full_state)
-    full_rows = run_full(dataset, full_model, full_name, args.tile, args.limit)
+    full_rows = run_full(args.s7, full_models, args.tile, args.limit)
 
     jdd_keys, full_keys = ("psnr_linear", "psnr_srgb", "ssim", "seconds"), ("psnr", "ssim", "ciede2000", "ciede2000_p99", "seconds")
     return {
@@ -463,7 +475,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         "full": {
             "data": _shown(args.s7),
             "n_scenes": len({r["scene"] for r in full_rows}),
-            "model": full_name,
+            "models": list(full_models),
             "protocol": " ".join(FULL_PROTOCOL.split()),
             "mean": means(full_rows, full_keys, ("method",)),
             "per_image": full_rows,

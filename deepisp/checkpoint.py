@@ -19,6 +19,7 @@ from deepisp.model import DeepISP, ModelConfig
 
 FORMAT = 1
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_phone_full.pt"
+DEFAULT_JDD_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_phone_jdd.pt"
 
 
 def save_checkpoint(path: str | Path, model: DeepISP, cfg: ModelConfig, extra: dict | None = None) -> None:

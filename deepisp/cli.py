@@ -19,6 +19,7 @@ from pathlib import Path
 
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError
+from deepisp.raw import MAX_MEGAPIXELS
 from deepisp.tiling import DEFAULT_TILE
 
 
@@ -85,6 +86,7 @@ def cmd_process(args: argparse.Namespace) -> None:
         model = ExportedModel(args.model, threads=args.threads)
         if model.backend != args.backend:
             raise DeepISPError(f"{args.model} is a {model.backend} export, not {args.backend}: pass --backend {model.backend}")
+    inputs = {raw.resolve() for raw in args.inputs}
     jobs = []
     for raw in args.inputs:
         if args.output is None:
@@ -93,10 +95,12 @@ def cmd_process(args: argparse.Namespace) -> None:
             out = args.output / (raw.stem + ".jpg")
         else:
             out = args.output
+        if out.resolve() in inputs:
+            raise DeepISPError(f"output {out} is an input file: deepisp never writes over an input; pass -o with another name")
         check_output_path(out, args.bits)  # fail before any processing
         jobs.append((raw, out))
     for raw, out in jobs:
-        info = process_file(model, raw, out, tile=args.tile, bits=args.bits, white_balance=args.white_balance)
+        info = process_file(model, raw, out, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels)
         print(f"{raw} -> {out} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
 
 
@@ -181,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera (default): full models get the raw's channels scaled by the file's as-shot white balance relative "
                         "to the balance they were trained around, so other cameras' raws come in neutral; off: the raw as is "
                         "(the paper's metadata-free input)")
+    p.add_argument("--max-megapixels", dest="max_megapixels", type=float, default=MAX_MEGAPIXELS,
+                   help=f"refuse raw frames larger than this, checked before decoding (default {MAX_MEGAPIXELS:g})")
     _add_common_model_args(p)
     p.set_defaults(func=cmd_process)
 
@@ -191,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
     if getattr(args, "threads", None):
         import torch
 

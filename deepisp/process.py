@@ -25,7 +25,7 @@ from deepisp.color import linear_to_srgb
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP
 from deepisp.pngio import write_png
-from deepisp.raw import read_raw
+from deepisp.raw import MAX_MEGAPIXELS, read_raw
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import DEFAULT_TILE, run_tiled
 from deepisp.white_balance import balance
@@ -52,28 +52,39 @@ def check_output_path(path: Path, bits: int | None) -> int:
 
 
 def save_image(img: np.ndarray, path: Path, bits: int) -> None:
-    """Write [H,W,3] float in [0,1] (display-referred) atomically: JPEG/PNG/TIFF by extension."""
+    """Write [H,W,3] float in [0,1] (display-referred) atomically: JPEG/PNG/TIFF by extension. A failed
+    write (disk full, folder gone) is a DeepISPError and leaves no file."""
+    if not np.isfinite(img).all():
+        raise DeepISPError(f"the model produced non-finite values for {path.name}; the model file is damaged: re-download or retrain it")
     data = np.round(img * (65535 if bits == 16 else 255)).astype(np.uint16 if bits == 16 else np.uint8)
     ext = path.suffix.lower()
     if ext == ".png":
         write_png(path, data)  # OpenCV: Pillow cannot write 16-bit RGB PNG
         return
-    with atomic_path(path) as tmp:
-        if ext in (".tif", ".tiff"):
-            tifffile.imwrite(tmp, data, photometric="rgb")
-        else:
-            Image.fromarray(data).save(tmp, quality=95)
+    try:
+        with atomic_path(path) as tmp:
+            if ext in (".tif", ".tiff"):
+                tifffile.imwrite(tmp, data, photometric="rgb")
+            else:
+                Image.fromarray(data).save(tmp, quality=95)
+    except OSError as e:
+        raise DeepISPError(f"cannot write {path}: {e.strerror or e}; free some space or choose another -o") from None
 
 
 def render(
-    model: DeepISP | ExportedModel, raw_path: Path, tile: int = DEFAULT_TILE, progress: bool = False, white_balance: str = "camera"
+    model: DeepISP | ExportedModel,
+    raw_path: Path,
+    tile: int = DEFAULT_TILE,
+    progress: bool = False,
+    white_balance: str = "camera",
+    max_megapixels: float = MAX_MEGAPIXELS,
 ) -> np.ndarray:
     """A raw file through the model (PyTorch, or exported graphs with their own tile plan): [H,W,3] float
     in [0,1], display orientation, display-referred. `white_balance`: "camera" balances a full model's
     input with the file's as-shot white balance (deepisp.white_balance), "off" feeds the raw as is."""
     if white_balance not in WHITE_BALANCE_MODES:
         raise DeepISPError(f"unknown white balance mode {white_balance!r}: use one of {', '.join(WHITE_BALANCE_MODES)}")
-    raw = read_raw(raw_path)
+    raw = read_raw(raw_path, max_megapixels)
     balanced = white_balance == "camera" and model.cfg.mode == "full"
     mosaic = torch.from_numpy(balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic)
     if isinstance(model, ExportedModel):
@@ -94,11 +105,12 @@ def process_file(
     bits: int | None = None,
     progress: bool = True,
     white_balance: str = "camera",
+    max_megapixels: float = MAX_MEGAPIXELS,
 ) -> dict:
     """Process one raw file; returns timings and sizes for the caller to report."""
     bits = check_output_path(out_path, bits)
     t0 = time.perf_counter()
-    img = render(model, raw_path, tile=tile, progress=progress, white_balance=white_balance)
+    img = render(model, raw_path, tile=tile, progress=progress, white_balance=white_balance, max_megapixels=max_megapixels)
     t1 = time.perf_counter()
     save_image(img, out_path, bits)
     return {"input": str(raw_path), "output": str(out_path), "height": img.shape[0], "width": img.shape[1], "seconds": t1 - t0, "bits": bits}

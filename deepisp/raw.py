@@ -9,6 +9,7 @@ cropping one row/column, keeps every pixel, and it is undone exactly by `RawMosa
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from deepisp.demosaic import CFA_PATTERNS
 from deepisp.errors import DeepISPError
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+# Largest frame decoded, in megapixels: checked from the header, before LibRaw allocates or decodes
+# anything (a few-kB file can declare a frame of many GB). `read_raw(max_megapixels=...)` raises it.
+MAX_MEGAPIXELS = 100.0
 _MAKE, _DNG_VERSION = 271, 50706
 
 
@@ -188,12 +192,17 @@ def _check_not_plain_tiff(path: Path) -> None:
     with open(path, "rb") as f:
         if f.read(4) not in _TIFF_MAGIC:
             return
+    # tifffile logs what it finds wrong in a file (to stderr by default); judging is LibRaw's job here.
+    log = logging.getLogger("tifffile")
+    was_disabled, log.disabled = log.disabled, True
     try:
         with tifffile.TiffFile(path) as tif:
             tags = tif.pages[0].tags
             is_camera_file = _MAKE in tags or _DNG_VERSION in tags
     except Exception:  # noqa: BLE001 - any parse failure means "not for us to decide"
         return
+    finally:
+        log.disabled = was_disabled
     if not is_camera_file:
         raise DeepISPError(
             "a plain TIFF image, not a camera raw (no Make or DNGVersion tag); "
@@ -206,8 +215,10 @@ def _libraw_message(err: Exception) -> str:
     return msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
 
 
-def read_raw(path: str | Path) -> RawMosaic:
+def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMosaic:
     """Read a Bayer raw file into a normalised canonical-RGGB mosaic.
+
+    The frame size declared in the header is checked against `max_megapixels` before anything is decoded.
 
     Uses the visible area (masked margins cut), subtracts the black level of each pixel's colour site and
     divides by (white - black), clipping to [0,1].
@@ -229,7 +240,15 @@ def read_raw(path: str | Path) -> RawMosaic:
         raise DeepISPError(f"{path} is empty (0 bytes); copy it from the camera again")
     try:
         _check_not_plain_tiff(path)
-        with rawpy.imread(str(path)) as raw:
+        with rawpy.RawPy() as raw:
+            raw.open_file(str(path))
+            megapixels = raw.sizes.raw_height * raw.sizes.raw_width / 1e6
+            if megapixels > max_megapixels:
+                raise DeepISPError(
+                    f"declares a {raw.sizes.raw_width}x{raw.sizes.raw_height} frame ({megapixels:.0f} MP), above the "
+                    f"{max_megapixels:g} MP limit; if the file is genuine, raise the limit (--max-megapixels)"
+                )
+            raw.unpack()
             return _decode(raw)
     except DeepISPError as e:
         raise DeepISPError(f"{path}: {e}") from None

@@ -100,6 +100,42 @@ class OnnxRunner:
         return torch.from_numpy(out[0][0])
 
 
+# What a sidecar must hold, and the entries that must equal the metadata embedded in each of its graphs
+# (a sidecar edited by hand, or graphs swapped or taken from another export, would run and give garbage).
+SIDECAR_KEYS = ("backend", "variant", "model_config", "graphs", "frame", "window", "tile")
+MUST_MATCH = ("backend", "variant", "model_config", "frame", "window", "tile", "plan")
+
+
+def embedded_metadata(path: Path, backend: str) -> dict | None:
+    """The "deepisp" metadata a graph file carries (TFLite Model.metadata, ONNX metadata_props), or None."""
+    blob = path.read_bytes()
+    try:
+        if backend == "tflite":
+            from deepisp.export.metadata import read_tflite
+
+            return read_tflite(blob)
+        from deepisp.export.onnx_export import read_embedded
+
+        return read_embedded(blob)
+    except Exception:  # noqa: BLE001 - any parse failure of a graph file is reported below as "not readable"
+        raise DeepISPError(f"{path} is not a readable {backend} graph; re-export") from None
+
+
+def check_embedded(sidecar: Path, meta: dict, name: str, path: Path) -> None:
+    """Refuse a graph whose embedded metadata disagrees with the sidecar or that sits in another graph's slot."""
+    embedded = embedded_metadata(path, meta["backend"])
+    if embedded is None:
+        raise DeepISPError(f"{path} carries no deepisp metadata: it was not written by deepisp's export; re-export")
+    differ = [k for k in MUST_MATCH if embedded.get(k) != meta.get(k)]
+    if embedded.get("graphs", {}).get(name, {}).get("file") != path.name:
+        differ.append(f"graphs.{name}")
+    if differ:
+        raise DeepISPError(
+            f"{sidecar} does not match the metadata inside {path.name} ({', '.join(differ)} differ): the sidecar was edited "
+            "or the graphs come from another export; re-export"
+        )
+
+
 class ExportedModel:
     """One exported variant: its metadata (sidecar) and a runner for its graphs."""
 
@@ -113,13 +149,19 @@ class ExportedModel:
             raise DeepISPError(f"{sidecar} not found: run export/to_tflite.py or export/to_onnx.py first, then pass its deepisp_<variant>.json") from None
         except (OSError, ValueError, UnicodeDecodeError):
             raise DeepISPError(f"{sidecar} is not an export sidecar (JSON): pass the deepisp_<variant>.json written by the export") from None
-        if not isinstance(self.meta, dict) or "graphs" not in self.meta or "model_config" not in self.meta:
-            raise DeepISPError(f"{sidecar} is not a deepisp export sidecar (no graphs/model_config)")
-        self.cfg = ModelConfig(**self.meta["model_config"])
-        files = {name: sidecar.parent / g["file"] for name, g in self.meta["graphs"].items()}
+        missing_keys = [k for k in SIDECAR_KEYS if not isinstance(self.meta, dict) or k not in self.meta]
+        if missing_keys:
+            raise DeepISPError(f"{sidecar} is not a complete deepisp export sidecar (no {', '.join(missing_keys)}); re-export")
+        try:
+            self.cfg = ModelConfig(**self.meta["model_config"])
+            files = {name: sidecar.parent / g["file"] for name, g in self.meta["graphs"].items()}
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise DeepISPError(f"{sidecar}: model_config or graphs are malformed; re-export") from None
         missing = [str(p) for p in files.values() if not p.is_file()]
         if missing:
             raise DeepISPError(f"graph file(s) missing next to {sidecar}: {', '.join(missing)}; re-export")
+        for name, path in files.items():
+            check_embedded(sidecar, self.meta, name, path)
         runner_class = {"tflite": TfliteRunner, "onnx": OnnxRunner}.get(self.meta.get("backend"))
         if runner_class is None:
             raise DeepISPError(f"{sidecar}: unknown backend {self.meta.get('backend')!r}")

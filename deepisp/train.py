@@ -13,14 +13,18 @@ Reproducibility: the batch of step s is drawn from a generator seeded by (seed, 
 the model, the Adam state and the step, so `--resume` continues exactly where an interrupted run stopped
 (same batches, same optimizer moments, identical weights on the same machine and thread count).
 
-Outputs in --out: last.pt (written atomically every --ckpt-every steps and at exit), log.csv, loss.png.
+Outputs in --out: last.pt (written atomically every --ckpt-every steps and at exit, Ctrl-C and the SIGTERM /
+SIGHUP that `timeout`, job schedulers and `docker stop` send included), log.csv, loss.png.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -173,6 +177,27 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+@contextmanager
+def stop_signals_interrupt():
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C, so the training loop's
+    final checkpoint is written before the process ends. Handlers are restored on exit; no-op off the
+    main thread (Python delivers signals to the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    wanted = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, interrupt) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_config: ModelConfig | None = None) -> Path:
     """Train (or continue) a run; returns the path of the last checkpoint. `model_config` trains a shape
     that is not a named preset (tc.preset is then only a label)."""
@@ -185,10 +210,12 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         if not ckpt_path.exists():
             raise DeepISPError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
         state = load_checkpoint(ckpt_path)
-        # The run's identity (data, preset, seed, ...) comes from the checkpoint; only the length may change.
+        # The run's identity (preset, seed, ...) comes from the checkpoint; the length may change, and so may
+        # where the data lives (--data/--val-data/--photos given again: the run was moved or the data was).
         saved = dict(state["train_config"])
         saved["photos"] = tuple(saved.get("photos", ()))
-        tc = replace(TrainConfig(**saved), steps=tc.steps, out=tc.out)
+        moved = {k: getattr(tc, k) for k in ("data", "val_data", "photos") if getattr(tc, k)}
+        tc = replace(TrainConfig(**saved), steps=tc.steps, out=tc.out, **moved)
         cfg = ModelConfig(**state["model_config"])
     else:
         if model_config is None and tc.preset not in PRESETS:
@@ -203,6 +230,13 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
     if cfg.mode == "full" and tc.crop < max(MIN_CROP, cfg.min_size):
         raise DeepISPError(f"--crop {tc.crop} is too small for the full-ISP loss: use at least {max(MIN_CROP, cfg.min_size)}")
 
+    # Absolute paths in the checkpoint, so `--resume` works from any working directory.
+    tc = replace(
+        tc,
+        data=str(Path(tc.data).resolve()) if tc.data else "",
+        val_data=str(Path(tc.val_data).resolve()) if tc.val_data else "",
+        photos=tuple(str(Path(p).resolve()) for p in tc.photos),
+    )
     torch.manual_seed(tc.seed)
     device = pick_device(tc.device)
     train_set = make_dataset(tc, cfg, "train")
@@ -235,40 +269,41 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         plot_losses(log_path, out / "loss.png")
 
     bar = tqdm(total=tc.steps, initial=step, desc=f"train {cfg.mode}", disable=not progress, unit="step")
-    try:
-        with open(log_path, "a", newline="") as log_file:
-            log = csv.writer(log_file)
-            while step < tc.steps:
-                t0 = time.perf_counter()
-                rgb, target = draw_batch(train_set, tc, step)
-                rgb, target = rgb.to(device), target.to(device)
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(tc, step)
-                if device.type == "cpu":
-                    rgb = rgb.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    pred = model(rgb)
-                loss = loss_fn(pred.float(), target)
-                if not torch.isfinite(loss):
-                    raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                seconds = time.perf_counter() - t0
-                pixels_per_s = rgb.shape[0] * rgb.shape[2] * rgb.shape[3] / seconds
-                val = ""
-                if step % tc.val_every == 0 or step == tc.steps:
-                    val = f"{validation_loss(model, val_set, loss_fn, tc, device):.6f}"
-                log.writerow([step, f"{loss.item():.6f}", val, f"{seconds:.4f}", f"{pixels_per_s:.0f}"])
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", px_s=f"{pixels_per_s:,.0f}", **({"val": val} if val else {}))
-                if step % tc.ckpt_every == 0:
-                    log_file.flush()
-                    checkpoint()
-    finally:
-        bar.close()
-        if step > 0:
-            checkpoint()
+    with stop_signals_interrupt():
+        try:
+            with open(log_path, "a", newline="") as log_file:
+                log = csv.writer(log_file)
+                while step < tc.steps:
+                    t0 = time.perf_counter()
+                    rgb, target = draw_batch(train_set, tc, step)
+                    rgb, target = rgb.to(device), target.to(device)
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(tc, step)
+                    if device.type == "cpu":
+                        rgb = rgb.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                        pred = model(rgb)
+                    loss = loss_fn(pred.float(), target)
+                    if not torch.isfinite(loss):
+                        raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    seconds = time.perf_counter() - t0
+                    pixels_per_s = rgb.shape[0] * rgb.shape[2] * rgb.shape[3] / seconds
+                    val = ""
+                    if step % tc.val_every == 0 or step == tc.steps:
+                        val = f"{validation_loss(model, val_set, loss_fn, tc, device):.6f}"
+                    log.writerow([step, f"{loss.item():.6f}", val, f"{seconds:.4f}", f"{pixels_per_s:.0f}"])
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss.item():.4f}", px_s=f"{pixels_per_s:,.0f}", **({"val": val} if val else {}))
+                    if step % tc.ckpt_every == 0:
+                        log_file.flush()
+                        checkpoint()
+        finally:
+            bar.close()
+            if step > 0:
+                checkpoint()
     return ckpt_path
 

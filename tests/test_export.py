@@ -3,6 +3,7 @@ stay above their floors, metadata round-trips, delegate checks catch what the GP
 the export scripts fail cleanly on bad input."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import torch
 tf = pytest.importorskip("tensorflow", reason="export tests need the export extras: pip install -e '.[export]'")
 
 from deepisp.checkpoint import load_model, save_checkpoint  # noqa: E402
+from deepisp.errors import DeepISPError  # noqa: E402
 from deepisp.export import onnx_export, tflite_export  # noqa: E402
 from deepisp.export.delegates import check  # noqa: E402
 from deepisp.export.metadata import read_tflite  # noqa: E402
@@ -209,3 +211,26 @@ def test_full_12mp_frame_through_exported_tiles_equals_torch(tmp_path, tiny_ckpt
     mosaic = torch.rand(3024, 4032)
     out, ref = exported.run(mosaic), run_full_frame(model, mosaic)
     assert frame_psnr(out, ref) >= 60 and (out - ref).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("tamper", ["edited_config", "swapped_graphs", "missing_key", "foreign_graph"])
+@pytest.mark.parametrize("backend", ["tflite", "onnx"])
+def test_tampered_sidecar_is_refused(tflite_export_dir, onnx_export_dir, tmp_path, backend, tamper):
+    source, name = (tflite_export_dir, "deepisp_fp32.json") if backend == "tflite" else (onnx_export_dir, "deepisp_onnx_fp32.json")
+    work = tmp_path / "export"
+    shutil.copytree(source, work)
+    meta = json.loads((work / name).read_text())
+    if tamper == "edited_config":
+        meta["model_config"]["n_hl"] = 1
+    elif tamper == "swapped_graphs":
+        meta["graphs"]["tile"]["file"], meta["graphs"]["color"]["file"] = meta["graphs"]["color"]["file"], meta["graphs"]["tile"]["file"]
+    elif tamper == "missing_key":
+        del meta["tile"]
+    else:  # a graph file of another variant under this variant's name
+        other = "deepisp_tile_fp16.tflite" if backend == "tflite" else None
+        if other is None:
+            pytest.skip("one ONNX variant is exported here")
+        shutil.copy(work / other, work / meta["graphs"]["tile"]["file"])
+    (work / name).write_text(json.dumps(meta))
+    with pytest.raises(DeepISPError):
+        ExportedModel(work / name)

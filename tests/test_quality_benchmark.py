@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from benchmarks import quality
-from deepisp.checkpoint import save_checkpoint
+from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from deepisp.color import histogram_stretch, srgb_to_linear
 from deepisp.data.s7 import S7Dataset
 from deepisp.data.synthetic import make_synthetic
@@ -145,9 +145,11 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     torch.manual_seed(0)
     cfg = ModelConfig(mode="jdd", n_ll=2, width=8)
     save_checkpoint(tmp_path / "jdd.pt", DeepISP(cfg), cfg)
+    as_shot = ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8, white_balance="as_shot")
+    save_checkpoint(tmp_path / "as_shot.pt", DeepISP(as_shot), as_shot)
     out = tmp_path / "results"
     args = ["--photos", str(photos), "--limit", "2", "--sigmas", "0", "5", "--s7", str(s7_root), "--out", str(out)]
-    assert quality.main([*args, "--jdd-model", str(tmp_path / "jdd.pt")]) == 0
+    assert quality.main([*args, "--jdd-model", str(tmp_path / "jdd.pt"), "--full-model", str(DEFAULT_CHECKPOINT), str(tmp_path / "as_shot.pt")]) == 0
 
     report = json.loads((out / "quality.json").read_text())
     jdd, full = report["jdd"], report["full"]
@@ -156,7 +158,8 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     assert len(jdd["per_image"]) == 2 * 2 * 11 and jdd["n_images"] == 2
     assert set(jdd["mean"][names[-1]]) == {"0", "5"}
     assert jdd["mean"]["LibRaw DCB"]["0"]["psnr_linear"] > jdd["mean"]["LibRaw DCB"]["5"]["psnr_linear"]
-    assert full["n_scenes"] == 2 and list(full["mean"]) == [quality.NO_ISP, quality.RAWPY, "DeepISP phone-full (shipped, 5000 steps)"]
+    shipped = quality.model_label(DEFAULT_CHECKPOINT, load_checkpoint(DEFAULT_CHECKPOINT))
+    assert full["n_scenes"] == 2 and list(full["mean"]) == [quality.NO_ISP, quality.RAWPY, shipped, "DeepISP custom (as_shot.pt)"]
     assert "8 pixels are cropped" in jdd["protocol"] and "histogram stretch" in full["protocol"]
 
     md = (out / "quality.md").read_text()
