@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--white-balance", dest="white_balance", choices=["estimate", "as_shot"],
                    help="full presets: estimate (default, the paper: the network finds the white balance in the raw) or as_shot "
                         "(the input is balanced with the file's as-shot white balance, as `deepisp process` does; stored in the model)")
+    p.add_argument("--color-head-lr-mult", dest="color_head_lr_mult", type=float,
+                   help="learning-rate multiplier of the FC that predicts W (default 1: the paper's single rate)")
+    p.add_argument("--init-from", dest="init_from", help="start from this checkpoint's weights (same preset; fresh optimizer, step 0)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto (default): bf16 autocast where the processor "
                    "computes bf16 natively (weights, optimizer and loss stay fp32); fp32: no autocast")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")

@@ -114,3 +114,20 @@ def test_cosine_schedule_and_val_data(s7_root, tmp_path):
     assert len(split_train) + len(split_val) < 4  # the 90/10/10 split of one folder
     separate = replace(tc, val_data=str(s7_root))
     assert len(make_dataset(separate, cfg, "train")) == len(make_dataset(separate, cfg, "val")) == 4
+
+
+def test_init_from_starts_a_new_run_from_weights_and_head_gets_its_own_rate(s7_root, tmp_path):
+    from deepisp.model import DeepISP, ModelConfig
+    from deepisp.train import param_groups
+
+    first = TrainConfig(data=str(s7_root), out=str(tmp_path / "a"), steps=3, **BASE)
+    run(first)
+    second = replace(first, out=str(tmp_path / "b"), steps=1, init_from=str(tmp_path / "a" / "last.pt"), lr=0.0)
+    run(second)  # lr 0: the weights must stay exactly the ones started from
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert b["step"] == 1 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    groups = param_groups(DeepISP(ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8)), replace(first, color_head_lr_mult=30.0))
+    assert [g["lr_mult"] for g in groups] == [1.0, 30.0] and len(groups[1]["params"]) == 2  # to_w weight and bias
+    other = ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8)
+    with pytest.raises(DeepISPError, match="init-from"):
+        train(replace(second, out=str(tmp_path / "c")), progress=False, model_config=other)
