@@ -54,11 +54,15 @@ def test_gate_passes_on_the_shipped_model(gate_export, tmp_path):
 
 
 def test_gate_fails_on_a_deliberately_bad_variant(gate_export, tmp_path):
-    """An export bug that ships int8 weights under the fp16 name: the gate names fp16 and the metric."""
+    """An export bug that ships int8 weights under the fp16 name (with fp16's metadata, as the exporter would
+    embed it: a plain file swap is refused earlier, by the metadata check): the gate names fp16 and the metric."""
+    from deepisp.export.metadata import embed_tflite, read_tflite
+
     data, exported = gate_export
     bad = tmp_path / "export"
     shutil.copytree(exported, bad)
-    shutil.copyfile(exported / "deepisp_tile_int8.tflite", bad / "deepisp_tile_fp16.tflite")
+    fp16_meta = read_tflite((exported / "deepisp_tile_fp16.tflite").read_bytes())
+    (bad / "deepisp_tile_fp16.tflite").write_bytes(embed_tflite((exported / "deepisp_tile_int8.tflite").read_bytes(), fp16_meta))
     result = gate(data, bad, tmp_path / "accuracy.json")
     assert result.returncode == 1
     assert "regression: fp16: psnr_vs_float" in result.stderr
