@@ -441,3 +441,28 @@ def test_script_mode_help_and_error_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "android_harness/bench.py", "--model", str(tmp_path / "x.tflite")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: model not found: {tmp_path / 'x.tflite'}; pass an exported .tflite file"]
+
+
+def test_hung_adb_is_killed_with_everything_it_started(tmp_path):
+    """A hung adb that forked a child: the timeout must kill both, not leave the child holding the pipes."""
+    import time
+
+    from android_harness.adb import Adb
+
+    pid_file = tmp_path / "child.pid"
+    fake = tmp_path / "adb"
+    fake.write_text(
+        f"#!{sys.executable}\nimport subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\ntime.sleep(60)\n"
+    )
+    fake.chmod(0o755)
+    t0 = time.perf_counter()
+    with pytest.raises(subprocess.TimeoutExpired):
+        Adb(fake, timeout=2)._run(["devices"], 2)
+    assert time.perf_counter() - t0 < 30
+    child = int(pid_file.read_text())
+    time.sleep(0.5)
+    stat = Path(f"/proc/{child}/stat")
+    # Gone, or a zombie waiting for init to reap it (its parent was killed): either way no longer running.
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
