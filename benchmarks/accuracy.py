@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sidecars:
             raise DeepISPError(f"no deepisp_*.json sidecars in {args.exported}: run export/to_tflite.py or export/to_onnx.py first")
         model, _ = load_model(args.model)
-        frames, targets = load_frames(args.data, args.split, args.limit, model.cfg.white_balance == "as_shot")
+        frames, targets = load_frames(args.data, args.split, args.limit, model.cfg.balanced_input)
         references = reference_outputs(model, frames)
         float_vs_target = [image_metrics(histogram_stretch(displayed(r, model.cfg.mode)), histogram_stretch(t)) for r, t in zip(references, targets)]
         results = {"model": str(args.model or DEFAULT_CHECKPOINT), "data": str(args.data or "synthetic S7 (kodak24)"), "split": args.split,

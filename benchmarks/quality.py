@@ -322,7 +322,7 @@ def run_full(root: Path, models: dict[str, DeepISP], tile: int, limit: int | Non
             RAWPY: lambda: rawpy_default(raw_path, target),
         }
         for name, model in models.items():
-            model_cfa = datasets[model.cfg.white_balance == "as_shot"].frame(i)[0]
+            model_cfa = datasets[model.cfg.balanced_input].frame(i)[0]
             renders[name] = lambda m=model, c=model_cfa: run_tiled(m, torch.from_numpy(c), tile=tile).clamp(0, 1)
         stretched_target = histogram_stretch(target)
         for name, render in renders.items():

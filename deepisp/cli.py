@@ -44,10 +44,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from deepisp.train import TrainConfig, train
 
     names = {f.name for f in fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    if "photos" in given:
-        given["photos"] = tuple(given["photos"])
-    tc = TrainConfig(**given)
+    tc = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     path = train(tc, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {path}")
 
@@ -60,7 +57,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if model.cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
-        dataset = S7Dataset(args.data, split=args.split, pair=args.pair, balanced=model.cfg.white_balance == "as_shot")
+        dataset = S7Dataset(args.data, split=args.split, pair=args.pair, balanced=model.cfg.balanced_input)
     else:
         from deepisp.data.msr import MSRDataset
 

@@ -64,6 +64,11 @@ class ModelConfig:
             raise ValueError(f"white_balance must be 'estimate' or (full models) 'as_shot', got {self.white_balance!r}")
 
     @property
+    def balanced_input(self) -> bool:
+        """The model takes its mosaic balanced with the file's as-shot white balance (deepisp.white_balance)."""
+        return self.white_balance == "as_shot"
+
+    @property
     def n_features(self) -> int:
         return self.width - 3
 

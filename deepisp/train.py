@@ -63,6 +63,10 @@ class TrainConfig:
     color_head_lr_mult: float = 1.0  # learning-rate multiplier of the FC that gives W (see `param_groups`)
     init_from: str = ""  # start from this checkpoint's weights (same model config; new optimizer, step 0)
 
+    def __post_init__(self) -> None:
+        # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
+        object.__setattr__(self, "photos", tuple(self.photos))
+
 
 def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
     """The dataset of a split: photo-simulated pairs with --photos, else S7 pairs for mode full and MSR for
@@ -72,11 +76,11 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
 
         if tc.data or tc.val_data:
             raise DeepISPError("--photos replaces --data/--val-data (validation photos are held out of the same folders); pass one or the other")
-        return PhotoDataset(tc.photos, cfg.mode, split=split, crop=tc.crop, balanced=cfg.white_balance == "as_shot")
+        return PhotoDataset(tc.photos, cfg.mode, split=split, crop=tc.crop, balanced=cfg.balanced_input)
     if cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
-        balanced = cfg.white_balance == "as_shot"
+        balanced = cfg.balanced_input
         if tc.val_data:
             return S7Dataset(tc.val_data if split == "val" else tc.data, split="all", pair=tc.pair, crop=tc.crop, balanced=balanced)
         return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop, balanced=balanced)
@@ -228,10 +232,8 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         state = load_checkpoint(ckpt_path)
         # The run's identity (preset, seed, ...) comes from the checkpoint; the length may change, and so may
         # where the data lives (--data/--val-data/--photos given again: the run was moved or the data was).
-        saved = dict(state["train_config"])
-        saved["photos"] = tuple(saved.get("photos", ()))
         moved = {k: getattr(tc, k) for k in ("data", "val_data", "photos") if getattr(tc, k)}
-        tc = replace(TrainConfig(**saved), steps=tc.steps, out=tc.out, **moved)
+        tc = replace(TrainConfig(**state["train_config"]), steps=tc.steps, out=tc.out, **moved)
         cfg = ModelConfig(**state["model_config"])
     else:
         if model_config is None and tc.preset not in PRESETS:
@@ -264,8 +266,9 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         step = state["step"]
     elif tc.init_from:
         init = load_checkpoint(tc.init_from)
-        if ModelConfig(**init["model_config"]) != cfg:
-            raise DeepISPError(f"--init-from {tc.init_from} is a {ModelConfig(**init['model_config'])} model, not this run's {cfg}")
+        init_cfg = ModelConfig(**init["model_config"])
+        if init_cfg != cfg:
+            raise DeepISPError(f"--init-from {tc.init_from} is a {init_cfg} model, not this run's {cfg}")
         model.load_state_dict(init["model"])
     elif cfg.mode == "full":
         model.set_color_init(affine_init(train_set, progress=progress))

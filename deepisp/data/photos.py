@@ -35,13 +35,13 @@ import torch
 from deepisp.color import srgb_to_linear
 from deepisp.data.synthetic import (
     SHORT_EXPOSURE_RATIO,
-    _load_photo,
     auto_exposure_gain,
     camera_mosaic,
     dn_to_normalised,
     draw_scene_params,
     expose,
     find_photos,
+    load_photo,
 )
 from deepisp.demosaic import bilinear_demosaic, mosaic
 from deepisp.errors import DeepISPError
@@ -91,7 +91,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         if balanced and mode != "full":
             raise DeepISPError("only full-ISP pairs can be white-balanced")
         self.mode, self.crop, self.augment, self.balanced = mode, crop, augment, balanced
-        loaded = [(p, _load_photo(p)) for p in holdout(find_photos(folders), split)]
+        loaded = [(p, load_photo(p)) for p in holdout(find_photos(folders), split)]
         small = [p for p, img in loaded if min(img.shape[:2]) < crop]
         if small:
             warnings.warn(f"photos: skipping {len(small)} photo(s) smaller than the {crop}px crop, e.g. {small[0]}", stacklevel=2)

@@ -95,7 +95,7 @@ def scene_name(index: int) -> str:
     return (FIRST_CAPTURE_TIME + datetime.timedelta(minutes=index)).strftime("%Y%m%d_%H%M%S")
 
 
-def _load_photo(path: Path) -> np.ndarray:
+def load_photo(path: Path) -> np.ndarray:
     """[H,W,3] uint8 sRGB in display orientation, cropped to even H and W (whole Bayer quads)."""
     try:
         with Image.open(path) as im:
@@ -250,7 +250,7 @@ def make_synthetic(
 
     scenes = []
     for index, photo_path in enumerate(tqdm(photos, desc="synthetic scenes", unit="photo", disable=not progress)):
-        photo = _load_photo(Path(photo_path))
+        photo = load_photo(Path(photo_path))
         for variant in range(variants):
             scene = out_dir / scene_name(index * variants + variant)
             params = _write_scene(scene, photo, pattern, np.random.default_rng([seed, index, variant]))

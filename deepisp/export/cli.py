@@ -101,7 +101,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
           f"frame {args.frame[0]}x{args.frame[1]} -> window {window[0]}x{window[1]} for tile {tile[0]}x{tile[1]}")
 
     data = args.data or default_s7_root()
-    balanced = cfg.white_balance == "as_shot"
+    balanced = cfg.balanced_input
     frames = load_mosaics(raw_paths(data, ("val", "test"))[: args.eval_images], balanced)
     if not frames:
         raise DeepISPError(f"no held-out raw frames in {data} for the accuracy check; pass --data")
