@@ -9,7 +9,8 @@ different mosaics, noise fields and (full ISP) white balances and exposures of t
           darker than photos). Input: the target sampled on the RGGB grid, plus noise of variance
           a*x + b: b = (sigma/255)^2 with sigma ~ U(0, JDD_MAX_SIGMA), and for half the crops shot noise a ~
           logU(JDD_SHOT_RANGE) (heteroscedastic, like a real sensor), none for the other half (the
-          Gaussian-only protocol of MSR and quality.py); 16-bit quantised, clipped to [0,1], demosaiced bilinearly.
+          Gaussian-only protocol of MSR and quality.py); a share JDD_CLEAN_FRACTION of the crops gets no
+          noise at all (sigma = 0 is a test condition); 16-bit quantised, clipped to [0,1], demosaiced bilinearly.
     full  exactly make-synthetic's low-light pair (deepisp.data.synthetic): S7 colour matrix, a drawn white
           balance, auto exposure from the whole photo, 1/4 exposure, shot + read noise, 10-bit DN,
           normalised as deepisp.raw does (`balanced`: then balanced with the drawn white balance, which is
@@ -54,6 +55,9 @@ HOLDOUT_SEED = 0
 JDD_MAX_SIGMA = 12.0  # read-noise sigma on 0-255, covers MSR (~1-10) and quality.py's 0..10
 JDD_SHOT_RANGE = (1e-5, 1e-3)  # a in var = a*x + b, log-uniform
 JDD_GAIN_RANGE = (0.25, 1.0)
+# Share of JDD crops with no noise at all: a blind denoiser that never sees a clean mosaic smooths one
+# (the first phone-jdd, trained without, lost 0.9 dB to LibRaw DCB at sigma 0 while winning at 5 and 10).
+JDD_CLEAN_FRACTION = 0.25
 # The photo stride used to measure the auto exposure of a whole photo (even, so the CFA mix is kept).
 EXPOSURE_STRIDE = 4
 _SRGB_TO_LINEAR_LUT = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy().astype(np.float32)
@@ -148,6 +152,8 @@ class PhotoDataset(torch.utils.data.Dataset):
         clean = mosaic(target[None])[0, 0].numpy().astype(np.float64)
         read_var = (rng.uniform(0.0, JDD_MAX_SIGMA) / 255.0) ** 2
         shot_a = float(np.exp(rng.uniform(*np.log(JDD_SHOT_RANGE)))) if rng.random() < 0.5 else 0.0
+        if rng.random() < JDD_CLEAN_FRACTION:
+            read_var = shot_a = 0.0
         noisy = clean + np.sqrt(shot_a * clean + read_var) * rng.standard_normal(clean.shape)
         raw = np.round(np.clip(noisy, 0.0, 1.0) * 65535.0) / 65535.0
         rgb = bilinear_demosaic(torch.from_numpy(raw.astype(np.float32))[None, None])[0]
