@@ -24,9 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as `python android_harness/bench.py`: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from android_harness import accuracy
 from android_harness.adb import Adb, AdbTimeout, DeviceInfo, DeviceLost, find_adb
 from android_harness.benchmark_output import BenchmarkOutput, parse

@@ -5,11 +5,19 @@
 Cases (each in a fresh subprocess, so peak RSS is that run's alone):
     colorchart  ../shared/data/raw/colorchart.dng (real sensor data, 1734x1156)
     12mp        a 3024x4032 DNG (the S7's frame size) written from a Kodak photo by the synthetic pipeline
-Each case also runs the untiled full-frame model on the same mosaic (where it fits) to show what tiling
-saves. With --exported, every exported variant there (deepisp_*.json sidecars) also processes each case
+Paths per case:
+    default     `deepisp process` as users run it: 448-px tiles, each block's two convs merged into one
+                (deepisp.model.LowLevelStage.infer)
+    eager       the host path before it was tuned, the reference: the network's training forward (two convs
+                per block) on whole 448-px-tile windows (no row bands)
+    full_frame  the untiled training forward on the whole mosaic (where it fits): what tiling saves
+Every path is reported as a ratio to eager, and as effective GFLOP/s (the model's FLOPs per output pixel x
+pixels / wall time, raw decode and image write included, tile overlap counted as waste) against the peak
+fp32 conv throughput this CPU shows in the same run (benchmarks.latency.machine_peak_gflops).
+With --exported, every exported variant there (deepisp_*.json sidecars) also processes each case
 through the same tile runner a phone follows (`deepisp process --backend onnx|tflite`); int16x8 is left
 out unless --with-int16 (TFLite's int16 reference kernels take minutes per 12 MP frame).
-Writes benchmarks/results/process_latency.json.
+Writes benchmarks/results/process_latency.json and .md (the README's table).
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.latency import machine_peak_gflops
 from deepisp.atomic import atomic_path
+from deepisp.checkpoint import load_model
 from deepisp.data import SHARED_DATA as SHARED
+from deepisp.model import flops_per_pixel
 from deepisp.tiling import DEFAULT_TILE
 
 RESULTS = Path(__file__).parent / "results"
+EAGER_TILE = 448  # the host default tile before row bands
 
 # Runs in the child: time process_file (tiled) or the full-frame path, report seconds and peak RSS.
 # Peak RSS is VmHWM, which exec resets; getrusage's ru_maxrss would carry over the parent's peak.
@@ -41,8 +53,15 @@ from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_full_frame
 raw_path, out, model_path, tile, mode = sys.argv[1:6]
 model = ExportedModel(model_path) if mode == "exported" else load_model(None if model_path == "default" else model_path)[0]
+if mode == "eager":  # the training forward's two convs per block, whole windows
+    import deepisp.tiling
+    def two_conv(rgb, stage=model.low_level):
+        features, image = stage(rgb)
+        return (None if features is None else torch.cat([features, image], 1)), image
+    model.low_level.infer = torch.no_grad()(two_conv)
+    deepisp.tiling.BAND_PIXELS = 1 << 62
 t0 = time.perf_counter()
-if mode in ("tiled", "exported"):
+if mode in ("default", "eager", "exported"):
     info = process_file(model, Path(raw_path), Path(out), tile=int(tile), progress=False)
 else:
     mosaic = torch.from_numpy(read_raw(raw_path).mosaic)
@@ -59,6 +78,13 @@ def run_case(raw: Path, model: str, tile: int, mode: str, out_dir: Path) -> dict
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def read_raw_size(raw: Path) -> int:
+    """Pixels of the raw's mosaic."""
+    from deepisp.raw import read_raw
+
+    return int(read_raw(raw).mosaic.size)
 
 
 def write_12mp_dng(path: Path) -> None:
@@ -95,18 +121,53 @@ def main() -> None:
             write_12mp_dng(cases["12mp"])
         sidecars = sorted(args.exported.glob("deepisp_*.json")) if args.exported else []
         sidecars = [p for p in sidecars if args.with_int16 or "int16" not in p.name]
+        threads = torch.get_num_threads()
+        peak = machine_peak_gflops(threads)
+        print(f"peak fp32 conv/matmul throughput, {threads} threads: {peak:.1f} GFLOP/s")
+        flops = flops_per_pixel(load_model(None if args.model == "default" else args.model)[0].cfg)
         for name, raw in cases.items():
-            runs = {"tiled": run_case(raw, args.model, args.tile, "tiled", tmp), "full_frame": run_case(raw, args.model, args.tile, "full", tmp)}
+            pixels = read_raw_size(raw)
+            runs = {"eager": run_case(raw, args.model, EAGER_TILE, "eager", tmp)}
+            runs.update({mode: run_case(raw, args.model, args.tile, mode, tmp) for mode in ("default", "full_frame")})
             runs.update({p.stem: run_case(raw, str(p), args.tile, "exported", tmp) for p in sidecars})
-            results[name] = runs
+            for r in runs.values():
+                if "seconds" in r:
+                    r["vs_eager"] = runs["eager"]["seconds"] / r["seconds"] if "seconds" in runs["eager"] else None
+                    r["fraction_of_peak"] = flops * pixels / r["seconds"] / 1e9 / peak
+            results[name] = {"megapixels": pixels / 1e6, "runs": runs}
             for run, r in runs.items():
-                print(f"{name:<11} {run:<20} {r.get('seconds', float('nan')):7.2f} s  peak RSS {r.get('peak_rss_mb', float('nan')):7.0f} MB  {r.get('error', '')}")
-    payload = {"meta": {"tile": args.tile, "model": args.model, "threads": torch.get_num_threads(), "torch": torch.__version__},
-               "results": results}
+                if "error" in r:
+                    print(f"{name:<11} {run:<20} error: {r['error']}")
+                    continue
+                print(f"{name:<11} {run:<20} {r['seconds']:7.2f} s  {r['seconds'] / (pixels / 1e6) * 1000:6.0f} ms/MP  "
+                      f"x{r['vs_eager'] or float('nan'):.2f} vs eager  {100 * r['fraction_of_peak']:3.0f}% of peak  "
+                      f"peak RSS {r['peak_rss_mb']:6.0f} MB")
+    payload = {"meta": {"tile": args.tile, "model": args.model, "threads": threads, "peak_gflops": peak,
+                        "model_flops_per_pixel": flops, "torch": torch.__version__}, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as t:
         t.write_text(json.dumps(payload, indent=2))
-    print(f"wrote {args.out}")
+    table = args.out.with_suffix(".md")
+    with atomic_path(table) as t:
+        t.write_text(markdown_table(payload))
+    print(f"wrote {args.out} and {table}")
+
+
+def markdown_table(payload: dict) -> str:
+    meta = payload["meta"]
+    lines = [f"`deepisp process` end to end (raw decode, network, JPEG write), host CPU, {meta['threads']} threads, "
+             f"peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run; model {meta['model']} "
+             f"({meta['model_flops_per_pixel'] / 1e3:.1f} kFLOP/pixel).", "",
+             "| frame | path | seconds | ms per MP | vs eager | % of peak | peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
+    for case, result in payload["results"].items():
+        for path, r in result["runs"].items():
+            if "error" in r:
+                lines.append(f"| {case} | {path} | error: {r['error']} | | | | |")
+                continue
+            vs = f"{r['vs_eager']:.2f}x" if r.get("vs_eager") else "-"
+            lines.append(f"| {case} ({result['megapixels']:.1f} MP) | {path} | {r['seconds']:.1f} | "
+                         f"{1000 * r['seconds'] / result['megapixels']:.0f} | {vs} | {100 * r['fraction_of_peak']:.0f}% | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from deepisp.atomic import atomic_path
 from deepisp.losses import IspLoss, jdd_loss
 from deepisp.train import autocast_dtype
 from deepisp.model import PRESETS, DeepISP, ModelConfig, count_parameters, flops_per_pixel
-from preset_sweep import CANDIDATES  # sibling script (benchmarks/ is on sys.path when run as a script)
+from benchmarks.preset_sweep import CANDIDATES
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -46,11 +46,13 @@ from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig, apply_color_transform
 
-# Default nominal core for PyTorch processing on the host. With phone-full's margins the windows are then
-# ~530-580 px: measured on this project's 2-core CPU, the model runs at ~2x the time per pixel once windows
-# pass ~590 px (its 24-channel activations stop fitting in cache), which outweighs the extra overlap of
-# smaller windows (colorchart.dng: 448 -> 12 windows, 512 -> 8 windows of 644 px and ~1.7x slower).
-DEFAULT_TILE = 448
+# Default nominal core for PyTorch processing on the host. Large windows waste little on overlap (a 12 MP
+# frame computes 1.25x its pixels at 1024, 1.57x at 448: the high-level stage's 64-row margins), and the
+# low-level stage inside each window runs in row bands (below), so window size no longer costs cache misses.
+DEFAULT_TILE = 1024
+# Pixels per low-level band on the host: the 24-channel activations of a band this size stay in this CPU's
+# cache; one whole 1104x1152 window runs at ~1.9x the time per pixel (measured, benchmarks/process_latency.py).
+BAND_PIXELS = 160_000
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class WindowRunner(Protocol):
 
 
 class TorchRunner:
-    """`WindowRunner` over a `DeepISP` module (fp32, on the module's device)."""
+    """`WindowRunner` over a `DeepISP` module (fp32, on the module's device), low-level convs merged."""
 
     def __init__(self, model: DeepISP):
         self.model, self.cfg = model, model.cfg
@@ -163,16 +165,42 @@ class TorchRunner:
     @torch.no_grad()
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         rgb = bilinear_demosaic(window.to(self.device, torch.float32)[None, None])
-        features, image = self.model.low_level(rgb)
+        block_input, image = low_level_in_bands(self.model, rgb)
         if self.cfg.mode == "jdd":
             return image[0].cpu(), None
-        cells = self.model.high_level(torch.cat([features, image], dim=1))
-        return image[0].cpu(), cells[0].cpu()
+        return image[0].cpu(), self.model.high_level(block_input)[0].cpu()
 
     @torch.no_grad()
     def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         w = self.model.color_head(mean.to(self.device, torch.float32)[None])
         return apply_color_transform(w, image.to(self.device)[None])[0].cpu()
+
+
+def low_level_in_bands(model: DeepISP, rgb: torch.Tensor, band_pixels: int | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """`model.low_level.infer` on rgb [1,3,H,W], run in bands of rows that fit in cache; the same values.
+
+    Each band carries n_ll extra rows on each side inside the window: a band's reflection padding is wrong
+    at its inner edges, and the error creeps one row per block (the low-level halo, as between windows).
+    At the window's own edges the band's padding is the window's. Returns what `infer` does.
+    `band_pixels`: band size in pixels (default BAND_PIXELS).
+    """
+    halo = model.cfg.n_ll
+    h, w = rgb.shape[2:]
+    rows = max(2 * halo, (band_pixels or BAND_PIXELS) // w)
+    if h <= rows + 2 * halo:
+        return model.low_level.infer(rgb)
+    block_input = image = None
+    for y0 in range(0, h, rows):
+        y1 = min(y0 + rows, h)
+        top, bottom = max(0, y0 - halo), min(h, y1 + halo)
+        band_input, band_image = model.low_level.infer(rgb[:, :, top:bottom])
+        if image is None:
+            image = rgb.new_empty(1, 3, h, w)
+            block_input = None if band_input is None else rgb.new_empty(1, band_input.shape[1], h, w)
+        image[:, :, y0:y1] = band_image[:, :, y0 - top : y1 - top]
+        if block_input is not None:
+            block_input[:, :, y0:y1] = band_input[:, :, y0 - top : y1 - top]
+    return block_input, image
 
 
 def run_tiled(

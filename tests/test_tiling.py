@@ -5,6 +5,7 @@ import torch
 
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig
+from deepisp import tiling
 from deepisp.tiling import alignment, cell_count, plan_axis, pointwise_blocks, run_full_frame, run_tiled, window_size
 
 
@@ -82,3 +83,20 @@ def test_tile_must_fit_the_high_level_stride():
     cfg = ModelConfig(mode="full", n_ll=2, n_hl=2, width=8, hl_width=8)
     with pytest.raises(DeepISPError, match="multiple of 16"):
         run_tiled(DeepISP(cfg), torch.rand(64, 64), tile=40)
+
+
+@pytest.mark.parametrize("cfg", [CASES[1][0], CASES[3][0]], ids=["full", "jdd"])
+def test_low_level_bands_equal_the_whole_window(cfg, monkeypatch):
+    model = trained_like(cfg)
+    rgb = torch.rand(1, 3, 83, 40)
+    whole_input, whole_image = model.low_level.infer(rgb)
+    for band_pixels in (1, 400, 1000):  # the smallest band (2 n_ll rows), a middle one, and a ragged last band
+        block_input, image = tiling.low_level_in_bands(model, rgb, band_pixels)
+        assert torch.allclose(image, whole_image, atol=1e-6)
+        assert (block_input is None) == (whole_input is None)
+        if block_input is not None:
+            assert torch.allclose(block_input, whole_input, atol=1e-6)
+    # And through the tile runner, bands inside windows still give the full-frame result.
+    monkeypatch.setattr(tiling, "BAND_PIXELS", 300)
+    mosaic = torch.rand(97, 161)
+    assert torch.allclose(run_tiled(model, mosaic, tile=32), run_full_frame(model, mosaic), atol=1e-5)

@@ -1,0 +1,1 @@
+"""Measured figures: each module is a script that prints its numbers and writes benchmarks/results/."""
