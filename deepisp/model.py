@@ -20,9 +20,20 @@ thousandths; without s_k they sit in the bottom few codes of tanh's [-1,1] outpu
 int8 quantises with a fixed step of 1/128. With s_k (initialised to RESIDUAL_SCALE_INIT) tanh works in its
 whole range and the int8 step of the residual becomes s_k/128. One extra MUL per block in the graphs.
 
+`packed` (micro presets only, beyond the paper): both stages run on the 2x2 space-to-depth of the
+bilinear image, 12 channels at half resolution (channel c*4 + dy*2 + dx, torch.pixel_unshuffle's order), so
+every conv costs a quarter per output pixel; the running image I_k is that 12-channel packing of the RGB
+image, and the output is its depth-to-space. The structure is DeepISP's; the receptive field per block
+doubles. Input and output are the same [B,3,H,W] images as every other model (H, W even).
+
 High-level stage ("full" only): `n_hl` x [reflection pad 1, 3x3 conv stride 2, ReLU, 2x2 max-pool] over
 concat(features_n_ll, I_n_ll), a global mean, then one FC layer giving W in R^{3x10}, applied per pixel to
 the 10 monomials of triu([r,g,b,1]^T [r,g,b,1]) in MONOMIAL_ORDER.
+
+The network has a TensorFlow twin for TFLite export (deepisp/export/tf_graphs.py: cleaner phone graphs than
+the converters give). It re-expresses the modules below op for op and refuses any layer type it does not
+know; tests/test_export.py::test_tf_graph_equals_torch_window (and tests/test_micro.py for packed models)
+keep the two equal. A change to a block's ops here must be made there too.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ class ModelConfig:
     width: int = 64  # low-level channels per block: width - 3 features + 3 residual image channels
     hl_width: int = 64  # channels of the high-level convs
     residual_scale: bool = False  # learned scalar per block on the tanh residual (int8-friendly; not the paper)
+    packed: bool = False  # run on the 2x2 space-to-depth at half resolution (micro presets; not the paper)
     # Input contract of full models, not part of the network: "estimate" (paper: the raw as is, the network
     # estimates the white balance) or "as_shot" (the mosaic arrives balanced with the file's as-shot white
     # balance, deepisp.white_balance). Stored in checkpoints and exported metadata so every runner applies it.
@@ -58,8 +70,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("jdd", "full"):
             raise ValueError(f"mode must be 'jdd' or 'full', got {self.mode!r}")
-        if self.n_ll < 1 or self.width < 4 or self.hl_width < 1:
-            raise ValueError(f"need n_ll >= 1, width >= 4, hl_width >= 1: {self}")
+        if self.n_ll < 1 or self.width <= self.image_channels or self.hl_width < 1:
+            raise ValueError(f"need n_ll >= 1, width > {self.image_channels} (the image channels), hl_width >= 1: {self}")
         if self.mode == "full" and self.n_hl < 1:
             raise ValueError("mode 'full' needs n_hl >= 1")
         if self.white_balance not in ("estimate", "as_shot") or (self.mode == "jdd" and self.white_balance != "estimate"):
@@ -71,18 +83,28 @@ class ModelConfig:
         return self.white_balance == "as_shot"
 
     @property
+    def pack_factor(self) -> int:
+        """Input pixels per working pixel along each axis: 2 for `packed` models, else 1."""
+        return 2 if self.packed else 1
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of the running image I_k: RGB, or its 2x2 packing (12) for `packed` models."""
+        return 3 * self.pack_factor**2
+
+    @property
     def n_features(self) -> int:
-        return self.width - 3
+        return self.width - self.image_channels
 
     @property
     def hl_stride(self) -> int:
         """Input pixels per high-level output cell along each axis (conv stride 2 x pool 2 per layer)."""
-        return 4**self.n_hl if self.mode == "full" else 1
+        return self.pack_factor * (4**self.n_hl if self.mode == "full" else 1)
 
     @property
     def min_size(self) -> int:
-        """Smallest H, W the network accepts: the high-level stage must leave at least one cell."""
-        return max(2, self.hl_stride)
+        """Smallest H, W the network accepts: a cell of the high-level stage, and 2 working pixels to reflect."""
+        return max(2 * self.pack_factor, self.hl_stride)
 
 
 # Named sizes. Paper sizes are from sections III-A and IV-C. The phone sizes stay within 60 kFLOP per
@@ -94,6 +116,9 @@ PRESETS: dict[str, ModelConfig] = {
     "paper-jdd": ModelConfig(mode="jdd", n_ll=20, n_hl=0, width=64, hl_width=64),
     "phone-full": ModelConfig(mode="full", n_ll=6, n_hl=3, width=24, hl_width=32, residual_scale=True),
     "phone-jdd": ModelConfig(mode="jdd", n_ll=14, n_hl=0, width=16, hl_width=32, residual_scale=True),
+    # Real-time preview, <= 10 kFLOP per pixel (MicroISP ~3.5 k): half resolution on the packed image.
+    "micro-full": ModelConfig(mode="full", n_ll=4, n_hl=2, width=24, hl_width=16, residual_scale=True, packed=True),
+    "micro-jdd": ModelConfig(mode="jdd", n_ll=6, n_hl=0, width=20, hl_width=16, residual_scale=True, packed=True),
     # For tests and smoke runs only.
     "tiny-full": ModelConfig(mode="full", n_ll=3, n_hl=1, width=8, hl_width=8),
     "tiny-jdd": ModelConfig(mode="jdd", n_ll=3, n_hl=0, width=8, hl_width=8),
@@ -128,15 +153,15 @@ def apply_color_transform(w: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
 
 
 class LowLevelBlock(nn.Module):
-    """One residual block: [B,Cin,H,W] -> features [B,width-3,H,W] (ReLU) and residual [B,3,H,W]
+    """One residual block: [B,Cin,H,W] -> features [B,n_features,H,W] (ReLU) and residual [B,image_channels,H,W]
     (tanh, times the learned scalar `residual_scale` when the block has one)."""
 
-    def __init__(self, in_channels: int, n_features: int, with_features: bool = True, residual_scale: bool = False):
+    def __init__(self, in_channels: int, n_features: int, with_features: bool = True, residual_scale: bool = False, image_channels: int = 3):
         super().__init__()
         self.pad = nn.ReflectionPad2d(1)
         # The last jdd block's features would be discarded, so it has no feature conv.
         self.conv_features = nn.Conv2d(in_channels, n_features, 3) if with_features else None
-        self.conv_residual = nn.Conv2d(in_channels, 3, 3)
+        self.conv_residual = nn.Conv2d(in_channels, image_channels, 3)
         self.residual_scale = nn.Parameter(torch.tensor(RESIDUAL_SCALE_INIT)) if residual_scale else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -149,17 +174,19 @@ class LowLevelBlock(nn.Module):
 
 
 class LowLevelStage(nn.Module):
-    """The residual stage: [B,3,H,W] image -> (features [B,width-3,H,W] or None, image estimate [B,3,H,W])."""
+    """The residual stage, in the working domain (`DeepISP.pack`): image [B,C,h,w] -> (features
+    [B,n_features,h,w] or None, image estimate [B,C,h,w]); C = cfg.image_channels, h,w = H,W / pack_factor."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         keep_last_features = cfg.mode == "full"
         self.blocks = nn.ModuleList(
             LowLevelBlock(
-                3 if k == 0 else cfg.width,
+                cfg.image_channels if k == 0 else cfg.width,
                 cfg.n_features,
                 with_features=(k < cfg.n_ll - 1) or keep_last_features,
                 residual_scale=cfg.residual_scale,
+                image_channels=cfg.image_channels,
             )
             for k in range(cfg.n_ll)
         )
@@ -178,22 +205,22 @@ class LowLevelStage(nn.Module):
     def infer(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """`forward` for inference, each block's two convs merged into one (see the module doc).
 
-        Returns (concat(features, image) [B,width,H,W], the high-level stage's input, or None for jdd;
-        image estimate [B,3,H,W]). The merged conv's output is reused in place as the next block's input:
-        its first `width - 3` channels get the ReLU, its last 3 become the running image.
+        Returns (concat(features, image) [B,width,h,w], the high-level stage's input, or None for jdd;
+        image estimate [B,C,h,w]), working domain like `forward`. The merged conv's output is reused in place
+        as the next block's input: its first n_features channels get the ReLU, its last C the running image.
         """
         x = image
         for block in self.blocks:
             convs = [c for c in (block.conv_features, block.conv_residual) if c is not None]
             y = F.conv2d(block.pad(x), torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]))
-            n = y.shape[1] - 3
+            n = y.shape[1] - image.shape[1]
             y[:, :n].relu_()
             residual = y[:, n:].tanh_()
             if block.residual_scale is not None:
                 residual.mul_(block.residual_scale)
             image = residual.add_(image)
             x = y
-        return (x if x.shape[1] > 3 else None), image
+        return (x if x.shape[1] > image.shape[1] else None), image
 
 
 class HighLevelStage(nn.Module):
@@ -259,15 +286,23 @@ class DeepISP(nn.Module):
         """[B,hl_width] global mean -> W [B,3,10] (row = output channel, column = monomial)."""
         return self.to_w(pooled).view(-1, 3, N_MONOMIALS)
 
+    def pack(self, rgb: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] -> the working domain [B,image_channels,H/p,W/p] (p = pack_factor; identity unless packed)."""
+        return F.pixel_unshuffle(rgb, 2) if self.cfg.packed else rgb
+
+    def unpack(self, image: torch.Tensor) -> torch.Tensor:
+        """Inverse of `pack`: working-domain image -> [B,3,H,W]."""
+        return F.pixel_shuffle(image, 2) if self.cfg.packed else image
+
     def forward_with_w(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Like forward, also returning W [B,3,10] (None in jdd mode)."""
         check_input(rgb, self.cfg)
-        features, image = self.low_level(rgb)
+        features, image = self.low_level(self.pack(rgb))
         if self.cfg.mode == "jdd":
-            return image, None
+            return self.unpack(image), None
         cells = self.high_level(torch.cat([features, image], dim=1))
         w = self.color_head(self.global_features(cells))
-        return apply_color_transform(w, image), w
+        return apply_color_transform(w, self.unpack(image)), w
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.forward_with_w(rgb)[0]
@@ -281,6 +316,8 @@ def identity_affine() -> torch.Tensor:
 def check_input(rgb: torch.Tensor, cfg: ModelConfig) -> None:
     if rgb.ndim != 4 or rgb.shape[1] != 3:
         raise ValueError(f"DeepISP expects [B,3,H,W] bilinear RGB, got {tuple(rgb.shape)}")
+    if cfg.packed and (rgb.shape[-2] % 2 or rgb.shape[-1] % 2):
+        raise ValueError(f"a packed model needs even H and W, got {tuple(rgb.shape[-2:])}")
     if min(rgb.shape[-2:]) < cfg.min_size:
         raise ValueError(
             f"image {tuple(rgb.shape[-2:])} is smaller than the {cfg.min_size}x{cfg.min_size} minimum of this model "
@@ -309,23 +346,27 @@ def count_parameters(model: nn.Module) -> int:
 
 def flops_per_pixel(cfg: ModelConfig) -> float:
     """Forward FLOPs (2 x MACs) per output pixel, low-level stage plus high-level stage."""
-    ll = 2 * 9 * 3 * cfg.width  # first block reads 3 channels, writes width
+    c = cfg.image_channels
+    ll = 2 * 9 * c * cfg.width  # first block reads the image, writes width
     ll += (cfg.n_ll - 1) * 2 * 9 * cfg.width * cfg.width
     if cfg.residual_scale:
-        ll += cfg.n_ll * 3  # one multiply per residual channel and block
+        ll += cfg.n_ll * c  # one multiply per residual channel and block
     if cfg.mode == "jdd":
         ll -= 2 * 9 * cfg.width * cfg.n_features  # last jdd block has no feature conv
-        return float(ll)
-    hl, in_ch, scale = 0.0, cfg.width, 1.0
+    area = 1.0 / cfg.pack_factor**2  # working pixels per output pixel
+    if cfg.mode == "jdd":
+        return float(ll * area)
+    hl, in_ch, scale = 0.0, cfg.width, area
     for _ in range(cfg.n_hl):
         scale /= 4.0  # conv stride 2 output pixels per input pixel
         hl += scale * 2 * 9 * in_ch * cfg.hl_width
         scale /= 4.0  # max-pool
         in_ch = cfg.hl_width
-    return float(ll + hl + 2 * 3 * N_MONOMIALS)
+    return float(ll * area + hl + 2 * 3 * N_MONOMIALS)
 
 
 def receptive_field(cfg: ModelConfig) -> int:
-    """Side of the low-level stage's receptive field in input pixels: 2 * n_ll + 1 (paper III-B)."""
-    return 2 * cfg.n_ll + 1
+    """Side of the low-level stage's receptive field: 2 * n_ll + 1 (paper III-B) working pixels, each
+    pack_factor input pixels wide."""
+    return cfg.pack_factor * (2 * cfg.n_ll + 1)
 

@@ -77,6 +77,7 @@ def cell_count(n: int, cfg: ModelConfig) -> int:
     """High-level cells along an axis of n pixels (conv k3 s2 p1, then floor 2x2 pool, per layer)."""
     if cfg.mode == "jdd":
         return 0
+    n //= cfg.pack_factor
     for _ in range(cfg.n_hl):
         n = (n - 1) // 2 + 1
         n //= 2
@@ -89,12 +90,13 @@ def alignment(cfg: ModelConfig) -> int:
 
 
 def low_level_halo(cfg: ModelConfig) -> int:
-    return cfg.n_ll + 1  # n_ll 3x3 blocks + the 3x3 demosaic
+    """n_ll 3x3 blocks + the 3x3 demosaic, each wrong row costing a whole working row when packed."""
+    return cfg.pack_factor * (cfg.n_ll + 1)
 
 
 def high_level_reach(cfg: ModelConfig) -> int:
-    """How many rows before its own block a high-level cell reads: (4^n_hl - 1) / 3."""
-    return (cfg.hl_stride - 1) // 3 if cfg.mode == "full" else 0
+    """How many rows before its own block a high-level cell reads: (4^n_hl - 1) / 3 working rows."""
+    return cfg.pack_factor * (4**cfg.n_hl - 1) // 3 if cfg.mode == "full" else 0
 
 
 def top_margin(cfg: ModelConfig) -> int:
@@ -165,10 +167,11 @@ class TorchRunner:
     @torch.no_grad()
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         rgb = bilinear_demosaic(window.to(self.device, torch.float32)[None, None])
-        block_input, image = low_level_in_bands(self.model, rgb)
+        block_input, image = low_level_in_bands(self.model, self.model.pack(rgb))
+        image = self.model.unpack(image)[0].cpu()
         if self.cfg.mode == "jdd":
-            return image[0].cpu(), None
-        return image[0].cpu(), self.model.high_level(block_input)[0].cpu()
+            return image, None
+        return image, self.model.high_level(block_input)[0].cpu()
 
     @torch.no_grad()
     def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -177,7 +180,8 @@ class TorchRunner:
 
 
 def low_level_in_bands(model: DeepISP, rgb: torch.Tensor, band_pixels: int | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """`model.low_level.infer` on rgb [1,3,H,W], run in bands of rows that fit in cache; the same values.
+    """`model.low_level.infer` on rgb [1,C,h,w] (working domain, `DeepISP.pack`), run in bands of rows that
+    fit in cache; the same values.
 
     Each band carries n_ll extra rows on each side inside the window: a band's reflection padding is wrong
     at its inner edges, and the error creeps one row per block (the low-level halo, as between windows).
@@ -195,7 +199,7 @@ def low_level_in_bands(model: DeepISP, rgb: torch.Tensor, band_pixels: int | Non
         top, bottom = max(0, y0 - halo), min(h, y1 + halo)
         band_input, band_image = model.low_level.infer(rgb[:, :, top:bottom])
         if image is None:
-            image = rgb.new_empty(1, 3, h, w)
+            image = rgb.new_empty(1, band_image.shape[1], h, w)
             block_input = None if band_input is None else rgb.new_empty(1, band_input.shape[1], h, w)
         image[:, :, y0:y1] = band_image[:, :, y0 - top : y1 - top]
         if block_input is not None:

@@ -26,10 +26,10 @@ class TileGraph(nn.Module):
         self.model = model
 
     def forward(self, mosaic: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        features, image = self.model.low_level(bilinear_demosaic_strided(mosaic))
+        features, image = self.model.low_level(self.model.pack(bilinear_demosaic_strided(mosaic)))
         if self.model.cfg.mode == "jdd":
-            return image
-        return image, self.model.high_level(torch.cat([features, image], dim=1))
+            return self.model.unpack(image)
+        return self.model.unpack(image), self.model.high_level(torch.cat([features, image], dim=1))
 
 
 class ColorGraph(nn.Module):
