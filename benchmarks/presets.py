@@ -1,0 +1,140 @@
+"""Every model preset side by side: cost, size, host speed per inference path, and measured quality.
+
+    python benchmarks/presets.py [--size 1024] [--repeats 3]
+
+Per preset (deepisp.model.PRESETS, the test-only tiny ones left out), on one --size x --size raw window of
+random values (timing does not depend on content) with the weights of a fresh model:
+    kFLOP/pixel, parameters
+    ms per megapixel of three host paths, pass 1 (demosaic, low-level stage, high-level cells):
+        eager    the training forward (two convs per block) on the whole window: the reference
+        default  what `deepisp process` runs: merged convs, row bands (deepisp.tiling.TorchRunner)
+        onnx     the same tile graph exported to ONNX and run by ONNX Runtime's CPU provider
+    each path's ratio to eager and effective GFLOP/s as % of this CPU's peak fp32 conv/matmul throughput,
+    measured in the same run (benchmarks.latency.machine_peak_gflops)
+    quality: the rows of benchmarks/results/quality.json whose model is this preset (run benchmarks/quality.py
+    first): Kodak24 PSNR / mean CIEDE2000 for full models, linear PSNR at sigma 0 / 5 / 10 for JDD models.
+Writes benchmarks/results/presets.json and presets.md (the README's table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from benchmarks.latency import machine_peak_gflops, timed
+from deepisp.atomic import atomic_path
+from deepisp.export.graphs import TileGraph
+from deepisp.model import PRESETS, DeepISP, ModelConfig, count_parameters, flops_per_pixel
+from deepisp.tiling import TorchRunner
+
+RESULTS = Path(__file__).parent / "results"
+PATHS = ("eager", "default", "onnx")
+
+
+def eager_pass(model: DeepISP, size: int):
+    graph = TileGraph(model).eval()
+    mosaic = torch.rand(1, 1, size, size)
+
+    def run():
+        with torch.no_grad():
+            graph(mosaic)
+
+    return run
+
+
+def default_pass(model: DeepISP, size: int):
+    runner, mosaic = TorchRunner(model), torch.rand(size, size)
+    return lambda: runner.low_level(mosaic)
+
+
+def onnx_pass(model: DeepISP, size: int):
+    import onnxruntime as ort
+
+    mosaic = torch.rand(1, 1, size, size)
+    outputs = ["image"] if model.cfg.mode == "jdd" else ["image", "cells"]
+    buf = io.BytesIO()
+    torch.onnx.export(TileGraph(model).eval(), (mosaic,), buf, input_names=["mosaic"], output_names=outputs, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+    feed = {"mosaic": mosaic.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def shipped_quality(quality: dict, preset: str) -> str:
+    """The quality.json rows measured for models of this preset ("" if none)."""
+    rows = []
+    for name, mean in quality.get("full", {}).get("mean", {}).items():
+        if re.match(rf"DeepISP {re.escape(preset)} \(", name):
+            rows.append(f"{mean['psnr']:.2f} dB / ΔE {mean['ciede2000']:.2f} ({name.split('(')[1].split(',')[0]})")
+    for name, by_sigma in quality.get("jdd", {}).get("mean", {}).items():
+        if re.match(rf"DeepISP {re.escape(preset)} \(", name):
+            sigmas = [s for s in ("0", "5", "10") if s in by_sigma]
+            rows.append(" / ".join(f"{by_sigma[s]['psnr_linear']:.2f}" for s in sigmas) + f" dB at σ {'/'.join(sigmas)} ({name.split('(')[1].split(',')[0]})")
+    return "; ".join(rows)
+
+
+def measure(cfg: ModelConfig, size: int, repeats: int, peak: float) -> dict:
+    torch.manual_seed(0)
+    model = DeepISP(cfg).eval()
+    flops = flops_per_pixel(cfg)
+    row = {"kflop_per_pixel": flops / 1e3, "parameters": count_parameters(model), "paths": {}}
+    for path, make in zip(PATHS, (eager_pass, default_pass, onnx_pass)):
+        seconds = statistics.median(timed(make(model, size), repeats, budget_s=60))
+        row["paths"][path] = {"ms_per_mp": 1e3 * seconds / (size * size / 1e6), "gflops": flops * size * size / seconds / 1e9}
+    for r in row["paths"].values():
+        r["vs_eager"] = row["paths"]["eager"]["ms_per_mp"] / r["ms_per_mp"]
+        r["fraction_of_peak"] = r["gflops"] / peak
+    return row
+
+
+def markdown_table(payload: dict) -> str:
+    meta = payload["meta"]
+    head = " | ".join(f"{p} ms/MP (vs eager, % of peak)" for p in PATHS)
+    lines = [f"One {meta['size']}x{meta['size']} raw window through pass 1 (demosaic, low-level stage, high-level cells), host CPU, "
+             f"{meta['threads']} threads, peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run (`benchmarks/presets.py`, "
+             "median of a few runs). Quality from `benchmarks/results/quality.json` (Kodak24).", "",
+             f"| preset | kFLOP/pixel | parameters | {head} | quality of the shipped model |", "|---|---|---|" + "---|" * len(PATHS) + "---|"]
+    for name, r in payload["presets"].items():
+        cells = " | ".join(f"{p['ms_per_mp']:.0f} ({p['vs_eager']:.2f}x, {100 * p['fraction_of_peak']:.0f}%)" for p in r["paths"].values())
+        lines.append(f"| `{name}` | {r['kflop_per_pixel']:.1f} | {r['parameters']:,} | {cells} | {r['quality'] or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=1024, help="raw window side in pixels (default 1024)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per path (default 3)")
+    ap.add_argument("--presets", nargs="+", default=[n for n in PRESETS if not n.startswith("tiny")], choices=list(PRESETS))
+    ap.add_argument("--out", type=Path, default=RESULTS / "presets.json")
+    args = ap.parse_args()
+    threads = torch.get_num_threads()
+    peak = machine_peak_gflops(threads)
+    quality_file = RESULTS / "quality.json"
+    quality = json.loads(quality_file.read_text()) if quality_file.is_file() else {}
+    presets = {}
+    for name in args.presets:
+        presets[name] = {**measure(PRESETS[name], args.size, args.repeats, peak), "quality": shipped_quality(quality, name)}
+        r = presets[name]
+        print(f"{name:<11} {r['kflop_per_pixel']:7.1f} kFLOP/px  " + "  ".join(
+            f"{p} {v['ms_per_mp']:6.0f} ms/MP x{v['vs_eager']:.2f} {100 * v['fraction_of_peak']:3.0f}%" for p, v in r["paths"].items()), flush=True)
+    payload = {"meta": {"size": args.size, "threads": threads, "peak_gflops": peak, "torch": torch.__version__}, "presets": presets}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2))
+    table = args.out.with_suffix(".md")
+    with atomic_path(table) as tmp:
+        tmp.write_text(markdown_table(payload))
+    print(f"wrote {args.out} and {table}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
