@@ -19,6 +19,7 @@ from pathlib import Path
 from android_harness.benchmark_output import BenchmarkOutput
 from android_harness.tflite_info import GraphInfo
 from deepisp.atomic import atomic_path
+from deepisp.errors import DeepISPError
 
 COLUMNS = [
     "variant", "delegate", "threads", "status", "delegated", "init_ms", "first_ms", "warmup_ms", "mean_ms",
@@ -33,14 +34,17 @@ def windows_per_frame(model: Path, graph: GraphInfo, frame: tuple[int, int]) -> 
     (None, "", "") for a graph that is not a tile graph (no sidecar names it, and its input is not a
     single-channel [1,H,W,1] window).
     """
-    for sidecar in sorted(model.parent.glob("*.json")):
+    sidecars = sorted(model.parent.glob("*.json"))
+    if sidecars:
+        from deepisp.export.metadata import ExportMetadata  # imports torch: only paid when there is a JSON to read
+    for sidecar in sidecars:
         try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError):
-            continue  # not every JSON beside a model is a sidecar
-        if isinstance(meta, dict) and meta.get("tile_graph") == model.name and "windows_per_frame" in meta:
-            h, w = meta.get("frame", frame)
-            return int(meta["windows_per_frame"]), f"sidecar {sidecar.name}", f"{h}x{w}"
+            meta = ExportMetadata.read(sidecar)
+        except DeepISPError:
+            continue  # not every JSON beside a model is a sidecar of this deepisp's format
+        if meta.tile_graph == model.name:
+            h, w = meta.frame
+            return meta.windows_per_frame, f"sidecar {sidecar.name}", f"{h}x{w}"
     if len(graph.inputs) == 1 and len(graph.inputs[0].shape) == 4 and graph.inputs[0].shape[3] == 1:
         _, sh, sw, _ = graph.inputs[0].shape
         h, w = frame

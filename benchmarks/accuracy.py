@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             exported = ExportedModel(sidecar)
             name = exported.variant if exported.backend == "tflite" else f"onnx-{exported.variant}"
             results["variants"][name] = {mode: compare(exported, frames, references, targets, untiled=(mode == "untiled")) for mode in ("tiled", "untiled")}
-            results["variants"][name]["export"] = {"kB": sum(exported.meta["bytes"].values()) / 1024, "delegates": delegate_verdict(exported.meta)}
+            measured = exported.metadata.measured
+            if measured is None:
+                raise DeepISPError(f"{sidecar} holds no export measurements (sizes, delegate checks): re-export")
+            results["variants"][name]["export"] = {"kB": sum(measured.bytes.values()) / 1024, "delegates": delegate_verdict(measured)}
             first_outputs[name] = exported.run(torch.from_numpy(frames[0][1]))
             t = results["variants"][name]["tiled"]
             print(f"{name:<11} vs float: PSNR {t['psnr']:7.2f} dB  SSIM {t['ssim']:.4f}  ΔE00 {t['ciede2000']:.3f} (p99 {t['ciede2000_p99']:.3f})  "

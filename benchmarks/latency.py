@@ -29,7 +29,9 @@ import torch
 
 from deepisp.atomic import atomic_path
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
+from deepisp.errors import DeepISPError
 from deepisp.export.graphs import TileGraph
+from deepisp.export.metadata import ExportMetadata
 from deepisp.model import ModelConfig, flops_per_pixel
 from deepisp.runtime import tflite_interpreter_class
 
@@ -137,6 +139,11 @@ def main() -> int:
     if not sidecars:
         print(f"error: no deepisp_*.json sidecars in {args.exported}: run export/to_tflite.py / to_onnx.py first", file=sys.stderr)
         return 2
+    try:
+        exported = [ExportMetadata.read(sidecar) for sidecar in sidecars]
+    except DeepISPError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     model, _ = load_model(args.model)
     flops = tile_flops(model.cfg)
     mpix = args.size**2 / 1e6
@@ -145,11 +152,9 @@ def main() -> int:
     for threads in args.threads:
         peaks[threads] = machine_peak_gflops(threads)
         cases = [("torch", "fp32 eager", torch_case(model, args.size, threads))]
-        for sidecar in sidecars:
-            meta = json.loads(sidecar.read_text())
-            path = sidecar.parent / meta["graphs"]["tile"]["file"]
-            make = tflite_case if meta["backend"] == "tflite" else onnx_case
-            cases.append((meta["backend"], meta["variant"], make(path, args.size, threads)))
+        for meta in exported:
+            make = tflite_case if meta.backend == "tflite" else onnx_case
+            cases.append((meta.backend, meta.variant, make(args.exported / meta.tile_graph, args.size, threads)))
         baseline = None
         for backend, variant, run in cases:
             t = timed(run, args.repeats, args.budget)

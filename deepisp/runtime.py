@@ -15,13 +15,13 @@ TFLite graphs are NHWC, ONNX graphs NCHW, both float32.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from deepisp.errors import DeepISPError
+from deepisp.export.metadata import ExportMetadata, read_tflite
 from deepisp.model import ModelConfig
 from deepisp.tiling import run_tiled
 
@@ -100,34 +100,33 @@ class OnnxRunner:
         return torch.from_numpy(out[0][0])
 
 
-# What a sidecar must hold, and the entries that must equal the metadata embedded in each of its graphs
-# (a sidecar edited by hand, or graphs swapped or taken from another export, would run and give garbage).
-SIDECAR_KEYS = ("backend", "variant", "model_config", "graphs", "frame", "window", "tile")
+# The fields of a sidecar that must equal the metadata embedded in each of its graphs (a sidecar edited by
+# hand, or graphs swapped or taken from another export, would run and give garbage).
 MUST_MATCH = ("backend", "variant", "model_config", "frame", "window", "tile", "plan")
 
 
-def embedded_metadata(path: Path, backend: str) -> dict | None:
+def embedded_metadata(path: Path, backend: str) -> ExportMetadata | None:
     """The "deepisp" metadata a graph file carries (TFLite Model.metadata, ONNX metadata_props), or None."""
     blob = path.read_bytes()
     try:
         if backend == "tflite":
-            from deepisp.export.metadata import read_tflite
+            data = read_tflite(blob)
+        else:
+            from deepisp.export.onnx_export import read_embedded
 
-            return read_tflite(blob)
-        from deepisp.export.onnx_export import read_embedded
-
-        return read_embedded(blob)
+            data = read_embedded(blob)
     except Exception:  # noqa: BLE001 - any parse failure of a graph file is reported below as "not readable"
         raise DeepISPError(f"{path} is not a readable {backend} graph; re-export") from None
+    return None if data is None else ExportMetadata.from_json(data, path)
 
 
-def check_embedded(sidecar: Path, meta: dict, name: str, path: Path) -> None:
+def check_embedded(sidecar: Path, meta: ExportMetadata, name: str, path: Path) -> None:
     """Refuse a graph whose embedded metadata disagrees with the sidecar or that sits in another graph's slot."""
-    embedded = embedded_metadata(path, meta["backend"])
+    embedded = embedded_metadata(path, meta.backend)
     if embedded is None:
         raise DeepISPError(f"{path} carries no deepisp metadata: it was not written by deepisp's export; re-export")
-    differ = [k for k in MUST_MATCH if embedded.get(k) != meta.get(k)]
-    if embedded.get("graphs", {}).get(name, {}).get("file") != path.name:
+    differ = [k for k in MUST_MATCH if getattr(embedded, k) != getattr(meta, k)]
+    if embedded.files.get(name) != path.name:
         differ.append(f"graphs.{name}")
     if differ:
         raise DeepISPError(
@@ -141,43 +140,35 @@ class ExportedModel:
 
     def __init__(self, sidecar: str | Path, threads: int | None = None):
         sidecar = Path(sidecar)
-        if sidecar.is_dir():
-            raise DeepISPError(f"{sidecar} is a folder: pass the deepisp_<variant>.json written by the export next to the graphs")
-        try:
-            self.meta = json.loads(sidecar.read_text())
-        except FileNotFoundError:
-            raise DeepISPError(f"{sidecar} not found: run export/to_tflite.py or export/to_onnx.py first, then pass its deepisp_<variant>.json") from None
-        except (OSError, ValueError, UnicodeDecodeError):
-            raise DeepISPError(f"{sidecar} is not an export sidecar (JSON): pass the deepisp_<variant>.json written by the export") from None
-        missing_keys = [k for k in SIDECAR_KEYS if not isinstance(self.meta, dict) or k not in self.meta]
-        if missing_keys:
-            raise DeepISPError(f"{sidecar} is not a complete deepisp export sidecar (no {', '.join(missing_keys)}); re-export")
-        try:
-            self.cfg = ModelConfig(**self.meta["model_config"])
-            files = {name: sidecar.parent / g["file"] for name, g in self.meta["graphs"].items()}
-        except (TypeError, ValueError, KeyError, AttributeError):
-            raise DeepISPError(f"{sidecar}: model_config or graphs are malformed; re-export") from None
+        self.metadata = ExportMetadata.read(sidecar)
+        self.cfg = self.metadata.model_config
+        files = {name: sidecar.parent / file for name, file in self.metadata.files.items()}
         missing = [str(p) for p in files.values() if not p.is_file()]
         if missing:
             raise DeepISPError(f"graph file(s) missing next to {sidecar}: {', '.join(missing)}; re-export")
         for name, path in files.items():
-            check_embedded(sidecar, self.meta, name, path)
-        runner_class = {"tflite": TfliteRunner, "onnx": OnnxRunner}.get(self.meta.get("backend"))
+            check_embedded(sidecar, self.metadata, name, path)
+        runner_class = {"tflite": TfliteRunner, "onnx": OnnxRunner}.get(self.metadata.backend)
         if runner_class is None:
-            raise DeepISPError(f"{sidecar}: unknown backend {self.meta.get('backend')!r}")
+            raise DeepISPError(f"{sidecar}: unknown backend {self.metadata.backend!r}")
         self.runner = runner_class(self.cfg, files, threads)
-        self.backend, self.variant = self.meta["backend"], self.meta["variant"]
+        self.backend, self.variant = self.metadata.backend, self.metadata.variant
+
+    @property
+    def meta(self) -> dict:
+        """The sidecar as its JSON object (`ExportMetadata.to_json`), for callers that read it by key."""
+        return self.metadata.to_json()
 
     def window_for(self, h: int, w: int) -> tuple[int, int] | None:
         """The exported window shape when the frame is the one exported for, else None (derive from tile)."""
-        return tuple(self.meta["window"]) if [h, w] == self.meta["frame"] else None
+        return self.metadata.window if (h, w) == self.metadata.frame else None
 
     def run(self, mosaic: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """mosaic [H,W] float in [0,1] canonical RGGB -> [3,H,W] output, like `deepisp.tiling.run_tiled`."""
         h, w = mosaic.shape
-        return run_tiled(self.runner, mosaic, tile=self.meta["tile"], progress=progress, window=self.window_for(h, w))
+        return run_tiled(self.runner, mosaic, tile=self.metadata.tile, progress=progress, window=self.window_for(h, w))
 
     def run_window(self, mosaic: torch.Tensor) -> torch.Tensor:
         """The whole frame as a single window (untiled): the graphs resized to the frame."""
         h, w = mosaic.shape
-        return run_tiled(self.runner, mosaic, tile=self.meta["tile"], window=(h, w))
+        return run_tiled(self.runner, mosaic, tile=self.metadata.tile, window=(h, w))

@@ -19,6 +19,9 @@ from android_harness.elf import binary_abi, check_runs_on
 from android_harness.report import make_row, windows_per_frame
 from android_harness.tflite_info import GraphInfo, TensorInfo, read_graph_info
 from deepisp.errors import DeepISPError
+from deepisp.export.metadata import ExportMetadata, describe
+from deepisp.model import ModelConfig
+from deepisp.tiling import window_size
 from tests.conftest import shared_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +30,16 @@ FIXTURES = Path(__file__).parent / "fixtures" / "android"
 
 def sample(name: str):
     return parse((FIXTURES / name).read_text())
+
+
+def write_tile_sidecar(folder: Path, variant: str, frame: tuple[int, int]) -> ExportMetadata:
+    """The export sidecar deepisp_<variant>.json of the tile graph deepisp_tile_<variant>.tflite in `folder`, as
+    the export writes it for a tiny jdd model whose window is the 32x32 of the stand-in graphs."""
+    cfg, tile = ModelConfig(mode="jdd", n_ll=1, width=8), (28, 28)
+    window = (window_size(frame[0], tile[0], cfg), window_size(frame[1], tile[1], cfg))
+    meta = describe(cfg, window, frame, tile, "tflite", variant, {"tile": f"deepisp_tile_{variant}.tflite"})
+    meta.write(folder / f"deepisp_{variant}.json")
+    return meta
 
 
 def make_elf(path: Path, machine: int = 183, bits: int = 64, interp: str | None = "/system/bin/linker64") -> Path:
@@ -141,10 +154,11 @@ def test_windows_per_frame(tmp_path):
     tile = GraphInfo((TensorInfo("mosaic", (1, 512, 512, 1), np.dtype(np.float32)),), ())
     model = tmp_path / "deepisp_tile_fp16.tflite"
     assert windows_per_frame(model, tile, (3024, 4032)) == (6 * 8, "estimate ceil(3024/512)*ceil(4032/512)", "3024x4032")
-    (tmp_path / "notes.json").write_text("[1, 2]")  # JSON that is not a sidecar is skipped
-    (tmp_path / "deepisp_fp16.json").write_text(json.dumps(
-        {"variant": "fp16", "tile_graph": model.name, "window": [560, 560], "frame": [3000, 4000], "windows_per_frame": 70}))
-    assert windows_per_frame(model, tile, (3024, 4032)) == (70, "sidecar deepisp_fp16.json", "3000x4000")
+    meta = write_tile_sidecar(tmp_path, "fp16", (3000, 4000))
+    # Skipped: JSON that is not a sidecar, and a sidecar of another format version.
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    (tmp_path / "deepisp_a.json").write_text(json.dumps(meta.to_json() | {"format": 0, "windows_per_frame": 1}))
+    assert windows_per_frame(model, tile, (3024, 4032)) == (meta.windows_per_frame, "sidecar deepisp_fp16.json", "3000x4000")
     head = GraphInfo((TensorInfo("cells", (1, 8, 8, 24), np.dtype(np.float32)),), ())
     assert windows_per_frame(tmp_path / "deepisp_head_fp16.tflite", head, (3024, 4032)) == (None, "", "")
 
@@ -209,8 +223,7 @@ def export_dir(tmp_path_factory) -> Path:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
         (out / f"{name}.tflite").write_bytes(converter.convert())
-    (out / "deepisp_fp32.json").write_text(json.dumps({"variant": "fp32", "tile_graph": "deepisp_tile_fp32.tflite",
-                                                       "window": [32, 32], "frame": [3024, 4032], "windows_per_frame": 12096}))
+    write_tile_sidecar(out, "fp32", (3024, 4032))
     return out
 
 
@@ -285,12 +298,13 @@ def test_one_model_on_the_gpu(phone, export_dir, tmp_path, capsys):
     log = parse((out / row["log"]).read_text())
     assert row["mean_ms"] == round(log.inference_avg_us / 1000, 3) > 0 and row["init_ms"] == log.init_ms
     assert parsed["gpu_split"] == [4, 1] and [o["executor"] for o in parsed["ops"]] == ["CPU", "GPU"]
-    assert (row["windows_per_frame"], row["windows_source"]) == (12096, "sidecar deepisp_fp32.json")
-    assert row["frame_s"] == round(row["mean_ms"] * 12096 / 1000, 3)
+    windows = ExportMetadata.read(export_dir / "deepisp_fp32.json").windows_per_frame
+    assert (row["windows_per_frame"], row["windows_source"]) == (windows, "sidecar deepisp_fp32.json")
+    assert row["frame_s"] == round(row["mean_ms"] * windows / 1000, 3)
     with open(out / "results.csv") as f:
         assert [r["delegated"] for r in csv.DictReader(f)] == ["partial"]
     md = (out / "results.md").read_text()
-    assert "| deepisp_tile_fp32 | gpu | 4 | partial |" in md and "12096 (sidecar)" in md
+    assert "| deepisp_tile_fp32 | gpu | 4 | partial |" in md and f"{windows} (sidecar)" in md
     assert "deepisp_tile_fp32 / gpu / threads=4: MIRROR_PAD" in md
     assert "| deepisp_tile_fp32 | gpu | 4 | partial |" in capsys.readouterr().out
     # pushed files removed, binary made executable before running, nothing half-written left behind

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from deepisp.checkpoint import load_model, save_checkpoint  # noqa: E402
 from deepisp.errors import DeepISPError  # noqa: E402
 from deepisp.export import onnx_export, tflite_export  # noqa: E402
 from deepisp.export.delegates import check  # noqa: E402
-from deepisp.export.metadata import read_tflite  # noqa: E402
+from deepisp.export.metadata import ExportMetadata, read_tflite  # noqa: E402
 from deepisp.export.tf_graphs import tf_graphs  # noqa: E402
 from deepisp.metrics import psnr  # noqa: E402
 from deepisp.model import ModelConfig  # noqa: E402
@@ -92,7 +93,7 @@ def test_exported_fp32_tiled_equals_torch_full_frame(backend, tflite_export_dir,
     folder, name = (tflite_export_dir, "deepisp_fp32.json") if backend == "tflite" else (onnx_export_dir, "deepisp_onnx_fp32.json")
     exported = ExportedModel(folder / name)
     model, _ = load_model(tiny_ckpt)
-    assert exported.meta["frame"] == list(FRAME)
+    assert exported.metadata.frame == FRAME
     assert len(plan_axis(FRAME[0], TILE[0], model.cfg).spans) > 2  # really tiled
     # The exported frame (static plan) and two other sizes (graphs resized to other windows).
     for size in (FRAME, (98, 130), (200, 66)):
@@ -104,44 +105,47 @@ def test_exported_fp32_tiled_equals_torch_full_frame(backend, tflite_export_dir,
         assert frame_psnr(out, ref) >= 60
 
 
+def measured(folder, variant: str):
+    """What the export measured for a variant, from its sidecar."""
+    return ExportMetadata.read(folder / f"deepisp_{variant}.json").measured
+
+
 def test_quantized_variants_meet_their_floors(tflite_export_dir):
-    reports = {v: json.loads((tflite_export_dir / f"deepisp_{v}.json").read_text()) for v in tflite_export.VARIANTS}
-    assert reports["fp32"]["accuracy"]["psnr_min"] >= 60
-    assert reports["fp16"]["accuracy"]["psnr_min"] >= 50
+    acc = {v: measured(tflite_export_dir, v).accuracy for v in tflite_export.VARIANTS}
+    assert acc["fp32"]["psnr_min"] >= 60
+    assert acc["fp16"]["psnr_min"] >= 50
     for v in ("dynamic", "int8", "int16x8"):
-        acc = reports[v]["accuracy"]
-        assert acc["psnr_min"] >= acc["floor_psnr"] > 0
+        assert acc[v]["psnr_min"] >= acc[v]["floor_psnr"] > 0
     # int16 activations are more precise than int8 ones, and int8 is really quantized (not float).
-    assert reports["int16x8"]["accuracy"]["psnr"] > reports["int8"]["accuracy"]["psnr"]
-    assert reports["int8"]["accuracy"]["psnr"] < reports["fp16"]["accuracy"]["psnr"]
-    assert reports["int8"]["int8_layers"] and all(r["rmse"] >= 0 for r in reports["int8"]["int8_layers"])
+    assert acc["int16x8"]["psnr"] > acc["int8"]["psnr"]
+    assert acc["int8"]["psnr"] < acc["fp16"]["psnr"]
+    layers = measured(tflite_export_dir, "int8").extra["int8_layers"]
+    assert layers and all(r["rmse"] >= 0 for r in layers)
     assert (tflite_export_dir / "deepisp_int8_error.png").is_file()
 
 
 def test_metadata_round_trip_and_sidecar(tflite_export_dir, onnx_export_dir):
     import onnx
 
-    sidecar = json.loads((tflite_export_dir / "deepisp_fp16.json").read_text())
-    embedded = read_tflite((tflite_export_dir / "deepisp_tile_fp16.tflite").read_bytes())
-    measured = {"bytes", "targets", "accuracy", "delegates", "accepted", "problems", "int8_layers"}
-    assert embedded == {k: v for k, v in sidecar.items() if k not in measured}
-    assert embedded["window"] == [window_size(FRAME[0], TILE[0], TINY_FULL), window_size(FRAME[1], TILE[1], TINY_FULL)]
-    assert embedded["graphs"]["tile"]["inputs"]["mosaic"]["shape"] == [1, *embedded["window"], 1]
-    assert embedded["model_config"]["n_ll"] == TINY_FULL.n_ll and "RGGB" in embedded["cfa"]
+    sidecar = ExportMetadata.read(tflite_export_dir / "deepisp_fp16.json")
+    embedded = ExportMetadata.from_json(read_tflite((tflite_export_dir / "deepisp_tile_fp16.tflite").read_bytes()), "fp16 tile graph")
+    assert sidecar.measured is not None and embedded == replace(sidecar, measured=None)
+    assert embedded.window == (window_size(FRAME[0], TILE[0], TINY_FULL), window_size(FRAME[1], TILE[1], TINY_FULL))
+    assert embedded.graphs["tile"]["inputs"]["mosaic"]["shape"] == [1, *embedded.window, 1]
+    assert embedded.model_config == TINY_FULL and "RGGB" in embedded.cfa
     proto = onnx.load(str(onnx_export_dir / "deepisp_tile_fp32.onnx"))
-    meta = json.loads({p.key: p.value for p in proto.metadata_props}["deepisp"])
-    assert meta["layout"] == "NCHW" and meta["plan"]["rows"] == embedded["plan"]["rows"]
+    meta = ExportMetadata.from_json(json.loads({p.key: p.value for p in proto.metadata_props}["deepisp"]), "onnx tile graph")
+    assert meta.layout == "NCHW" and meta.plan["rows"] == embedded.plan["rows"]
 
 
 def test_delegate_verdicts(tflite_export_dir):
-    fp16 = json.loads((tflite_export_dir / "deepisp_fp16.json").read_text())
-    assert fp16["delegates"]["tile"]["gpu"]["ok"] and fp16["delegates"]["color"]["gpu"]["ok"]
-    assert "compatible with GPU delegate" in fp16["delegates"]["tile"]["analyzer"]
-    int8 = json.loads((tflite_export_dir / "deepisp_int8.json").read_text())
-    assert int8["delegates"]["tile"]["npu"]["ok"]  # full-integer, static, NNAPI ops
-    int16 = json.loads((tflite_export_dir / "deepisp_int16x8.json").read_text())
-    assert not int16["delegates"]["tile"]["gpu"]["ok"]
-    assert any("INT16" in f for f in int16["delegates"]["tile"]["gpu"]["fallback"])
+    fp16 = measured(tflite_export_dir, "fp16").delegates
+    assert fp16["tile"]["gpu"]["ok"] and fp16["color"]["gpu"]["ok"]
+    assert "compatible with GPU delegate" in fp16["tile"]["analyzer"]
+    assert measured(tflite_export_dir, "int8").delegates["tile"]["npu"]["ok"]  # full-integer, static, NNAPI ops
+    int16 = measured(tflite_export_dir, "int16x8").delegates
+    assert not int16["tile"]["gpu"]["ok"]
+    assert any("INT16" in f for f in int16["tile"]["gpu"]["fallback"])
 
 
 def test_gpu_check_catches_symmetric_mirror_pad():
@@ -206,14 +210,14 @@ def test_full_12mp_frame_through_exported_tiles_equals_torch(tmp_path, tiny_ckpt
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     exported = ExportedModel(tmp_path / "deepisp_fp32.json")
-    assert exported.meta["windows_per_frame"] > 40
+    assert exported.metadata.windows_per_frame > 40
     model, _ = load_model(tiny_ckpt)
     mosaic = torch.rand(3024, 4032)
     out, ref = exported.run(mosaic), run_full_frame(model, mosaic)
     assert frame_psnr(out, ref) >= 60 and (out - ref).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("tamper", ["edited_config", "swapped_graphs", "missing_key", "foreign_graph"])
+@pytest.mark.parametrize("tamper", ["edited_config", "swapped_graphs", "missing_key", "other_format", "foreign_graph"])
 @pytest.mark.parametrize("backend", ["tflite", "onnx"])
 def test_tampered_sidecar_is_refused(tflite_export_dir, onnx_export_dir, tmp_path, backend, tamper):
     source, name = (tflite_export_dir, "deepisp_fp32.json") if backend == "tflite" else (onnx_export_dir, "deepisp_onnx_fp32.json")
@@ -226,6 +230,8 @@ def test_tampered_sidecar_is_refused(tflite_export_dir, onnx_export_dir, tmp_pat
         meta["graphs"]["tile"]["file"], meta["graphs"]["color"]["file"] = meta["graphs"]["color"]["file"], meta["graphs"]["tile"]["file"]
     elif tamper == "missing_key":
         del meta["tile"]
+    elif tamper == "other_format":
+        meta["format"] = 2
     else:  # a graph file of another variant under this variant's name
         other = "deepisp_tile_fp16.tflite" if backend == "tflite" else None
         if other is None:

@@ -1,27 +1,33 @@
 """What an app needs to run the exported graphs without side notes, embedded and as a JSON sidecar.
 
-The description (`describe`) holds the graphs' inputs and outputs (layout, dtype, range, colour space),
-the raw normalisation and CFA phase the tile graph expects, the tile plan for the frame size it was
+`ExportMetadata` (built by `describe`) holds the graphs' inputs and outputs (layout, dtype, range, colour
+space), the raw normalisation and CFA phase the tile graph expects, the tile plan for the frame size it was
 exported for (window origins, kept cores, owned high-level cells per axis) and the model config.
 It is embedded in every .tflite as a `Model.metadata` entry named "deepisp" holding UTF-8 JSON (the
 flatbuffer schema's own metadata mechanism; tflite-support's metadata writer is unmaintained and pins
 protobuf 3), and in ONNX as `metadata_props["deepisp"]`. The sidecar `deepisp_<variant>.json` next to the
-models repeats it and adds what was measured at export (accuracy, delegate verdicts, sizes).
+models repeats it and adds what was measured at export (`Measured`: accuracy, delegate verdicts, sizes).
+Every reader goes through `ExportMetadata.from_json` (`read` for a sidecar file), which refuses JSON of
+another tool, of another format version, or with keys missing or malformed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from deepisp.atomic import atomic_path
+from deepisp.errors import DeepISPError
 from deepisp.model import MONOMIAL_ORDER, ModelConfig
 from deepisp.tiling import AxisPlan, alignment, cell_count, high_level_reach, low_level_halo, plan_axis, top_margin
 from deepisp.white_balance import REFERENCE_WB
 
+# Version of the JSON: readers refuse other versions, so bump it when a key changes meaning or goes away.
 FORMAT = 1
 METADATA_NAME = "deepisp"
+NAME = "DeepISP"  # the "name" entry: what tells deepisp metadata from other JSON
 
 NORMALISATION = (
     "mosaic = clip((raw - black[site]) / (white - black[site]), 0, 1) per 2x2 CFA site, float32, linear sensor "
@@ -36,11 +42,194 @@ CFA = (
 )
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What the export measured for a variant: only in the sidecar, written once the checks have run.
+
+    bytes: graph name -> file size; targets: graph name -> the processor it must run on wholly ("gpu",
+    "npu", or "cpu": not gated); accuracy: `deepisp.export.accuracy.compare`'s summary plus the floor_psnr
+    applied; delegates: graph name -> `deepisp.export.delegates.check` verdict ({} for ONNX); extra: backend
+    findings (e.g. int8_layers, the int8 per-layer error report); accepted: published; problems: why not.
+    """
+
+    bytes: dict[str, int]
+    targets: dict[str, str]
+    accuracy: dict
+    delegates: dict[str, dict]
+    extra: dict
+    accepted: bool
+    problems: list[str]
+
+    def to_json(self) -> dict:
+        """The sidecar's keys for these, in its order: extra's keys sit between delegates and accepted."""
+        return {
+            "bytes": self.bytes,
+            "targets": self.targets,
+            "accuracy": self.accuracy,
+            "delegates": self.delegates,
+            **self.extra,
+            "accepted": self.accepted,
+            "problems": self.problems,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportMetadata:
+    """The metadata of one exported variant, in format `FORMAT`.
+
+    The fields are the JSON's keys after "format", in the JSON's order; that JSON is embedded in every graph,
+    so renaming or reordering a field changes the exported files. `graphs` (graph name -> file, inputs,
+    outputs) and `plan` (the tile plan, see `describe`) stay JSON objects: apps read them, deepisp only
+    compares them. `measured` is the sidecar's own part: None in the graphs and before the checks have run.
+    """
+
+    name: str
+    backend: str
+    variant: str
+    layout: str
+    tile_graph: str  # graphs["tile"]["file"] again, for tools that hold a .tflite and look for its sidecar
+    graphs: dict[str, dict]
+    normalisation: str
+    reference_wb: tuple[float, ...]
+    cfa: str
+    frame: tuple[int, int]
+    window: tuple[int, int]
+    tile: tuple[int, int]
+    windows_per_frame: int
+    plan: dict
+    monomial_order: tuple[str, ...]
+    model_config: ModelConfig
+    measured: Measured | None = None
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Graph name ("tile", "color") -> its file name, next to the sidecar."""
+        return {name: graph["file"] for name, graph in self.graphs.items()}
+
+    def to_json(self) -> dict:
+        """The JSON object: embedded in the graphs as it is; the sidecar adds `measured`'s keys after it."""
+        data = {"format": FORMAT, **{f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "measured"}}
+        return data if self.measured is None else data | self.measured.to_json()
+
+    def write(self, path: Path) -> None:
+        """Write as the sidecar file `path` (atomically)."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> ExportMetadata:
+        """The metadata in the sidecar file `path`; DeepISPError for a folder, a missing file or any other file."""
+        if path.is_dir():
+            raise DeepISPError(f"{path} is a folder: pass the deepisp_<variant>.json written by the export next to the graphs")
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DeepISPError(f"{path} not found: run export/to_tflite.py or export/to_onnx.py first, then pass its deepisp_<variant>.json") from None
+        except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+            raise DeepISPError(f"{path} is not an export sidecar (JSON): pass the deepisp_<variant>.json written by the export") from None
+        return cls.from_json(data, path)
+
+    @classmethod
+    def from_json(cls, data: object, source: str | Path) -> ExportMetadata:
+        """The metadata in a parsed JSON value (a sidecar's or one embedded in a graph; `source` names it in errors).
+
+        DeepISPError for JSON of another tool, of another format version, or with keys missing or malformed.
+        """
+        if not isinstance(data, dict) or data.get("name") != NAME:
+            raise DeepISPError(f"{source} is not deepisp export metadata: pass the deepisp_<variant>.json written by the export")
+        if "format" in data and data["format"] != FORMAT:
+            raise DeepISPError(f"{source} is format {data['format']}, this deepisp reads format {FORMAT}: re-export with this version")
+        measured = any(k in data for k in _MEASURED_READERS)
+        readers = _READERS | (_MEASURED_READERS if measured else {})
+        missing = [k for k in ["format", *readers] if k not in data]
+        if missing:
+            raise DeepISPError(f"{source} is not complete deepisp export metadata (no {', '.join(missing)}); re-export")
+        values = {}
+        for key, read in readers.items():
+            try:
+                values[key] = read(data[key])
+            except (TypeError, ValueError):
+                raise DeepISPError(f"{source}: {key} is malformed; re-export") from None
+        if measured:
+            extra = {k: v for k, v in data.items() if k != "format" and k not in readers}  # every other key: a backend finding
+            values["measured"] = Measured(**{k: values.pop(k) for k in _MEASURED_READERS}, extra=extra)
+        return cls(**values)
+
+
+def _plain(value: object) -> object:
+    """A field's value as JSON: ModelConfig as its dict, tuples as lists."""
+    if isinstance(value, ModelConfig):
+        return asdict(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _of(kind: type | tuple[type, ...]) -> Callable[[object], object]:
+    """Reader of a JSON value that must be a `kind`, taken as it is."""
+
+    def read(value: object) -> object:
+        if not isinstance(value, kind):
+            raise TypeError(value)
+        return value
+
+    return read
+
+
+def _tuple_of(kind: type | tuple[type, ...], length: int | None = None) -> Callable[[object], tuple]:
+    """Reader of a JSON list of `kind` items (`length` of them, if given), as a tuple."""
+
+    def read(value: object) -> tuple:
+        if not isinstance(value, list) or (length is not None and len(value) != length):
+            raise TypeError(value)
+        return tuple(_of(kind)(v) for v in value)
+
+    return read
+
+
+def _graphs(value: object) -> dict[str, dict]:
+    """Reader of `graphs`: graph name -> a JSON object naming its file; the tile graph is always there."""
+    graphs = _of(dict)(value)
+    if "tile" not in graphs or not all(isinstance(g, dict) and isinstance(g.get("file"), str) for g in graphs.values()):
+        raise ValueError(value)
+    return graphs
+
+
+# How each field is read from its JSON value (TypeError or ValueError if malformed), in the fields' order.
+_READERS: dict[str, Callable[[object], object]] = {
+    "name": _of(str),
+    "backend": _of(str),
+    "variant": _of(str),
+    "layout": _of(str),
+    "tile_graph": _of(str),
+    "graphs": _graphs,
+    "normalisation": _of(str),
+    "reference_wb": _tuple_of((int, float), 3),
+    "cfa": _of(str),
+    "frame": _tuple_of(int, 2),
+    "window": _tuple_of(int, 2),
+    "tile": _tuple_of(int, 2),
+    "windows_per_frame": _of(int),
+    "plan": _of(dict),
+    "monomial_order": _tuple_of(str),
+    "model_config": lambda value: ModelConfig(**_of(dict)(value)),
+}
+# The same for the sidecar's `Measured` keys (all there or none), in the sidecar's order.
+_MEASURED_READERS: dict[str, Callable[[object], object]] = {
+    "bytes": _of(dict),
+    "targets": _of(dict),
+    "accuracy": _of(dict),
+    "delegates": _of(dict),
+    "accepted": _of(bool),
+    "problems": _of(list),
+}
+
+
 def _axis(plan: AxisPlan) -> list[dict]:
     return [{"window": list(s.window), "core": list(s.core), "cells": list(s.cells)} for s in plan.spans]
 
 
-def describe(cfg: ModelConfig, window: tuple[int, int], frame: tuple[int, int], tile: tuple[int, int], backend: str, variant: str, files: dict[str, str]) -> dict:
+def describe(
+    cfg: ModelConfig, window: tuple[int, int], frame: tuple[int, int], tile: tuple[int, int], backend: str, variant: str, files: dict[str, str]
+) -> ExportMetadata:
     """The metadata of one exported variant; `files` maps graph name ("tile", "color") to file name."""
     layout = "NHWC" if backend == "tflite" else "NCHW"
     rows, cols = plan_axis(frame[0], tile[0], cfg, window[0]), plan_axis(frame[1], tile[1], cfg, window[1])
@@ -56,7 +245,11 @@ def describe(cfg: ModelConfig, window: tuple[int, int], frame: tuple[int, int], 
     }
     if cfg.mode == "full":
         cshape = [1, *cells_shape, cfg.hl_width] if layout == "NHWC" else [1, cfg.hl_width, *cells_shape]
-        graphs["tile"]["outputs"]["cells"] = {"shape": cshape, "dtype": "float32", "meaning": f"high-level cell map; cell (p,q) sits at window pixel ({a}p, {a}q)"}
+        graphs["tile"]["outputs"]["cells"] = {
+            "shape": cshape,
+            "dtype": "float32",
+            "meaning": f"high-level cell map; cell (p,q) sits at window pixel ({a}p, {a}q)",
+        }
         graphs["color"] = {
             "file": files["color"],
             "inputs": {
@@ -65,22 +258,21 @@ def describe(cfg: ModelConfig, window: tuple[int, int], frame: tuple[int, int], 
             },
             "outputs": {"output": {"shape": spatial(3), "dtype": "float32", "range": [0, 1], "meaning": "sRGB-encoded image; clamp to [0,1]"}},
         }
-    return {
-        "format": FORMAT,
-        "name": "DeepISP",
-        "backend": backend,
-        "variant": variant,
-        "layout": layout,
-        "tile_graph": files["tile"],
-        "graphs": graphs,
-        "normalisation": NORMALISATION,
-        "reference_wb": list(REFERENCE_WB),
-        "cfa": CFA,
-        "frame": list(frame),
-        "window": list(window),
-        "tile": list(tile),
-        "windows_per_frame": len(rows.spans) * len(cols.spans),
-        "plan": {
+    return ExportMetadata(
+        name=NAME,
+        backend=backend,
+        variant=variant,
+        layout=layout,
+        tile_graph=files["tile"],
+        graphs=graphs,
+        normalisation=NORMALISATION,
+        reference_wb=REFERENCE_WB,
+        cfa=CFA,
+        frame=tuple(frame),
+        window=tuple(window),
+        tile=tuple(tile),
+        windows_per_frame=len(rows.spans) * len(cols.spans),
+        plan={
             "alignment": a,
             "low_level_halo": low_level_halo(cfg),
             "high_level_reach": high_level_reach(cfg),
@@ -95,13 +287,13 @@ def describe(cfg: ModelConfig, window: tuple[int, int], frame: tuple[int, int], 
                 "window-sized blocks of the stitched image with that mean (blocks may overlap at the frame end)."
             ),
         },
-        "monomial_order": list(MONOMIAL_ORDER),
-        "model_config": asdict(cfg),
-    }
+        monomial_order=MONOMIAL_ORDER,
+        model_config=cfg,
+    )
 
 
 def embed_tflite(blob: bytes, meta: dict) -> bytes:
-    """Add (or replace) the "deepisp" metadata entry of a .tflite flatbuffer; other entries are kept."""
+    """Add (or replace) the "deepisp" metadata entry (`ExportMetadata.to_json`) of a .tflite flatbuffer; other entries are kept."""
     from deepisp.export._flatbuffers import schema, utils
 
     model = utils.read_model_from_bytearray(bytearray(blob))
@@ -117,7 +309,7 @@ def embed_tflite(blob: bytes, meta: dict) -> bytes:
 
 
 def read_tflite(blob: bytes) -> dict | None:
-    """The "deepisp" metadata of a .tflite flatbuffer, or None."""
+    """The "deepisp" metadata JSON of a .tflite flatbuffer (for `ExportMetadata.from_json`), or None."""
     from deepisp.export._flatbuffers import utils
 
     model = utils.read_model_from_bytearray(bytearray(blob))
@@ -129,8 +321,3 @@ def read_tflite(blob: bytes) -> dict | None:
 
 def _name(name) -> str:
     return name.decode() if isinstance(name, bytes) else name
-
-
-def write_sidecar(path: Path, meta: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")

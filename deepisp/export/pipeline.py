@@ -15,14 +15,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from deepisp.export.accuracy import MIN_PSNR, compare
-from deepisp.export.metadata import describe, write_sidecar
+from deepisp.export.metadata import ExportMetadata, Measured, describe
 from deepisp.model import ModelConfig
 from deepisp.runtime import ExportedModel
 
@@ -46,7 +46,7 @@ class BuiltVariant:
 
     graphs: graph name ("tile", "color") -> model bytes without metadata.
     targets: graph name -> the processor it must run on wholly: "gpu", "npu", or "cpu" (not gated).
-    extra: backend findings for the sidecar (e.g. the int8 per-layer error report).
+    extra: backend findings for the sidecar (`Measured.extra`, e.g. the int8 per-layer error report).
     """
 
     variant: str
@@ -70,7 +70,7 @@ def publish(
     embed: Callable[[bytes, dict], bytes],
     check: Callable[[bytes], dict] | None = None,
 ) -> dict:
-    """Stage, verify and (if accepted) publish one variant; returns its report (the sidecar's content)."""
+    """Stage, verify and (if accepted) publish one variant; returns its report: the sidecar's JSON (`ExportMetadata.to_json`)."""
     ext = EXTENSIONS[backend]
     files = {g: f"deepisp_{g}_{built.variant}{ext}" for g in built.graphs}
     meta = describe(cfg, window, opts.frame, opts.tile, backend, built.variant, files)
@@ -80,10 +80,10 @@ def publish(
         staging = Path(tmp)
         sizes = {}
         for g, blob in built.graphs.items():
-            data = embed(blob, meta)
+            data = embed(blob, meta.to_json())
             (staging / files[g]).write_bytes(data)
             sizes[g] = len(data)
-        write_sidecar(staging / f"{name}.json", meta)
+        meta.write(staging / f"{name}.json")
         delegates = {g: check(blob) for g, blob in built.graphs.items()} if check else {}
         accuracy = compare(ExportedModel(staging / f"{name}.json", opts.threads), frames, references, error_map=staging / f"{name}_error.png")
         floor = opts.min_psnr if opts.min_psnr is not None else MIN_PSNR[built.variant]
@@ -95,29 +95,31 @@ def publish(
                 fallback = delegates[g][target]["fallback"]
                 problems.append(f"{g} graph does not run wholly on the {target.upper()}: {len(fallback)} op(s) fall back to CPU, "
                                 f"first: {fallback[0]}")
-        report = {**meta, "bytes": sizes, "targets": built.targets, "accuracy": {**accuracy, "floor_psnr": floor},
-                  "delegates": delegates, **built.extra, "accepted": not problems, "problems": problems}
+        measured = Measured(bytes=sizes, targets=built.targets, accuracy={**accuracy, "floor_psnr": floor}, delegates=delegates,
+                            extra=built.extra, accepted=not problems, problems=problems)
+        report = replace(meta, measured=measured)
         if not problems:
-            write_sidecar(staging / f"{name}.json", report)
+            report.write(staging / f"{name}.json")
             for f in staging.iterdir():
                 os.replace(f, opts.out / f.name)
-    return report
+    return report.to_json()
 
 
-def delegate_verdict(report: dict) -> str:
-    """'tile->gpu ok, color->gpu ok' from a report's targets and delegate checks ('->cpu': not gated)."""
-    if not report.get("delegates"):
+def delegate_verdict(measured: Measured) -> str:
+    """'tile->gpu ok, color->gpu ok' from a variant's targets and delegate checks ('->cpu': not gated)."""
+    if not measured.delegates:
         return "n/a"
-    return ", ".join(f"{g}->{t} {'ok' if report['delegates'][g][t]['ok'] else 'CPU FALLBACK'}" if t in ("gpu", "npu") else f"{g}->cpu"
-                     for g, t in report["targets"].items())
+    return ", ".join(f"{g}->{t} {'ok' if measured.delegates[g][t]['ok'] else 'CPU FALLBACK'}" if t in ("gpu", "npu") else f"{g}->cpu"
+                     for g, t in measured.targets.items())
 
 
 def summary_line(report: dict, out: Path) -> str:
-    """One line per variant: files, size, accuracy against float, delegate verdicts, accepted or why not."""
-    acc = report["accuracy"]
-    size = sum(report["bytes"].values()) / 1024
-    verdicts = delegate_verdict(report)
-    status = "ok" if report["accepted"] else "REFUSED: " + "; ".join(report["problems"])
-    where = out / f"{stem(report['backend'], report['variant'])}.json"
-    return (f"{report['variant']:<9} {size:8.1f} kB  PSNR vs float {acc['psnr']:6.2f} dB (min {acc['psnr_min']:.2f}, floor {acc['floor_psnr']:.0f})"
-            f"  SSIM {acc['ssim']:.4f}  delegates [{verdicts}]  {status}" + (f"\n          -> {where}" if report["accepted"] else ""))
+    """One line per variant (`publish`'s report): files, size, accuracy against float, delegate verdicts, accepted or why not."""
+    meta = ExportMetadata.from_json(report, "export report")
+    measured = meta.measured
+    acc = measured.accuracy
+    size = sum(measured.bytes.values()) / 1024
+    status = "ok" if measured.accepted else "REFUSED: " + "; ".join(measured.problems)
+    where = out / f"{stem(meta.backend, meta.variant)}.json"
+    return (f"{meta.variant:<9} {size:8.1f} kB  PSNR vs float {acc['psnr']:6.2f} dB (min {acc['psnr_min']:.2f}, floor {acc['floor_psnr']:.0f})"
+            f"  SSIM {acc['ssim']:.4f}  delegates [{delegate_verdict(measured)}]  {status}" + (f"\n          -> {where}" if measured.accepted else ""))
