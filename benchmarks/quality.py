@@ -41,17 +41,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepisp.atomic import atomic_path
+from deepisp.cfa import canonicalize, mosaic
 from deepisp.checkpoint import DEFAULT_JDD_CHECKPOINT, load_model
 from deepisp.color import histogram_stretch, linear_to_srgb, srgb_to_linear
-from deepisp.data import SHARED_DATA
+from deepisp.data import DEFAULT_EVAL_SET, SHARED_DATA
 from deepisp.data.dng import write_dng
 from deepisp.data.s7 import PAIRS, S7Dataset, register
 from deepisp.data.synthetic import find_photos
-from deepisp.demosaic import bilinear_demosaic, mosaic
+from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.metrics import image_metrics, psnr, ssim
 from deepisp.model import DeepISP
-from deepisp.raw import canonicalize, read_raw
+from deepisp.raw import read_raw
 from deepisp.tiling import DEFAULT_TILE, run_tiled
 
 try:
@@ -64,7 +65,6 @@ except ImportError:  # reported by main() as one line with the install command
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_PHOTOS = SHARED_DATA / "photos" / "kodak24"
-DEFAULT_S7 = REPO / "out" / "s7-kodak24"
 SIGMAS = (0.0, 2.0, 5.0, 10.0)
 BORDER = 8  # pixels cropped from every side before any JDD metric: border handling is not what is compared
 NOISE_SEED = 0
@@ -420,7 +420,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help=f"a jdd checkpoint (deepisp train --preset phone-jdd); default: the shipped {_shown(DEFAULT_JDD_CHECKPOINT)}; 'none': classical rows only")
     ap.add_argument("--full-model", type=Path, metavar="CKPT", nargs="+", default=[None],
                     help="full checkpoint(s), one row each (default: the shipped deepisp/weights model)")
-    ap.add_argument("--s7", type=Path, metavar="DIR", default=None, help=f"S7-layout folder for the full-ISP part (default: {_shown(DEFAULT_S7)}, made from the Kodak photos if missing)")
+    ap.add_argument("--s7", type=Path, metavar="DIR", default=None, help=f"S7-layout folder for the full-ISP part (default: {_shown(DEFAULT_EVAL_SET)}, made from the Kodak photos if missing)")
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="model tile size (results do not depend on it)")
     ap.add_argument("--out", type=Path, metavar="DIR", default=RESULTS, help="folder for quality.json and quality.md (default: benchmarks/results)")
     args = ap.parse_args(argv)
@@ -441,9 +441,9 @@ def benchmark(args: argparse.Namespace) -> dict:
         raise DeepISPError(f"photos folder {args.photos} not found: the benchmark needs ../shared/data/photos/kodak24 beside the repo, or pass --photos DIR")
     photos = find_photos([args.photos])[: args.limit]
     if args.s7 is None:
-        from deepisp.export.calibration import default_s7_root  # builds out/s7-kodak24 on first use
+        from deepisp.export.calibration import default_s7_root  # builds DEFAULT_EVAL_SET on first use
 
-        args.s7 = default_s7_root(DEFAULT_S7)
+        args.s7 = default_s7_root(DEFAULT_EVAL_SET)
     full_models = {}
     for path in args.full_model:
         model, state = load_model(path)

@@ -1,7 +1,6 @@
-"""Bayer mosaic <-> RGB as fixed convolutions, so both can live inside an exported graph.
+"""Bayer mosaic -> RGB (bilinear demosaicing) as fixed convolutions, so it can live inside an exported graph.
 
-Convention used everywhere in deepisp: a mosaic is *canonical RGGB*, i.e. pixel (0,0) is red,
-(0,1) and (1,0) green, (1,1) blue. `raw.py` brings every sensor's pattern to this phase by flipping.
+Input mosaics are canonical RGGB (see deepisp.cfa, which owns patterns, masks and sampling).
 
 Shapes: mosaic [B,1,H,W] float, RGB [B,3,H,W] float, both linear sensor RGB (no white balance, no
 colour matrix), range [0,1]. H and W may be odd; a tile cut from a mosaic keeps the RGGB phase only if
@@ -13,32 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-CFA_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
-
-
-def rggb_masks(h: int, w: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Sampling masks of an RGGB mosaic: [1,3,H,W] with 1 where the sensor measured that colour."""
-    yy = torch.arange(h, device=device).view(h, 1) % 2
-    xx = torch.arange(w, device=device).view(1, w) % 2
-    r = (yy == 0) & (xx == 0)
-    b = (yy == 1) & (xx == 1)
-    g = ~(r | b)
-    return torch.stack([r, g, b]).unsqueeze(0).to(dtype)
-
-
-def mosaic(rgb: torch.Tensor) -> torch.Tensor:
-    """Sample an RGB image on the RGGB grid.
-
-    Args:
-        rgb: [B,3,H,W] float, linear.
-    Returns:
-        [B,1,H,W] float: each pixel keeps only the channel its RGGB site measures.
-    """
-    if rgb.ndim != 4 or rgb.shape[1] != 3:
-        raise ValueError(f"mosaic expects [B,3,H,W], got {tuple(rgb.shape)}")
-    masks = rggb_masks(rgb.shape[2], rgb.shape[3], device=rgb.device, dtype=rgb.dtype)
-    return (rgb * masks).sum(1, keepdim=True)
-
+# CFA_PATTERNS and mosaic are re-exported for tests/test_raw.py, which imports them from here; new code
+# imports them from deepisp.cfa.
+from deepisp.cfa import CFA_PATTERNS, mosaic, rggb_masks  # noqa: F401
 
 # Bilinear interpolation as one depthwise 3x3 kernel per channel applied to the masked mosaic:
 # green sites have 4 green neighbours (cross), red/blue sites have 2 or 4 (box).

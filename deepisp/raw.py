@@ -2,9 +2,10 @@
 frame and display orientation.
 
 Owns everything that touches rawpy: which files are accepted (2x2 Bayer sensors only), black/white level
-normalisation, and the canonical frame. The canonical frame is the sensor frame mirrored left-right
-and/or top-bottom so the CFA becomes RGGB at pixel (0,0) (the convention of demosaic.py). Flipping, unlike
-cropping one row/column, keeps every pixel, and it is undone exactly by `RawMosaic.to_sensor_frame`.
+normalisation, and the way between a file's frames and the canonical frame. The canonical frame is the sensor frame mirrored left-right
+and/or top-bottom so the CFA becomes RGGB at pixel (0,0), deepisp's convention (`deepisp.cfa.canonicalize`).
+Flipping, unlike cropping one row/column, keeps every pixel, and it is undone exactly by
+`RawMosaic.to_sensor_frame`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import rawpy
 import tifffile
 
-from deepisp.demosaic import CFA_PATTERNS
+from deepisp.cfa import CFA_PATTERNS, canonicalize, mirror
 from deepisp.errors import DeepISPError
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -72,11 +73,7 @@ class RawMosaic:
             if img.ndim != 3:
                 raise ValueError(f"to_sensor_frame: channel_axis is for 3-D arrays, got {img.ndim}-D")
             rows, cols = (a for a in range(3) if a != channel_axis % 3)
-        if self.flip_v:
-            img = np.flip(img, rows)
-        if self.flip_h:
-            img = np.flip(img, cols)
-        return np.ascontiguousarray(img)
+        return mirror(img, self.flip_h, self.flip_v, axes=(rows, cols))
 
     def to_display(self, img: np.ndarray) -> np.ndarray:
         """Canonical frame -> display orientation, as rawpy's `postprocess` would orient it.
@@ -112,32 +109,6 @@ class RawMosaic:
         if self.orientation & 2:
             img = img[::-1]
         return self.to_sensor_frame(img, None if img.ndim == 2 else -1)  # the flips are their own inverse
-
-
-def canonicalize(mosaic: np.ndarray, pattern: str) -> tuple[np.ndarray, bool, bool]:
-    """Flip a sensor-frame mosaic so its CFA is RGGB.
-
-    GRBG is mirrored left-right, GBRG top-bottom, BGGR both. A flipped axis must have even length
-    (mirroring an odd-length axis does not move the phase).
-
-    Args:
-        mosaic: [...,H,W] in the sensor's `pattern`.
-        pattern: one of "RGGB", "GRBG", "GBRG", "BGGR".
-    Returns:
-        (mosaic [...,H,W] contiguous with RGGB phase, flip_h, flip_v).
-    """
-    if pattern not in CFA_PATTERNS:
-        raise ValueError(f"unknown CFA pattern {pattern!r}; expected one of {CFA_PATTERNS}")
-    flip_h = pattern in ("GRBG", "BGGR")
-    flip_v = pattern in ("GBRG", "BGGR")
-    h, w = mosaic.shape[-2:]
-    if (flip_h and w % 2) or (flip_v and h % 2):
-        raise ValueError(f"canonicalize: a {pattern} mosaic of {h}x{w} has an odd flipped axis; crop it to even")
-    if flip_v:
-        mosaic = np.flip(mosaic, -2)
-    if flip_h:
-        mosaic = np.flip(mosaic, -1)
-    return np.ascontiguousarray(mosaic), flip_h, flip_v
 
 
 def _visible_pattern_indices(raw: rawpy.RawPy) -> np.ndarray:

@@ -2,13 +2,8 @@
 
 import torch
 
-from deepisp.demosaic import bilinear_demosaic, mosaic, rggb_masks
-
-
-def test_rggb_masks_partition_the_grid():
-    m = rggb_masks(4, 6)[0]
-    assert torch.equal(m.sum(0), torch.ones(4, 6))
-    assert m[0, 0, 0] == 1 and m[1, 0, 1] == 1 and m[1, 1, 0] == 1 and m[2, 1, 1] == 1
+from deepisp.cfa import mosaic, rggb_masks
+from deepisp.demosaic import bilinear_demosaic
 
 
 def test_linear_ramp_is_reconstructed_exactly_inside():

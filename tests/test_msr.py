@@ -8,21 +8,19 @@ import pytest
 import torch
 from PIL import Image
 
+from deepisp.cfa import mosaic
+from deepisp.data import SHARED_DATA
 from deepisp.data.msr import (
     MSRDataset,
-    detect_cfa_phase,
     load_msr_sample,
     make_msr_layout,
     msr_camera_dir,
     msr_split,
     read_id_list,
 )
-from deepisp.data import SHARED_DATA
-from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic, mosaic
+from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.pngio import read_png
-
-CHANNEL = {"R": 0, "G": 1, "B": 2}
 
 
 def _synthetic_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -76,36 +74,6 @@ def test_ground_truth_keeps_16_bit_precision(msr_root):
 
 
 # ---------------------------------------------------------------------------------------------- phase
-
-
-def _stored_mosaic(pattern: str, h: int, w: int, rng, three_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    gt = rng.integers(1000, 60000, (h, w, 3)).astype(np.uint16)
-    site = np.array([CHANNEL[c] for c in pattern]).reshape(2, 2)
-    onehot = np.tile(site, (h // 2, w // 2))[..., None] == np.arange(3)
-    return (gt * onehot if three_channel else (gt * onehot).sum(-1)), gt
-
-
-@pytest.mark.parametrize("pattern", CFA_PATTERNS)
-def test_detect_cfa_phase(pattern):
-    rng = np.random.default_rng(1)
-    three, _ = _stored_mosaic(pattern, 8, 10, rng, three_channel=True)
-    assert detect_cfa_phase(three) == pattern
-    one, gt = _stored_mosaic(pattern, 8, 10, rng, three_channel=False)
-    noisy = one + rng.normal(0, 300, one.shape)
-    assert detect_cfa_phase(noisy, gt) == pattern
-
-
-def test_detect_cfa_phase_refuses_undecidable_data():
-    rng = np.random.default_rng(2)
-    with pytest.raises(DeepISPError, match="not a Bayer mosaic"):
-        detect_cfa_phase(rng.uniform(0.1, 1, (8, 8, 3)))  # an RGB image, not a mosaic
-    with pytest.raises(DeepISPError, match="all-zero"):
-        detect_cfa_phase(np.zeros((8, 8, 3)))
-    grey = np.repeat(rng.uniform(0, 1, (8, 8, 1)), 3, axis=2)
-    with pytest.raises(DeepISPError, match="cannot tell"):
-        detect_cfa_phase(grey[..., 0], grey)
-    with pytest.raises(DeepISPError, match="needs the ground truth"):
-        detect_cfa_phase(grey[..., 0])
 
 
 def test_phase_and_rotation_per_image(msr_root):

@@ -11,6 +11,7 @@ import rawpy
 import torch
 from PIL import Image
 
+from deepisp.cfa import CFA_PATTERNS
 from deepisp.data.synthetic import (
     BLACK_LEVEL,
     MANIFEST_NAME,
@@ -19,7 +20,7 @@ from deepisp.data.synthetic import (
     make_synthetic,
     scene_name,
 )
-from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic
+from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.raw import read_raw
 

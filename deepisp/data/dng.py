@@ -13,7 +13,7 @@ import tifffile
 from PIL import Image
 
 from deepisp.atomic import atomic_path
-from deepisp.demosaic import CFA_PATTERNS
+from deepisp.cfa import check_pattern
 
 # TIFF field types (TIFF 6.0 section 2).
 _BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _SRATIONAL = 1, 2, 3, 4, 5, 10
@@ -66,8 +66,7 @@ def write_dng(
         raise ValueError(f"write_dng expects an [H,W] uint16 array, got {cfa.dtype} {cfa.shape}")
     if min(cfa.shape) < MIN_LIBRAW_SIZE:
         raise ValueError(f"write_dng: {cfa.shape} is too small, LibRaw reads only raws >= {MIN_LIBRAW_SIZE} px")
-    if pattern not in CFA_PATTERNS:
-        raise ValueError(f"unknown CFA pattern {pattern!r}; expected one of {CFA_PATTERNS}")
+    check_pattern(pattern)
     if not 0 <= black_level < white_level <= np.iinfo(np.uint16).max:
         raise ValueError(f"need 0 <= black_level < white_level <= 65535, got {black_level}, {white_level}")
     color_matrix = np.asarray(color_matrix, dtype=np.float64)

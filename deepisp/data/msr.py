@@ -16,7 +16,7 @@ written with `deepisp.pngio` (OpenCV), which keeps all 16 bits.
 
 Geometry: portrait images (H > W) are rotated 90 degrees counter-clockwise to landscape, as in the paper.
 The CFA phase is then detected per image from the data (it is not assumed per camera: rotation alone
-changes it) and the pair is flipped to canonical RGGB with `deepisp.raw.canonicalize`; the ground truth
+changes it) and the pair is flipped to canonical RGGB with `deepisp.cfa.canonicalize`; the ground truth
 gets the same rotation and flips, so input and target stay registered.
 
 Splits (`msr_split`): Panasonic "train"/"val" are a fixed-seed 270/30 re-split of the images listed in
@@ -36,11 +36,11 @@ import torch
 from PIL import Image
 from skimage.transform import resize
 
+from deepisp.cfa import CFA_PATTERNS, canonicalize, detect_cfa_phase, sample, spread
 from deepisp.color import srgb_to_linear
-from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic
+from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.pngio import read_png, write_png
-from deepisp.raw import canonicalize
 
 CAMERAS = ("panasonic", "canon")
 SPLITS = ("train", "val", "test")
@@ -50,68 +50,6 @@ LIST_FILES = {"train": "train.txt", "validation": "validation.txt", "test": "tes
 MSR_SPLIT_SEED = 0
 # DeepISP paper: 300 listed train+validation Panasonic images -> 270 train / 30 validation.
 PAPER_VAL_FRACTION = 30 / 300
-# A detected phase must beat the runner-up by this factor (1-channel inputs) to be trusted.
-_PHASE_MARGIN = 1.1
-# 3-channel inputs: largest share of the signal allowed outside the detected pattern's channels.
-_OFF_PATTERN_TOLERANCE = 1e-3
-_CHANNEL = {"R": 0, "G": 1, "B": 2}
-_SITES = ((0, 0), (0, 1), (1, 0), (1, 1))  # the order of a pattern string's letters
-
-
-# --------------------------------------------------------------------------------------------------
-# CFA phase
-
-
-def _pattern_channels(pattern: str, h: int, w: int) -> np.ndarray:
-    """[H,W] int: the channel (0=R, 1=G, 2=B) each pixel of a `pattern` mosaic measures."""
-    site = np.array([_CHANNEL[ch] for ch in pattern]).reshape(2, 2)
-    return np.tile(site, ((h + 1) // 2, (w + 1) // 2))[:h, :w]
-
-
-def detect_cfa_phase(mosaic: np.ndarray, target: np.ndarray | None = None) -> str:
-    """Which of RGGB/GRBG/GBRG/BGGR a mosaic has, read from the data.
-
-    Args:
-        mosaic: as stored in the PNG, any scale: [H,W,3] with only the measured channel of each pixel
-            non-zero (the phase is where each channel is non-zero), or [H,W] (then `target` is needed).
-        target: [H,W,3] ground truth in the same frame and scale; for a 1-channel mosaic the phase is
-            the pattern whose channels match the mosaic best (least squared error over the four sites).
-    Returns:
-        the pattern string, letters in the order (0,0), (0,1), (1,0), (1,1).
-    Raises:
-        DeepISPError when the data does not decide (a blank or grey image) or is not a mosaic.
-    """
-    m = np.asarray(mosaic, dtype=np.float64)
-    if m.ndim == 3 and m.shape[2] == 3:
-        # energy[s, c]: signal of channel c at 2x2 site s; the right pattern captures all of it.
-        energy = np.array([[m[sy::2, sx::2, c].sum() for c in range(3)] for sy, sx in _SITES])
-        captured = np.array([sum(energy[s, _CHANNEL[ch]] for s, ch in enumerate(p)) for p in CFA_PATTERNS])
-        total = energy.sum()
-        best = int(captured.argmax())
-        if total <= 0:
-            raise DeepISPError("cannot detect the CFA phase of an all-zero mosaic")
-        if total - captured[best] > _OFF_PATTERN_TOLERANCE * total:
-            raise DeepISPError(
-                "3-channel input is not a Bayer mosaic: several channels are non-zero at the same pixels"
-            )
-        return CFA_PATTERNS[best]
-    if m.ndim != 2:
-        raise DeepISPError(f"a mosaic is [H,W] or [H,W,3], got shape {m.shape}")
-    if target is None:
-        raise DeepISPError("detecting the CFA phase of a 1-channel mosaic needs the ground truth")
-    t = np.asarray(target, dtype=np.float64)
-    if t.shape != m.shape + (3,):
-        raise DeepISPError(f"ground truth shape {t.shape} does not match mosaic shape {m.shape} (+3 channels)")
-    # err[s, c]: mean squared difference between the mosaic and channel c at site s.
-    err = np.array([[((m[sy::2, sx::2] - t[sy::2, sx::2, c]) ** 2).mean() for c in range(3)] for sy, sx in _SITES])
-    score = np.array([sum(err[s, _CHANNEL[ch]] for s, ch in enumerate(p)) for p in CFA_PATTERNS])
-    order = np.argsort(score)
-    if not score[order[1]] > _PHASE_MARGIN * score[order[0]]:
-        raise DeepISPError(
-            f"cannot tell the CFA phase: {CFA_PATTERNS[order[0]]} and {CFA_PATTERNS[order[1]]} fit the ground truth "
-            "about equally well (grey or blank image)"
-        )
-    return CFA_PATTERNS[order[0]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,16 +192,12 @@ def load_msr_sample(folder: str | Path, name: str) -> MSRSample:
     # Off-pattern channels of a 3-channel input are zero, so the sum is the measured value.
     raw = _normalise(inp, in_path)
     mosaic = raw.sum(-1) if raw.ndim == 3 else raw
-    mosaic, flip_h, flip_v = canonicalize(mosaic.astype(np.float32), pattern)
-    target = _normalise(gt, gt_path)
-    if flip_h:
-        target = target[:, ::-1]
-    if flip_v:
-        target = target[::-1]
+    mosaic, _, _ = canonicalize(mosaic.astype(np.float32), pattern)
+    target, _, _ = canonicalize(_normalise(gt, gt_path).transpose(2, 0, 1).astype(np.float32), pattern)
     return MSRSample(
         name=name,
-        mosaic=np.ascontiguousarray(mosaic, dtype=np.float32),
-        target=np.ascontiguousarray(target.transpose(2, 0, 1), dtype=np.float32),
+        mosaic=mosaic,
+        target=target,
         pattern=pattern,
         rotated=rotated,
     )
@@ -411,14 +345,13 @@ def make_msr_layout(
     for k, (name, photo) in enumerate(zip(ids, photos)):
         h, w = size[::-1] if k in portrait else size
         gt = np.round(_photo_to_linear(Path(photo), h, w) * 65535).astype(np.uint16)
-        onehot = _pattern_channels(pattern, h, w)[..., None] == np.arange(3)
-        clean = (gt * onehot).sum(-1)  # measured value of each pixel, exactly the ground truth's
+        clean = sample(gt, pattern)  # measured value of each pixel, exactly the ground truth's
         x = clean / 65535.0
         noisy = np.round(np.clip(x + rng.normal(size=x.shape) * np.sqrt(shot_noise * x + read_noise**2), 0, 1) * 65535)
         for is_noisy, mos in ((False, clean), (True, noisy)):
             mos = mos.astype(np.uint16)
             folder = folders[is_noisy]
-            write_png(folder / "input" / f"{name}.png", mos[..., None] * onehot if input_channels == 3 else mos)
+            write_png(folder / "input" / f"{name}.png", spread(mos, pattern) if input_channels == 3 else mos)
             write_png(folder / "groundtruth" / f"{name}.png", gt)
     bounds = np.cumsum((0,) + tuple(counts))
     for folder in folders.values():

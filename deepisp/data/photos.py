@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepisp.cfa import mosaic
 from deepisp.color import srgb_to_linear
 from deepisp.data.synthetic import (
     SHORT_EXPOSURE_RATIO,
@@ -44,7 +45,7 @@ from deepisp.data.synthetic import (
     find_photos,
     load_photo,
 )
-from deepisp.demosaic import bilinear_demosaic, mosaic
+from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.white_balance import balance
 

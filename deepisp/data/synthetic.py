@@ -30,12 +30,12 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from deepisp.color import linear_to_srgb, srgb_to_linear
 from deepisp.atomic import atomic_path
+from deepisp.cfa import CFA_PATTERNS, canonicalize, mirror, sample
+from deepisp.color import M_XYZ_FROM_SRGB, linear_to_srgb, srgb_to_linear
 from deepisp.data.dng import MIN_LIBRAW_SIZE, write_dng, write_jpeg
-from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic
+from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.raw import canonicalize
 
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MANIFEST_NAME = "synthetic_manifest.json"
@@ -49,14 +49,6 @@ SHOT_NOISE_RANGE = (1e-4, 1e-3)  # a in var = a*x + b, log-uniform
 READ_NOISE_RANGE = (1e-6, 1e-5)  # b, log-uniform
 FIRST_CAPTURE_TIME = datetime.datetime(2026, 1, 1, 0, 0, 0)
 
-# IEC 61966-2-1 linear sRGB (D65) -> CIE XYZ, the values deepisp.color uses.
-M_XYZ_FROM_SRGB = np.array(
-    [
-        [0.412453, 0.357580, 0.180423],
-        [0.212671, 0.715160, 0.072169],
-        [0.019334, 0.119193, 0.950227],
-    ]
-)
 # Samsung Galaxy S7 (the S7-ISP camera) XYZ(D65) -> camera matrix, x10000, as tabulated in LibRaw's
 # src/tables/colordata.cpp (Adobe DNG Converter's D65 ColorMatrix; "Galaxy S7" and "S7 Edge" share it).
 S7_XYZ_TO_CAMERA = np.array([[9927, -3704, -1024], [-3935, 12758, 1257], [-389, 1512, 4993]]) / 10000.0
@@ -110,14 +102,6 @@ def load_photo(path: Path) -> np.ndarray:
     return np.ascontiguousarray(rgb[:h, :w])
 
 
-def _mosaic(img: np.ndarray, pattern: str) -> np.ndarray:
-    """Sample [H,W,3] (R,G,B) on the sensor `pattern` -> [H,W]; H, W even."""
-    out = np.empty(img.shape[:2], dtype=img.dtype)
-    for (dy, dx), color in zip(((0, 0), (0, 1), (1, 0), (1, 1)), pattern):
-        out[dy::2, dx::2] = img[dy::2, dx::2, "RGB".index(color)]
-    return out
-
-
 def _quantize(x: np.ndarray) -> np.ndarray:
     """Normalised signal (0 = black, 1 = white; noise may go below 0) -> uint16 DN with the black level."""
     dn = np.round(BLACK_LEVEL + x * (WHITE_LEVEL - BLACK_LEVEL))
@@ -134,9 +118,9 @@ def _render_camera_jpeg(cfa: np.ndarray, pattern: str, wb_gains: np.ndarray) -> 
     Returns:
         [H,W,3] uint8 sRGB-encoded, sensor frame (= display, the DNGs are written unrotated).
     """
-    rggb, _, _ = canonicalize(dn_to_normalised(cfa), pattern)
+    rggb, flip_h, flip_v = canonicalize(dn_to_normalised(cfa), pattern)
     cam = bilinear_demosaic(torch.from_numpy(rggb)[None, None])[0].numpy()  # [3,H,W] canonical frame
-    cam, _, _ = canonicalize(cam, pattern)  # the flips are their own inverse: back to the sensor frame
+    cam = mirror(cam, flip_h, flip_v)  # back to the sensor frame
     lin = np.einsum("ij,jhw->hwi", M_SRGB_FROM_CAM, cam * np.asarray(wb_gains).reshape(3, 1, 1))
     srgb = linear_to_srgb(torch.from_numpy(np.clip(lin, 0.0, 1.0))).numpy()
     return np.round(srgb * 255.0).astype(np.uint8)
@@ -151,10 +135,10 @@ def draw_scene_params(rng: np.random.Generator) -> dict:
 
 
 def camera_mosaic(linear: np.ndarray, pattern: str, wb_gains: Sequence[float]) -> np.ndarray:
-    """Linear sRGB [H,W,3] (H, W even) -> the noiseless sensor mosaic [H,W] before exposure: camera RGB
+    """Linear sRGB [H,W,3] (any H, W) -> the noiseless sensor mosaic [H,W] before exposure: camera RGB
     (M_CAM_FROM_SRGB) divided by the white-balance gains, sampled on `pattern`."""
     camera = (linear @ M_CAM_FROM_SRGB.T) / np.asarray(wb_gains)  # M_CAM_FROM_SRGB is non-negative: so is camera
-    return _mosaic(camera, pattern)
+    return sample(camera, pattern)
 
 
 def auto_exposure_gain(clean: np.ndarray) -> float:

@@ -2,8 +2,9 @@
 
 A source is either an S7-layout root (its short-exposure raws, the model's input; see deepisp.data.s7)
 or a folder of raw files (any Bayer raw LibRaw opens). The default is the S7-layout set the project
-renders from the Kodak photographs in ../shared/data (`default_s7_root`, built on first use): its train
-split calibrates, its val and test splits check accuracy, so calibration and checks never share a scene.
+renders from the Kodak photographs in ../shared/data (deepisp.data.DEFAULT_EVAL_SET, built on first use by
+`default_s7_root`): its train split calibrates, its val and test splits check accuracy, so calibration and
+checks never share a scene.
 
 Windows: [S_h,S_w] float32 mosaics in [0,1], canonical RGGB, cut at even offsets. Frames smaller than a
 window are repeated periodically (np.pad "wrap", which keeps the Bayer phase of even-sized frames) to
@@ -16,19 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from deepisp.data import SHARED_DATA
+from deepisp.data import DEFAULT_EVAL_SET, SHARED_DATA
 from deepisp.data.s7 import RAW_EXTENSIONS, scan_s7
 from deepisp.data.splits import split_names
 from deepisp.errors import DeepISPError
 from deepisp.raw import read_raw
 from deepisp.white_balance import balance
 
-DEFAULT_S7_ROOT = Path("out") / "s7-kodak24"
 # LibRaw opens far more than DNG; these are the common Bayer raw extensions accepted in a plain folder.
 RAW_FILE_EXTENSIONS = RAW_EXTENSIONS + (".nef", ".cr2", ".cr3", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".raw")
 
 
-def default_s7_root(root: Path = DEFAULT_S7_ROOT, progress: bool = True) -> Path:
+def default_s7_root(root: Path = DEFAULT_EVAL_SET, progress: bool = True) -> Path:
     """The project's S7-layout test set (24 Kodak photos as synthetic low-light scenes), made if missing."""
     if root.is_dir() and any(root.iterdir()):
         return root
