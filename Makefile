@@ -8,8 +8,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SHARED ?= ../shared/data
 DEMO   ?= out/demo
+# The default evaluation set; must equal deepisp.data.DEFAULT_EVAL_SET (relative to the repo root, where make runs).
+EVAL   := out/s7-kodak24
 
-.PHONY: setup test demo clean
+.PHONY: setup test lint demo clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,10 +24,17 @@ setup: $(VENV)/.installed
 test: setup
 	$(VENV)/bin/pytest
 
+# What CI runs before the tests: ruff (lint + format, configured in pyproject.toml) and README tables that
+# match benchmarks/results/.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) benchmarks/update_readme.py --check
+
 demo: setup
 	@test -d $(SHARED) || { echo "error: $(SHARED) not found: the demo needs the shared photos and raw files beside the repo"; exit 2; }
-	$(VENV)/bin/deepisp make-synthetic --photos $(SHARED)/photos/kodak24 --out out/s7-kodak24 --seed 1
-	$(VENV)/bin/deepisp eval --data out/s7-kodak24 --split all --out $(DEMO)/eval
+	$(VENV)/bin/deepisp make-synthetic --photos $(SHARED)/photos/kodak24 --out $(EVAL) --seed 1
+	$(VENV)/bin/deepisp eval --data $(EVAL) --split all --out $(DEMO)/eval
 	$(PY) export/to_tflite.py --quant fp16 --out $(DEMO)/export
 	$(VENV)/bin/deepisp process $(SHARED)/raw/colorchart.dng -o $(DEMO)/colorchart.jpg --backend tflite --model $(DEMO)/export/deepisp_fp16.json
 	@echo "demo outputs in $(DEMO)/: eval/metrics.json, eval/*_input_output_target.png, export/ (fp16 TFLite + report), colorchart.jpg"

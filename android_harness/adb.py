@@ -28,8 +28,7 @@ PLATFORM_TOOLS_URL = "https://developer.android.com/tools/releases/platform-tool
 _STATE_HELP = {
     "unauthorized": "unlock the phone and accept its 'Allow USB debugging?' prompt, then run again",
     "offline": "replug the USB cable (or run `adb kill-server`), then run again",
-    "no permissions": "this user cannot open the USB device: add a udev rule for it "
-    "(https://developer.android.com/studio/run/device) and replug",
+    "no permissions": "this user cannot open the USB device: add a udev rule for it (https://developer.android.com/studio/run/device) and replug",
     "authorizing": "wait for the phone to finish authorizing this computer, then run again",
 }
 
@@ -118,8 +117,7 @@ def pick_device(devices: list[Device], serial: str | None) -> str:
             raise DeepISPError(f"device {serial} is not attached (adb devices lists: {listed or 'nothing'}); check -s")
     elif not devices:
         raise DeepISPError(
-            "no Android device found (adb devices lists none): connect the phone by USB with USB debugging "
-            "enabled in Developer options, then run again"
+            "no Android device found (adb devices lists none): connect the phone by USB with USB debugging enabled in Developer options, then run again"
         )
     elif len(devices) > 1:
         raise DeepISPError(f"{len(devices)} devices attached ({listed}); pick one with -s SERIAL")
@@ -170,9 +168,7 @@ class Adb:
         try:
             proc = self._run(["devices"], self.timeout)
         except subprocess.TimeoutExpired:
-            raise DeepISPError(
-                f"`adb devices` did not answer within {self.timeout:g} s; run `adb kill-server` and try again"
-            ) from None
+            raise DeepISPError(f"`adb devices` did not answer within {self.timeout:g} s; run `adb kill-server` and try again") from None
         if proc.returncode != 0:
             raise DeepISPError(f"`adb devices` failed: {_last_line(proc.stderr + proc.stdout)}")
         self.serial = pick_device(parse_devices(proc.stdout), serial or os.environ.get("ANDROID_SERIAL") or None)

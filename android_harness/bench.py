@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from android_harness import accuracy
+from android_harness import device_accuracy
 from android_harness.adb import Adb, AdbTimeout, DeviceInfo, DeviceLost, find_adb
 from android_harness.benchmark_output import BenchmarkOutput, parse
 from android_harness.elf import binary_abi, check_runs_on, where_to_get
@@ -48,8 +48,7 @@ class Delegate:
 DELEGATES = {
     "cpu": Delegate(("--use_xnnpack=false",), None, "TFLite's builtin CPU kernels, XNNPACK switched off"),
     "xnnpack": Delegate(("--use_xnnpack=true",), "XNNPACK", "XNNPACK CPU delegate (what an app gets by default)"),
-    "gpu": Delegate(("--use_gpu=true", "--gpu_precision_loss_allowed=true"), "GPU",
-                    "GPU delegate with fp16 arithmetic allowed (the delegate's default)"),
+    "gpu": Delegate(("--use_gpu=true", "--gpu_precision_loss_allowed=true"), "GPU", "GPU delegate with fp16 arithmetic allowed (the delegate's default)"),
     "gpu-fp32": Delegate(("--use_gpu=true", "--gpu_precision_loss_allowed=false"), "GPU", "GPU delegate kept in fp32"),
     "nnapi": Delegate(("--use_nnapi=true",), "NNAPI", "NNAPI: the vendor driver's NPU/DSP/GPU (deprecated from Android 15)"),
 }
@@ -77,7 +76,7 @@ delegates:
 {delegates}
 
 needs: adb (platform-tools) and TensorFlow Lite's benchmark_model built for the phone's CPU
-(--benchmark-model or ${ENV_BINARY}); {where_to_get('arm64-v8a')}.
+(--benchmark-model or ${ENV_BINARY}); {where_to_get("arm64-v8a")}.
 outputs in --out: results.json (everything, with the op profiles), results.csv, results.md,
 logs/*.log (benchmark_model's own output per run), accuracy/*.npz (with --tiles).
 exit status: 0 all runs fine, 1 some runs failed on the device (their rows say why), 2 bad input or the
@@ -86,32 +85,56 @@ device went away (results so far are kept), 130 interrupted.""",
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path, nargs="+", help="exported .tflite file(s) to benchmark")
     src.add_argument("--sweep", type=Path, metavar="DIR", help="benchmark every .tflite in DIR (e.g. the export's out/)")
-    p.add_argument("--delegate", nargs="+", choices=list(DELEGATES), default=["xnnpack", "gpu", "nnapi"],
-                   help="delegates to run each model with (default: xnnpack gpu nnapi)")
-    p.add_argument("--threads", nargs="+", type=_positive, default=[4],
-                   help="CPU thread counts (--num_threads) to run each delegate with (default: 4)")
+    p.add_argument(
+        "--delegate",
+        nargs="+",
+        choices=list(DELEGATES),
+        default=["xnnpack", "gpu", "nnapi"],
+        help="delegates to run each model with (default: xnnpack gpu nnapi)",
+    )
+    p.add_argument("--threads", nargs="+", type=_positive, default=[4], help="CPU thread counts (--num_threads) to run each delegate with (default: 4)")
     p.add_argument("--runs", type=_positive, default=50, help="timed runs, --num_runs (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs before timing, --warmup_runs (default 5)")
-    p.add_argument("--min-secs", type=float, default=None,
-                   help="minimum seconds of timed runs and of warm-up (--min_secs, --warmup_min_secs; the tool's "
-                        "defaults are 1 and 0.5); 0 makes --runs and --warmup exact")
-    p.add_argument("--no-profile", dest="profile", action="store_false",
-                   help="skip --enable_op_profiling (no per-op table; slightly less timing overhead)")
-    p.add_argument("--benchmark-arg", action="append", default=[], metavar="FLAG",
-                   help="extra benchmark_model flag passed verbatim, repeatable (e.g. --benchmark-arg=--gpu_backend=cl)")
-    p.add_argument("--benchmark-model", default=None, metavar="PATH",
-                   help=f"benchmark_model binary for the phone (default: ${ENV_BINARY})")
+    p.add_argument(
+        "--min-secs",
+        type=float,
+        default=None,
+        help="minimum seconds of timed runs and of warm-up (--min_secs, --warmup_min_secs; the tool's "
+        "defaults are 1 and 0.5); 0 makes --runs and --warmup exact",
+    )
+    p.add_argument("--no-profile", dest="profile", action="store_false", help="skip --enable_op_profiling (no per-op table; slightly less timing overhead)")
+    p.add_argument(
+        "--benchmark-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra benchmark_model flag passed verbatim, repeatable (e.g. --benchmark-arg=--gpu_backend=cl)",
+    )
+    p.add_argument("--benchmark-model", default=None, metavar="PATH", help=f"benchmark_model binary for the phone (default: ${ENV_BINARY})")
     p.add_argument("--adb", default=None, metavar="PATH", help="adb to use (default: PATH, then $ANDROID_HOME/platform-tools)")
     p.add_argument("-s", "--serial", default=None, help="device serial when several are attached (default: $ANDROID_SERIAL)")
     p.add_argument("--adb-timeout", type=float, default=60.0, help="seconds allowed per adb call (default 60)")
     p.add_argument("--run-timeout", type=float, default=600.0, help="seconds allowed per benchmark_model run (default 600)")
-    p.add_argument("--device-dir", default="/data/local/tmp/deepisp_bench",
-                   help="folder on the phone for the pushed files, removed afterwards (default /data/local/tmp/deepisp_bench)")
-    p.add_argument("--frame", type=_positive, nargs=2, default=[3024, 4032], metavar=("H", "W"),
-                   help="frame size for the frame-time estimate when a model has no export sidecar (default 3024 4032, 12 MP)")
-    p.add_argument("--tiles", type=Path, default=None, metavar="PATH",
-                   help="capture device outputs for these raw tiles: a raw file (.dng, ...) or a .npy [H,W] mosaic / "
-                        "[N,h,w] tiles of normalised canonical-RGGB raw")
+    p.add_argument(
+        "--device-dir",
+        default="/data/local/tmp/deepisp_bench",
+        help="folder on the phone for the pushed files, removed afterwards (default /data/local/tmp/deepisp_bench)",
+    )
+    p.add_argument(
+        "--frame",
+        type=_positive,
+        nargs=2,
+        default=[3024, 4032],
+        metavar=("H", "W"),
+        help="frame size for the frame-time estimate when a model has no export sidecar (default 3024 4032, 12 MP)",
+    )
+    p.add_argument(
+        "--tiles",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="capture device outputs for these raw tiles: a raw file (.dng, ...) or a .npy [H,W] mosaic / [N,h,w] tiles of normalised canonical-RGGB raw",
+    )
     p.add_argument("--num-tiles", type=_positive, default=4, help="tiles per model for --tiles (default 4)")
     p.add_argument("--out", type=Path, default=Path("out/android_bench"), help="output folder (default out/android_bench)")
     return p
@@ -133,9 +156,7 @@ def find_binary(arg: str | None) -> Path:
     """The benchmark_model binary (--benchmark-model or $TFLITE_BENCHMARK_MODEL), checked to be an Android build."""
     value = arg or os.environ.get(ENV_BINARY)
     if not value:
-        raise DeepISPError(
-            f"no benchmark_model binary: pass --benchmark-model PATH or set ${ENV_BINARY}; {where_to_get('arm64-v8a')}"
-        )
+        raise DeepISPError(f"no benchmark_model binary: pass --benchmark-model PATH or set ${ENV_BINARY}; {where_to_get('arm64-v8a')}")
     path = Path(value)
     if not path.is_file():
         raise DeepISPError(f"benchmark_model not found at {path}; {where_to_get('arm64-v8a')}")
@@ -161,8 +182,7 @@ def run_benchmark(adb: Adb, argv: list[str], what: str, timeout: float) -> tuple
 class Sweep:
     """One device session: pushes, runs, captures, cleans up, and holds every result gathered."""
 
-    def __init__(self, args: argparse.Namespace, adb: Adb, info: DeviceInfo, binary: Path,
-                 graphs: dict[Path, GraphInfo], tiles: dict[Path, np.ndarray]):
+    def __init__(self, args: argparse.Namespace, adb: Adb, info: DeviceInfo, binary: Path, graphs: dict[Path, GraphInfo], tiles: dict[Path, np.ndarray]):
         self.args, self.adb, self.info, self.binary, self.graphs, self.tiles = args, adb, info, binary, graphs, tiles
         self.dir = args.device_dir.rstrip("/")
         self.remote_bin = f"{self.dir}/benchmark_model"
@@ -222,7 +242,7 @@ class Sweep:
 
     def _capture(self, model: Path, remote_model: str, graph: GraphInfo, name: str, threads: int) -> dict:
         """Feed the tiles through `model` on the device and save what comes out; the entry says where or why not."""
-        entry = {"variant": model.stem, "delegate": name, "file": "", "error": accuracy.unsupported_reason(graph) or ""}
+        entry = {"variant": model.stem, "delegate": name, "file": "", "error": device_accuracy.unsupported_reason(graph) or ""}
         if entry["error"]:
             return entry
         tiles = self.tiles[model]
@@ -235,13 +255,12 @@ class Sweep:
             entry["error"] = str(e)
             return entry
         path = self.args.out / "accuracy" / f"{model.stem}__{name}.npz"
-        accuracy.save_capture(path, tiles, outputs, graph, {"model": model.name, "delegate": name, "device": self.info.describe()})
+        device_accuracy.save_capture(path, tiles, outputs, graph, {"model": model.name, "delegate": name, "device": self.info.describe()})
         entry["file"] = str(path.relative_to(self.args.out))
         print(f"captured {len(tiles)} tiles of {model.stem} with {name}: {path}", file=sys.stderr)
         return entry
 
-    def _run_tile(self, tmp: Path, remote_model: str, graph: GraphInfo, name: str, threads: int, i: int,
-                  tile: np.ndarray) -> list[np.ndarray]:
+    def _run_tile(self, tmp: Path, remote_model: str, graph: GraphInfo, name: str, threads: int, i: int, tile: np.ndarray) -> list[np.ndarray]:
         """One tile through the model on the device; its decoded outputs.
 
         Raises:
@@ -250,21 +269,31 @@ class Sweep:
         tensor = graph.inputs[0]
         local = tmp / "tile.bin"
         remote_in, remote_out = f"{self.dir}/tile_in.bin", f"{self.dir}/tile_out.bin"
-        local.write_bytes(accuracy.encode_input(tile, tensor))
+        local.write_bytes(device_accuracy.encode_input(tile, tensor))
         self._push(local, remote_in)
         self.adb.shell(["rm", "-f", self._track(remote_out)], "removing the previous output dump")
         # benchmark_model matches --input_layer entries to inputs by position and only warns about a different
         # name; a made-up one avoids escaping the ':' of names like "serving_default_x:0" (as "::").
-        argv = self._argv(remote_model, name, threads, "--num_runs=1", "--warmup_runs=0", "--min_secs=0",
-                          "--warmup_min_secs=0", "--input_layer=tile", "--input_layer_shape=" + ",".join(map(str, tensor.shape)),
-                          f"--input_layer_value_files=tile:{remote_in}", f"--output_filepath={remote_out}")
+        argv = self._argv(
+            remote_model,
+            name,
+            threads,
+            "--num_runs=1",
+            "--warmup_runs=0",
+            "--min_secs=0",
+            "--warmup_min_secs=0",
+            "--input_layer=tile",
+            "--input_layer_shape=" + ",".join(map(str, tensor.shape)),
+            f"--input_layer_value_files=tile:{remote_in}",
+            f"--output_filepath={remote_out}",
+        )
         out, text, error = run_benchmark(self.adb, argv, f"capturing tile {i} of {remote_model} with {name}", self.args.run_timeout)
         if error or out.failed:
             raise DeepISPError(error or out.failure)
         if "Unconsumed cmdline flags" in text and "--output_filepath" in text:
             raise DeepISPError("this benchmark_model build has no --output_filepath; use a recent nightly")
         self.adb.pull(remote_out, local)
-        return accuracy.decode_outputs(local.read_bytes(), graph.outputs)
+        return device_accuracy.decode_outputs(local.read_bytes(), graph.outputs)
 
     def cleanup(self) -> str:
         """Remove what was pushed; returns "" or why something stayed on the device."""
@@ -281,12 +310,18 @@ class Sweep:
     def write(self, note: str) -> list[Path]:
         a = self.args
         settings = {
-            "delegates": a.delegate, "threads": a.threads, "runs": a.runs, "warmup": a.warmup, "min_secs": a.min_secs,
-            "op_profiling": a.profile, "benchmark_args": a.benchmark_arg, "frame": a.frame,
+            "delegates": a.delegate,
+            "threads": a.threads,
+            "runs": a.runs,
+            "warmup": a.warmup,
+            "min_secs": a.min_secs,
+            "op_profiling": a.profile,
+            "benchmark_args": a.benchmark_arg,
+            "frame": a.frame,
             "benchmark_model": str(self.binary),
             "describe": f"--runs {a.runs} --warmup {a.warmup}"
-                        + (f" --min-secs {a.min_secs:g}" if a.min_secs is not None else "")
-                        + (", op profiling on" if a.profile else ", op profiling off"),
+            + (f" --min-secs {a.min_secs:g}" if a.min_secs is not None else "")
+            + (", op profiling on" if a.profile else ", op profiling off"),
         }
         device = self.info.as_dict() | {"describe": self.info.describe()}
         return write_results(a.out, device, settings, self.details, self.captures, self.finished, note)
@@ -301,10 +336,10 @@ def run(args: argparse.Namespace) -> int:
         raise DeepISPError(f"--device-dir {args.device_dir} must be an absolute path on the device")
     tiles = {}
     if args.tiles is not None:
-        source = accuracy.load_source(args.tiles)
+        source = device_accuracy.load_source(args.tiles)
         for m, g in graphs.items():
-            if accuracy.unsupported_reason(g) is None:
-                tiles[m] = accuracy.cut_tiles(source, args.num_tiles, g.inputs[0].shape[1], g.inputs[0].shape[2])
+            if device_accuracy.unsupported_reason(g) is None:
+                tiles[m] = device_accuracy.cut_tiles(source, args.num_tiles, g.inputs[0].shape[1], g.inputs[0].shape[2])
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -38,8 +38,13 @@ from dataclasses import asdict, dataclass, field
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|-?inf"
 _PREFIX = re.compile(r"^(INFO|WARN|WARNING|ERROR|FATAL|VERBOSE): ")
-_DELEGATE_KERNELS = {"TfLiteGpuDelegateV2": "GPU", "TfLiteGpuDelegate": "GPU", "TfLiteNnapiDelegate": "NNAPI",
-                     "TfLiteXNNPackDelegate": "XNNPACK", "TfLiteHexagonDelegate": "Hexagon"}
+_DELEGATE_KERNELS = {
+    "TfLiteGpuDelegateV2": "GPU",
+    "TfLiteGpuDelegate": "GPU",
+    "TfLiteNnapiDelegate": "NNAPI",
+    "TfLiteXNNPackDelegate": "XNNPACK",
+    "TfLiteHexagonDelegate": "Hexagon",
+}
 
 _INIT = re.compile(rf"Initialized session in ({_NUM}) ?ms")
 _TIMINGS = re.compile(
@@ -84,7 +89,7 @@ class OpRow:
 
     @property
     def executor(self) -> str:
-        """"GPU"/"NNAPI"/"XNNPACK"/"Hexagon" for a delegate kernel, "delegate" for an op profiled inside one
+        """ "GPU"/"NNAPI"/"XNNPACK"/"Hexagon" for a delegate kernel, "delegate" for an op profiled inside one
         ("Delegate/<op>:<i>" rows, which do not say which delegate), "CPU" for a TFLite builtin kernel."""
         if self.name.startswith("Delegate/"):
             return "delegate"
@@ -200,8 +205,7 @@ def _parse_profile(lines: list[str], out: BenchmarkOutput) -> None:
             if match is None:  # the blank line that ends the table
                 in_run_order = False
                 continue
-            out.ops.append(OpRow(match["type"], float(match["first"]), float(match["avg"]), float(match["pct"]),
-                                 int(match["called"]), match["name"]))
+            out.ops.append(OpRow(match["type"], float(match["first"]), float(match["avg"]), float(match["pct"]), int(match["called"]), match["name"]))
         elif line.startswith("Number of nodes executed:"):
             out.nodes_executed = int(line.split(":")[1])
             return

@@ -38,9 +38,7 @@ def binary_abi(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(1 << 16)  # the ELF and program headers sit in the first few hundred bytes
     if head[:4] != b"\x7fELF":
-        raise DeepISPError(
-            f"{path} is not an executable (no ELF header); pass TensorFlow Lite's benchmark_model binary for Android"
-        )
+        raise DeepISPError(f"{path} is not an executable (no ELF header); pass TensorFlow Lite's benchmark_model binary for Android")
     bits = {1: 32, 2: 64}.get(head[4])
     endian = {1: "<", 2: ">"}.get(head[5])
     if bits is None or endian is None:
@@ -51,9 +49,7 @@ def binary_abi(path: Path) -> str:
         raise DeepISPError(f"{path} is built for ELF machine {machine} ({bits}-bit), not an Android CPU; {where_to_get('arm64-v8a')}")
     interp = _interpreter(head, endian, bits)
     if interp is not None and not interp.startswith("/system/bin/linker"):
-        raise DeepISPError(
-            f"{path} is a desktop Linux build (program interpreter {interp}), which Android cannot run; {where_to_get(abi)}"
-        )
+        raise DeepISPError(f"{path} is a desktop Linux build (program interpreter {interp}), which Android cannot run; {where_to_get(abi)}")
     return abi
 
 
@@ -61,14 +57,14 @@ def _interpreter(head: bytes, endian: str, bits: int) -> str | None:
     """The PT_INTERP path (the dynamic loader the binary asks for), None for a static binary."""
     lay = _LAYOUT[bits]
     try:
-        phoff, = struct.unpack_from(endian + lay["e_phoff"][1], head, lay["e_phoff"][0])
+        (phoff,) = struct.unpack_from(endian + lay["e_phoff"][1], head, lay["e_phoff"][0])
         phentsize, phnum = struct.unpack_from(endian + "HH", head, lay["e_phentsize"])
         for i in range(phnum):
             at = phoff + i * phentsize
             if struct.unpack_from(endian + "I", head, at)[0] != _PT_INTERP:
                 continue
-            offset, = struct.unpack_from(endian + lay["p_offset"][1], head, at + lay["p_offset"][0])
-            size, = struct.unpack_from(endian + lay["p_filesz"][1], head, at + lay["p_filesz"][0])
+            (offset,) = struct.unpack_from(endian + lay["p_offset"][1], head, at + lay["p_offset"][0])
+            (size,) = struct.unpack_from(endian + lay["p_filesz"][1], head, at + lay["p_filesz"][0])
             return head[offset : offset + size].rstrip(b"\x00").decode("ascii", "replace")
     except struct.error:
         return None  # program headers beyond what was read: let the phone be the judge
@@ -91,7 +87,5 @@ def check_runs_on(path: Path, device_abis: list[str], device: str) -> str:
     """
     abi = binary_abi(path)
     if abi not in device_abis:
-        raise DeepISPError(
-            f"{path} is built for {abi} but {device} runs {', '.join(device_abis)}; {where_to_get(device_abis[0])}"
-        )
+        raise DeepISPError(f"{path} is built for {abi} but {device} runs {', '.join(device_abis)}; {where_to_get(device_abis[0])}")
     return abi

@@ -22,9 +22,29 @@ from deepisp.atomic import atomic_path
 from deepisp.errors import DeepISPError
 
 COLUMNS = [
-    "variant", "delegate", "threads", "status", "delegated", "init_ms", "first_ms", "warmup_ms", "mean_ms",
-    "std_ms", "min_ms", "max_ms", "median_ms", "runs", "mem_init_mb", "mem_overall_mb", "windows_per_frame",
-    "windows_source", "frame_hw", "frame_s", "not_on_delegate", "error", "log",
+    "variant",
+    "delegate",
+    "threads",
+    "status",
+    "delegated",
+    "init_ms",
+    "first_ms",
+    "warmup_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "median_ms",
+    "runs",
+    "mem_init_mb",
+    "mem_overall_mb",
+    "windows_per_frame",
+    "windows_source",
+    "frame_hw",
+    "frame_s",
+    "not_on_delegate",
+    "error",
+    "log",
 ]
 
 
@@ -56,8 +76,9 @@ def _ms(us: float | None) -> float | None:
     return None if us is None else round(us / 1000.0, 3)
 
 
-def make_row(variant: str, delegate: str, engine: str | None, threads: int, out: BenchmarkOutput,
-             windows: tuple[int | None, str, str], log: str, error: str = "") -> dict:
+def make_row(
+    variant: str, delegate: str, engine: str | None, threads: int, out: BenchmarkOutput, windows: tuple[int | None, str, str], log: str, error: str = ""
+) -> dict:
     """One table row from a parsed run. `engine` is the delegate's name in the log ("GPU"), None for cpu."""
     inf = out.inference
     count, source, frame_hw = windows
@@ -69,16 +90,29 @@ def make_row(variant: str, delegate: str, engine: str | None, threads: int, out:
     # A delegate that took nothing leaves every op on the CPU: say so instead of listing the whole graph.
     not_on_delegate = "all" if delegated in ("none", "unavailable", "not applied") else " ".join(out.fallback_ops(engine))
     return {
-        "variant": variant, "delegate": delegate, "threads": threads,
+        "variant": variant,
+        "delegate": delegate,
+        "threads": threads,
         "status": "failed" if failed else "ok",
         "delegated": delegated,
-        "init_ms": out.init_ms, "first_ms": _ms(out.first_inference_us), "warmup_ms": _ms(out.warmup_avg_us),
-        "mean_ms": mean_ms, "std_ms": _ms(inf.std) if inf else None, "min_ms": _ms(inf.min) if inf else None,
-        "max_ms": _ms(inf.max) if inf else None, "median_ms": _ms(inf.median) if inf else None,
-        "runs": inf.count if inf else 0, "mem_init_mb": out.mem_init_mb, "mem_overall_mb": out.mem_overall_mb,
-        "windows_per_frame": count, "windows_source": source, "frame_hw": frame_hw,
+        "init_ms": out.init_ms,
+        "first_ms": _ms(out.first_inference_us),
+        "warmup_ms": _ms(out.warmup_avg_us),
+        "mean_ms": mean_ms,
+        "std_ms": _ms(inf.std) if inf else None,
+        "min_ms": _ms(inf.min) if inf else None,
+        "max_ms": _ms(inf.max) if inf else None,
+        "median_ms": _ms(inf.median) if inf else None,
+        "runs": inf.count if inf else 0,
+        "mem_init_mb": out.mem_init_mb,
+        "mem_overall_mb": out.mem_overall_mb,
+        "windows_per_frame": count,
+        "windows_source": source,
+        "frame_hw": frame_hw,
         "frame_s": round(mean_ms * count / 1000.0, 3) if (count and mean_ms and not failed) else None,
-        "not_on_delegate": "" if failed else not_on_delegate, "error": error, "log": log,
+        "not_on_delegate": "" if failed else not_on_delegate,
+        "error": error,
+        "log": log,
     }
 
 
@@ -92,14 +126,25 @@ def _cell(value: object) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """The summary table: latency per variant x delegate x threads and the implied frame time."""
-    head = ["variant", "delegate", "threads", "delegated", "init ms", "first ms", "mean ms", "std ms",
-            "mem MB", "windows/frame", "frame s", "not on delegate"]
+    head = ["variant", "delegate", "threads", "delegated", "init ms", "first ms", "mean ms", "std ms", "mem MB", "windows/frame", "frame s", "not on delegate"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         delegated = f"FAILED: {r['error']}" if r["status"] == "failed" else r["delegated"]
         windows = f"{r['windows_per_frame']} ({r['windows_source'].split()[0]})" if r["windows_per_frame"] else None
-        cells = [r["variant"], r["delegate"], r["threads"], delegated, r["init_ms"], r["first_ms"], r["mean_ms"],
-                 r["std_ms"], r["mem_overall_mb"], windows, r["frame_s"], r["not_on_delegate"]]
+        cells = [
+            r["variant"],
+            r["delegate"],
+            r["threads"],
+            delegated,
+            r["init_ms"],
+            r["first_ms"],
+            r["mean_ms"],
+            r["std_ms"],
+            r["mem_overall_mb"],
+            windows,
+            r["frame_s"],
+            r["not_on_delegate"],
+        ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -121,8 +166,7 @@ def _fallback_notes(details: list[dict]) -> list[str]:
     return notes
 
 
-def write_results(out_dir: Path, device: dict, settings: dict, details: list[dict], accuracy: list[dict],
-                  complete: bool, note: str = "") -> list[Path]:
+def write_results(out_dir: Path, device: dict, settings: dict, details: list[dict], accuracy: list[dict], complete: bool, note: str = "") -> list[Path]:
     """Write results.json (everything), results.csv (the rows) and results.md (summary); return their paths.
 
     Args:
@@ -133,32 +177,44 @@ def write_results(out_dir: Path, device: dict, settings: dict, details: list[dic
     rows = [d["row"] for d in details]
     paths = [out_dir / "results.json", out_dir / "results.csv", out_dir / "results.md"]
 
-    doc = {"device": device, "settings": settings, "complete": complete, "note": note, "runs": details,
-           "accuracy": accuracy}
+    doc = {"device": device, "settings": settings, "complete": complete, "note": note, "runs": details, "accuracy": accuracy}
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
 
-    md = [f"# On-device benchmark: {device.get('model', '?')}", "",
-          f"Device: {device.get('describe', '?')}. ", f"Settings: {settings.get('describe', '')}.", ""]
+    md = [
+        f"# On-device benchmark: {device.get('model', '?')}",
+        "",
+        f"Device: {device.get('describe', '?')}. ",
+        f"Settings: {settings.get('describe', '')}.",
+        "",
+    ]
     if not complete:
         md += [f"**Incomplete: {note}**", ""]
     md += [markdown_table(rows)]
     frame_sources = sorted({r["windows_source"] for r in rows if r["windows_source"]})
-    md += ["delegated: full / partial (some ops on the CPU) / none / unavailable (the delegate could not be created "
-           "on this device) / n/a (plain CPU run). mem MB: benchmark_model's memory footprint growth over the run "
-           "(approximate, as the tool itself says).", ""]
+    md += [
+        "delegated: full / partial (some ops on the CPU) / none / unavailable (the delegate could not be created "
+        "on this device) / n/a (plain CPU run). mem MB: benchmark_model's memory footprint growth over the run "
+        "(approximate, as the tool itself says).",
+        "",
+    ]
     if frame_sources:
-        md += ["frame s = mean ms per window x windows per frame (one tile-graph call per window, sequential; "
-               "the other graphs and host-side tiling are not included). Window counts: " + "; ".join(frame_sources) + ".", ""]
+        md += [
+            "frame s = mean ms per window x windows per frame (one tile-graph call per window, sequential; "
+            "the other graphs and host-side tiling are not included). Window counts: " + "; ".join(frame_sources) + ".",
+            "",
+        ]
     notes = _fallback_notes(details)
     if notes:
         md += ["Ops that did not run on the requested delegate (op profile, mean per inference):", *notes, ""]
     if accuracy:
-        md += ["Device outputs captured for the accuracy harness (paths relative to this folder):",
-               *[f"- {a['variant']} / {a['delegate']}: " + (a["file"] if a.get("file") else f"not captured ({a['error']})")
-                 for a in accuracy], ""]
+        md += [
+            "Device outputs captured for the accuracy harness (paths relative to this folder):",
+            *[f"- {a['variant']} / {a['delegate']}: " + (a["file"] if a.get("file") else f"not captured ({a['error']})") for a in accuracy],
+            "",
+        ]
 
     for path, text in zip(paths, [json.dumps(doc, indent=1) + "\n", buf.getvalue(), "\n".join(md)]):
         with atomic_path(path) as tmp:

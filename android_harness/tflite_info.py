@@ -22,8 +22,18 @@ from deepisp.errors import DeepISPError
 _DTYPES = {
     code: np.dtype(t)
     for code, t in {
-        0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16,
-        9: np.int8, 10: np.float64, 12: np.uint64, 15: np.uint32, 16: np.uint16,
+        0: np.float32,
+        1: np.float16,
+        2: np.int32,
+        3: np.uint8,
+        4: np.int64,
+        6: np.bool_,
+        7: np.int16,
+        9: np.int8,
+        10: np.float64,
+        12: np.uint64,
+        15: np.uint32,
+        16: np.uint16,
     }.items()
 }
 

@@ -84,7 +84,7 @@ def tflite_case(path: Path, size: int, threads: int):
     it = tflite_interpreter_class()(model_path=str(path), num_threads=threads)
     runner = it.get_signature_runner()
     x = np.random.rand(1, size, size, 1).astype(np.float32)
-    return lambda: runner(mosaic=x)
+    return lambda: runner(**{TileGraph.MOSAIC: x})
 
 
 def onnx_case(path: Path, size: int, threads: int):
@@ -94,7 +94,7 @@ def onnx_case(path: Path, size: int, threads: int):
     opts.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     x = np.random.rand(1, 1, size, size).astype(np.float32)
-    return lambda: session.run(None, {"mosaic": x})
+    return lambda: session.run(None, {TileGraph.MOSAIC: x})
 
 
 def pareto_plot(rows: list[dict], accuracy: dict, path: Path, cap_db: float = 100.0) -> None:
@@ -160,24 +160,48 @@ def main() -> int:
             t = timed(run, args.repeats, args.budget)
             med = statistics.median(t)
             baseline = baseline or med
-            row = {"backend": backend, "variant": variant, "threads": threads, "runs": len(t), "median_ms": med * 1e3,
-                   "min_ms": min(t) * 1e3, "max_ms": max(t) * 1e3, "mpix_per_s": mpix / med, "vs_torch_eager": baseline / med,
-                   "gflops": flops * args.size**2 / med / 1e9}
+            row = {
+                "backend": backend,
+                "variant": variant,
+                "threads": threads,
+                "runs": len(t),
+                "median_ms": med * 1e3,
+                "min_ms": min(t) * 1e3,
+                "max_ms": max(t) * 1e3,
+                "mpix_per_s": mpix / med,
+                "vs_torch_eager": baseline / med,
+                "gflops": flops * args.size**2 / med / 1e9,
+            }
             row["fraction_of_peak"] = row["gflops"] / peaks[threads]
             rows.append(row)
-            print(f"{backend:<6} {variant:<11} {threads} thr  {row['median_ms']:9.1f} ms (min {row['min_ms']:.1f}, max {row['max_ms']:.1f}, "
-                  f"n={len(t)})  {row['mpix_per_s']:6.2f} MPix/s  x{row['vs_torch_eager']:.2f} vs torch  "
-                  f"{row['gflops']:6.1f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of peak", flush=True)
-    meta = {"size": args.size, "model": str(args.model or DEFAULT_CHECKPOINT), "tile_graph_kflop_per_pixel": flops / 1e3,
-            "peak_gflops": peaks, "torch": torch.__version__, "exported": str(args.exported)}
+            print(
+                f"{backend:<6} {variant:<11} {threads} thr  {row['median_ms']:9.1f} ms (min {row['min_ms']:.1f}, max {row['max_ms']:.1f}, "
+                f"n={len(t)})  {row['mpix_per_s']:6.2f} MPix/s  x{row['vs_torch_eager']:.2f} vs torch  "
+                f"{row['gflops']:6.1f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of peak",
+                flush=True,
+            )
+    meta = {
+        "size": args.size,
+        "model": str(args.model or DEFAULT_CHECKPOINT),
+        "tile_graph_kflop_per_pixel": flops / 1e3,
+        "peak_gflops": peaks,
+        "torch": torch.__version__,
+        "exported": str(args.exported),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    lines = [f"Tile graph on one {args.size}x{args.size} raw window, host CPU ({', '.join(f'{t} thr peak {p:.0f} GFLOP/s' for t, p in peaks.items())}).",
-             "", "| backend | variant | threads | median ms | min–max ms | MPix/s | vs torch eager | GFLOP/s | % of peak |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['backend']} | {r['variant']} | {r['threads']} | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | "
-              f"{r['mpix_per_s']:.2f} | {r['vs_torch_eager']:.2f} | {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% |" for r in rows]
+    lines = [
+        f"Tile graph on one {args.size}x{args.size} raw window, host CPU ({', '.join(f'{t} thr peak {p:.0f} GFLOP/s' for t, p in peaks.items())}).",
+        "",
+        "| backend | variant | threads | median ms | min–max ms | MPix/s | vs torch eager | GFLOP/s | % of peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['backend']} | {r['variant']} | {r['threads']} | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | "
+        f"{r['mpix_per_s']:.2f} | {r['vs_torch_eager']:.2f} | {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% |"
+        for r in rows
+    ]
     with atomic_path(args.out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     accuracy = args.out.parent / "accuracy.json"

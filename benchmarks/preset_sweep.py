@@ -24,7 +24,7 @@ import torch
 
 from deepisp.atomic import atomic_path
 from deepisp.data import SHARED_DATA
-from deepisp.model import ModelConfig, count_parameters, DeepISP, flops_per_pixel
+from deepisp.model import DeepISP, ModelConfig, count_parameters, flops_per_pixel
 from deepisp.train import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,21 +80,43 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg in CANDIDATES[args.mode].items():
-            tc = TrainConfig(photos=tuple(map(str, args.photos)), out=f"{tmp}/{name}", preset=name, steps=args.steps,
-                             lr=args.lr, lr_schedule="cosine", val_every=args.steps, ckpt_every=args.steps)
+            tc = TrainConfig(
+                photos=tuple(map(str, args.photos)),
+                out=f"{tmp}/{name}",
+                preset=name,
+                steps=args.steps,
+                lr=args.lr,
+                lr_schedule="cosine",
+                val_every=args.steps,
+                ckpt_every=args.steps,
+            )
             t0 = time.perf_counter()
             train(tc, progress=False, model_config=cfg)
             with open(f"{tmp}/{name}/log.csv") as f:
                 val = float([r for r in csv.DictReader(f) if r["val_loss"]][-1]["val_loss"])
-            rows[name] = {"config": cfg.__dict__, "kflop_per_pixel": flops_per_pixel(cfg) / 1e3,
-                          "params": count_parameters(DeepISP(cfg)), "val_loss": val, "seconds": time.perf_counter() - t0}
+            rows[name] = {
+                "config": cfg.__dict__,
+                "kflop_per_pixel": flops_per_pixel(cfg) / 1e3,
+                "params": count_parameters(DeepISP(cfg)),
+                "val_loss": val,
+                "seconds": time.perf_counter() - t0,
+            }
             if args.mode == "jdd":
                 rows[name]["val_psnr_linear"] = -10 * math.log10(val)
-            print(f"{name:<10} {rows[name]['kflop_per_pixel']:6.1f} kFLOP/px  val loss {val:.6f}"
-                  + (f"  ({rows[name]['val_psnr_linear']:.2f} dB)" if args.mode == "jdd" else "")
-                  + f"  {rows[name]['seconds']:.0f} s", flush=True)
-    meta = {"steps": args.steps, "lr": args.lr, "schedule": "cosine", "photos": [p.name for p in args.photos],
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+            print(
+                f"{name:<10} {rows[name]['kflop_per_pixel']:6.1f} kFLOP/px  val loss {val:.6f}"
+                + (f"  ({rows[name]['val_psnr_linear']:.2f} dB)" if args.mode == "jdd" else "")
+                + f"  {rows[name]['seconds']:.0f} s",
+                flush=True,
+            )
+    meta = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "schedule": "cosine",
+        "photos": [p.name for p in args.photos],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"meta": meta, "results": rows}
     with atomic_path(out) as tmp:

@@ -58,13 +58,14 @@ def onnx_pass(model: DeepISP, size: int):
     import onnxruntime as ort
 
     mosaic = torch.rand(1, 1, size, size)
-    outputs = ["image"] if model.cfg.mode == "jdd" else ["image", "cells"]
     buf = io.BytesIO()
-    torch.onnx.export(TileGraph(model).eval(), (mosaic,), buf, input_names=["mosaic"], output_names=outputs, dynamo=False)
+    torch.onnx.export(
+        TileGraph(model).eval(), (mosaic,), buf, input_names=[TileGraph.MOSAIC], output_names=TileGraph.output_names(model.cfg.mode), dynamo=False
+    )
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-    feed = {"mosaic": mosaic.numpy()}
+    feed = {TileGraph.MOSAIC: mosaic.numpy()}
     return lambda: session.run(None, feed)
 
 
@@ -98,10 +99,14 @@ def measure(cfg: ModelConfig, size: int, repeats: int, peak: float) -> dict:
 def markdown_table(payload: dict) -> str:
     meta = payload["meta"]
     head = " | ".join(f"{p} ms/MP (vs eager, % of peak)" for p in PATHS)
-    lines = [f"One {meta['size']}x{meta['size']} raw window through pass 1 (demosaic, low-level stage, high-level cells), host CPU, "
-             f"{meta['threads']} threads, peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run (`benchmarks/presets.py`, "
-             "median of a few runs). Quality from `benchmarks/results/quality.json` (Kodak24).", "",
-             f"| preset | kFLOP/pixel | parameters | {head} | quality of the shipped model |", "|---|---|---|" + "---|" * len(PATHS) + "---|"]
+    lines = [
+        f"One {meta['size']}x{meta['size']} raw window through pass 1 (demosaic, low-level stage, high-level cells), host CPU, "
+        f"{meta['threads']} threads, peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run (`benchmarks/presets.py`, "
+        "median of a few runs). Quality from `benchmarks/results/quality.json` (Kodak24).",
+        "",
+        f"| preset | kFLOP/pixel | parameters | {head} | quality of the shipped model |",
+        "|---|---|---|" + "---|" * len(PATHS) + "---|",
+    ]
     for name, r in payload["presets"].items():
         cells = " | ".join(f"{p['ms_per_mp']:.0f} ({p['vs_eager']:.2f}x, {100 * p['fraction_of_peak']:.0f}%)" for p in r["paths"].values())
         lines.append(f"| `{name}` | {r['kflop_per_pixel']:.1f} | {r['parameters']:,} | {cells} | {r['quality'] or '-'} |")
@@ -123,8 +128,11 @@ def main() -> int:
     for name in args.presets:
         presets[name] = {**measure(PRESETS[name], args.size, args.repeats, peak), "quality": shipped_quality(quality, name)}
         r = presets[name]
-        print(f"{name:<11} {r['kflop_per_pixel']:7.1f} kFLOP/px  " + "  ".join(
-            f"{p} {v['ms_per_mp']:6.0f} ms/MP x{v['vs_eager']:.2f} {100 * v['fraction_of_peak']:3.0f}%" for p, v in r["paths"].items()), flush=True)
+        print(
+            f"{name:<11} {r['kflop_per_pixel']:7.1f} kFLOP/px  "
+            + "  ".join(f"{p} {v['ms_per_mp']:6.0f} ms/MP x{v['vs_eager']:.2f} {100 * v['fraction_of_peak']:3.0f}%" for p, v in r["paths"].items()),
+            flush=True,
+        )
     payload = {"meta": {"size": args.size, "threads": threads, "peak_gflops": peak, "torch": torch.__version__}, "presets": presets}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:

@@ -73,8 +73,7 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_kb / 1024}))
 
 
 def run_case(raw: Path, model: str, tile: int, mode: str, out_dir: Path) -> dict:
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(out_dir / "out.jpg"), model, str(tile), mode],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(out_dir / "out.jpg"), model, str(tile), mode], capture_output=True, text=True)
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -139,11 +138,15 @@ def main() -> None:
                 if "error" in r:
                     print(f"{name:<11} {run:<20} error: {r['error']}")
                     continue
-                print(f"{name:<11} {run:<20} {r['seconds']:7.2f} s  {r['seconds'] / (pixels / 1e6) * 1000:6.0f} ms/MP  "
-                      f"x{r['vs_eager'] or float('nan'):.2f} vs eager  {100 * r['fraction_of_peak']:3.0f}% of peak  "
-                      f"peak RSS {r['peak_rss_mb']:6.0f} MB")
-    payload = {"meta": {"tile": args.tile, "model": args.model, "threads": threads, "peak_gflops": peak,
-                        "model_flops_per_pixel": flops, "torch": torch.__version__}, "results": results}
+                print(
+                    f"{name:<11} {run:<20} {r['seconds']:7.2f} s  {r['seconds'] / (pixels / 1e6) * 1000:6.0f} ms/MP  "
+                    f"x{r['vs_eager'] or float('nan'):.2f} vs eager  {100 * r['fraction_of_peak']:3.0f}% of peak  "
+                    f"peak RSS {r['peak_rss_mb']:6.0f} MB"
+                )
+    payload = {
+        "meta": {"tile": args.tile, "model": args.model, "threads": threads, "peak_gflops": peak, "model_flops_per_pixel": flops, "torch": torch.__version__},
+        "results": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as t:
         t.write_text(json.dumps(payload, indent=2))
@@ -155,18 +158,24 @@ def main() -> None:
 
 def markdown_table(payload: dict) -> str:
     meta = payload["meta"]
-    lines = [f"`deepisp process` end to end (raw decode, network, JPEG write), host CPU, {meta['threads']} threads, "
-             f"peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run; model {meta['model']} "
-             f"({meta['model_flops_per_pixel'] / 1e3:.1f} kFLOP/pixel).", "",
-             "| frame | path | seconds | ms per MP | vs eager | % of peak | peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`deepisp process` end to end (raw decode, network, JPEG write), host CPU, {meta['threads']} threads, "
+        f"peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run; model {meta['model']} "
+        f"({meta['model_flops_per_pixel'] / 1e3:.1f} kFLOP/pixel).",
+        "",
+        "| frame | path | seconds | ms per MP | vs eager | % of peak | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for case, result in payload["results"].items():
         for path, r in result["runs"].items():
             if "error" in r:
                 lines.append(f"| {case} | {path} | error: {r['error']} | | | | |")
                 continue
             vs = f"{r['vs_eager']:.2f}x" if r.get("vs_eager") else "-"
-            lines.append(f"| {case} ({result['megapixels']:.1f} MP) | {path} | {r['seconds']:.1f} | "
-                         f"{1000 * r['seconds'] / result['megapixels']:.0f} | {vs} | {100 * r['fraction_of_peak']:.0f}% | {r['peak_rss_mb']:.0f} |")
+            lines.append(
+                f"| {case} ({result['megapixels']:.1f} MP) | {path} | {r['seconds']:.1f} | "
+                f"{1000 * r['seconds'] / result['megapixels']:.0f} | {vs} | {100 * r['fraction_of_peak']:.0f}% | {r['peak_rss_mb']:.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -75,7 +75,7 @@ NO_ISP, RAWPY = "bilinear + sRGB curve (no ISP)", "rawpy default (AHD, camera WB
 JDD_PROTOCOL = f"""\
 Ground truth: each photo (Kodak24, 500x500 sRGB PNG) decoded with the inverse sRGB curve
 (deepisp.color.srgb_to_linear) to linear RGB in [0,1], taken as linear camera RGB (no colour matrix, no
-white balance). Input: that image sampled on the RGGB grid (deepisp.demosaic.mosaic), plus white Gaussian
+white balance). Input: that image sampled on the RGGB grid (deepisp.cfa.mosaic), plus white Gaussian
 noise of standard deviation sigma/255 added in linear space (one N(0,1) field per photo, seeded by
 ({NOISE_SEED}, photo index) and scaled by each sigma), clipped to [0,1] and quantised to 16 bits
 (round(x*65535)); every method gets that same uint16 mosaic and no noise level. Outputs are clipped to
@@ -181,16 +181,19 @@ def classical_methods(workdir: Path) -> list[Method]:
     fbdd = dict(fbdd_noise_reduction=rawpy.FBDDNoiseReductionMode.Light)
     return [
         Method("bilinear", deepisp_bilinear, "deepisp.demosaic.bilinear_demosaic (the model's own input)"),
-        Method("Malvar-He-Cutler", partial(colour_demosaic, fn=cdm.demosaicing_CFA_Bayer_Malvar2004),
-               "colour-demosaicing demosaicing_CFA_Bayer_Malvar2004 (5x5 gradient-corrected linear filters)"),
-        Method("Menon", partial(colour_demosaic, fn=cdm.demosaicing_CFA_Bayer_Menon2007),
-               "colour-demosaicing demosaicing_CFA_Bayer_Menon2007 (DDFAPD, with its refining step)"),
-        Method("OpenCV bilinear", partial(opencv_demosaic, code=OPENCV_RGGB["bilinear"]),
-               "cv2.cvtColor COLOR_BayerBG2RGB on the uint16 mosaic"),
-        Method("OpenCV VNG", opencv_vng,
-               "cv2.cvtColor COLOR_BayerBG2RGB_VNG; 8-bit only, so on the mosaic sRGB-encoded to 8 bit, output decoded to linear"),
-        Method("OpenCV EA", partial(opencv_demosaic, code=OPENCV_RGGB["EA"]),
-               "cv2.cvtColor COLOR_BayerBG2RGB_EA (edge-aware) on the uint16 mosaic"),
+        Method(
+            "Malvar-He-Cutler",
+            partial(colour_demosaic, fn=cdm.demosaicing_CFA_Bayer_Malvar2004),
+            "colour-demosaicing demosaicing_CFA_Bayer_Malvar2004 (5x5 gradient-corrected linear filters)",
+        ),
+        Method(
+            "Menon",
+            partial(colour_demosaic, fn=cdm.demosaicing_CFA_Bayer_Menon2007),
+            "colour-demosaicing demosaicing_CFA_Bayer_Menon2007 (DDFAPD, with its refining step)",
+        ),
+        Method("OpenCV bilinear", partial(opencv_demosaic, code=OPENCV_RGGB["bilinear"]), "cv2.cvtColor COLOR_BayerBG2RGB on the uint16 mosaic"),
+        Method("OpenCV VNG", opencv_vng, "cv2.cvtColor COLOR_BayerBG2RGB_VNG; 8-bit only, so on the mosaic sRGB-encoded to 8 bit, output decoded to linear"),
+        Method("OpenCV EA", partial(opencv_demosaic, code=OPENCV_RGGB["EA"]), "cv2.cvtColor COLOR_BayerBG2RGB_EA (edge-aware) on the uint16 mosaic"),
         Method("LibRaw AHD", partial(libraw, **ahd), "rawpy postprocess, DemosaicAlgorithm.AHD, linear camera RGB"),
         Method("LibRaw AHD + FBDD", partial(libraw, **ahd, **fbdd), "as LibRaw AHD, fbdd_noise_reduction=Light"),
         Method("LibRaw DCB", partial(libraw, **dcb), "DemosaicAlgorithm.DCB, dcb_iterations=2, dcb_enhance=True"),
@@ -318,8 +321,9 @@ def run_full(root: Path, models: dict[str, DeepISP], tile: int, limit: int | Non
         cfa, target = dataset.frame(i)
         raw_path = dataset.scenes[i].files[(PAIRS[dataset.pair][0], "raw")]  # the pair's raw
         renders: dict[str, Callable[[], torch.Tensor]] = {
-            NO_ISP: lambda: linear_to_srgb(bilinear_demosaic(torch.from_numpy(cfa)[None, None])[0].clamp(0, 1)),
-            RAWPY: lambda: rawpy_default(raw_path, target),
+            # Called within this iteration only, so the loop variables they read are the current ones.
+            NO_ISP: lambda: linear_to_srgb(bilinear_demosaic(torch.from_numpy(cfa)[None, None])[0].clamp(0, 1)),  # noqa: B023
+            RAWPY: lambda: rawpy_default(raw_path, target),  # noqa: B023
         }
         for name, model in models.items():
             model_cfa = datasets[model.cfg.balanced_input].frame(i)[0]
@@ -382,8 +386,7 @@ def to_markdown(report: dict) -> str:
 
     fmt_full = {"psnr": ".2f", "ssim": ".4f", "ciede2000": ".2f", "ciede2000_p99": ".2f"}
     lines += [
-        f"**Full ISP**, {full['n_scenes']} S7-layout low-light scenes of `{full['data']}`, against the well-lit target after the "
-        "paper's histogram stretch:",
+        f"**Full ISP**, {full['n_scenes']} S7-layout low-light scenes of `{full['data']}`, against the well-lit target after the paper's histogram stretch:",
         "",
         "| method | PSNR (dB) | SSIM | CIEDE2000 mean | CIEDE2000 p99 | s/image |",
         "|---|---|---|---|---|---|",
@@ -414,13 +417,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--photos", type=Path, metavar="DIR", default=DEFAULT_PHOTOS, help="sRGB photos for the JDD part (default: ../shared/data/photos/kodak24)")
-    ap.add_argument("--sigmas", type=float, nargs="+", metavar="S", default=list(SIGMAS), help="noise levels, in 1/255 of full scale, linear (default: 0 2 5 10)")
+    ap.add_argument(
+        "--sigmas", type=float, nargs="+", metavar="S", default=list(SIGMAS), help="noise levels, in 1/255 of full scale, linear (default: 0 2 5 10)"
+    )
     ap.add_argument("--limit", type=int, metavar="N", default=None, help="use only the first N photos and N scenes")
-    ap.add_argument("--jdd-model", type=Path, metavar="CKPT", default=DEFAULT_JDD_CHECKPOINT,
-                    help=f"a jdd checkpoint (deepisp train --preset phone-jdd); default: the shipped {_shown(DEFAULT_JDD_CHECKPOINT)}; 'none': classical rows only")
-    ap.add_argument("--full-model", type=Path, metavar="CKPT", nargs="+", default=[None],
-                    help="full checkpoint(s), one row each (default: the shipped deepisp/weights model)")
-    ap.add_argument("--s7", type=Path, metavar="DIR", default=None, help=f"S7-layout folder for the full-ISP part (default: {_shown(DEFAULT_EVAL_SET)}, made from the Kodak photos if missing)")
+    ap.add_argument(
+        "--jdd-model",
+        type=Path,
+        metavar="CKPT",
+        default=DEFAULT_JDD_CHECKPOINT,
+        help=f"a jdd checkpoint (deepisp train --preset phone-jdd); default: the shipped {_shown(DEFAULT_JDD_CHECKPOINT)}; 'none': classical rows only",
+    )
+    ap.add_argument(
+        "--full-model",
+        type=Path,
+        metavar="CKPT",
+        nargs="+",
+        default=[None],
+        help="full checkpoint(s), one row each (default: the shipped deepisp/weights model)",
+    )
+    ap.add_argument(
+        "--s7",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help=f"S7-layout folder for the full-ISP part (default: {_shown(DEFAULT_EVAL_SET)}, made from the Kodak photos if missing)",
+    )
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="model tile size (results do not depend on it)")
     ap.add_argument("--out", type=Path, metavar="DIR", default=RESULTS, help="folder for quality.json and quality.md (default: benchmarks/results)")
     args = ap.parse_args(argv)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.preset_sweep import CANDIDATES
 from deepisp.atomic import atomic_path
 from deepisp.losses import IspLoss, jdd_loss
-from deepisp.train import autocast_dtype
 from deepisp.model import PRESETS, DeepISP, ModelConfig, count_parameters, flops_per_pixel
-from benchmarks.preset_sweep import CANDIDATES
+from deepisp.train import autocast_dtype
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -117,12 +117,22 @@ def main() -> None:
         rows[name] = r
         px, up = r["train_pixels_per_s"], r["train_speedup_vs_eager"]
         cells = [f"{px[p]:>9,.0f} ({up[p]:.2f}x)" if p in px else f"{'n/a':>14}" for p, _, _ in PATHS[1:]]
-        print(f"{name:<16} {r['params']:>7,} {r['kflop_per_pixel']:>8.1f} {px['eager fp32']:>18,.0f} {cells[0]:>14} {cells[1]:>14} "
-              f"{r['infer_pixels_per_s']:>11,.0f}")
+        print(
+            f"{name:<16} {r['params']:>7,} {r['kflop_per_pixel']:>8.1f} {px['eager fp32']:>18,.0f} {cells[0]:>14} {cells[1]:>14} "
+            f"{r['infer_pixels_per_s']:>11,.0f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": bf16,
-            "crop": args.crop, "batch": args.batch, "repeats": args.repeats}
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": bf16,
+        "crop": args.crop,
+        "batch": args.batch,
+        "repeats": args.repeats,
+    }
     report = {"meta": meta, "results": rows}
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
@@ -145,8 +155,10 @@ def to_markdown(report: dict) -> str:
     for name, r in report["results"].items():
         c, px, up = r["config"], r["train_pixels_per_s"], r["train_speedup_vs_eager"]
         paths = [f"{px[p]:,.0f} ({up[p]:.2f}x)" if p in px else "n/a" for p, _, _ in PATHS[1:]]
-        lines.append(f"| `{name}` | {c['mode']} | {c['n_ll']} | {c['width']} | {r['params']:,} | {r['kflop_per_pixel']:.1f} | "
-                     f"{px['eager fp32']:,.0f} | {paths[0]} | {paths[1]} | {r['infer_pixels_per_s']:,.0f} |")
+        lines.append(
+            f"| `{name}` | {c['mode']} | {c['n_ll']} | {c['width']} | {r['params']:,} | {r['kflop_per_pixel']:.1f} | "
+            f"{px['eager fp32']:,.0f} | {paths[0]} | {paths[1]} | {r['infer_pixels_per_s']:,.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

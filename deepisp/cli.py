@@ -23,10 +23,11 @@ from deepisp.raw import MAX_MEGAPIXELS
 from deepisp.tiling import DEFAULT_TILE
 
 
-
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_phone_full.pt)")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})")
+    p.add_argument(
+        "--tile", type=int, default=DEFAULT_TILE, help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})"
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
 
 
@@ -107,18 +108,29 @@ def cmd_presets(args: argparse.Namespace) -> None:
     print(f"{'preset':<12} {'mode':<5} {'n_ll':>4} {'n_hl':>4} {'width':>5} {'params':>9} {'kFLOP/px':>9} {'TFLOP/12MP':>10}")
     for name, cfg in PRESETS.items():
         f = flops_per_pixel(cfg)
-        print(f"{name:<12} {cfg.mode:<5} {cfg.n_ll:>4} {cfg.n_hl if cfg.mode == 'full' else '-':>4} {cfg.width:>5} "
-              f"{count_parameters(DeepISP(cfg)):>9,} {f / 1e3:>9.1f} {f * 12.19e6 / 1e12:>10.2f}")
+        print(
+            f"{name:<12} {cfg.mode:<5} {cfg.n_ll:>4} {cfg.n_hl if cfg.mode == 'full' else '-':>4} {cfg.width:>5} "
+            f"{count_parameters(DeepISP(cfg)):>9,} {f / 1e3:>9.1f} {f * 12.19e6 / 1e12:>10.2f}"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepisp", description="DeepISP: a learned camera ISP (raw Bayer -> finished image).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("make-synthetic", help="turn sRGB photographs into S7-layout raw/JPEG scenes",
-                       description="Invert photographs to plausible camera raw (short and medium exposure, with noise), "
-                                   "write real DNG + JPEG files in the S7-ISP dataset layout.")
-    p.add_argument("--photos", type=Path, nargs="+", default=[SHARED_DATA / "photos" / "cbsd68"], help="folders of .png/.jpg photographs (default: ../shared/data/photos/cbsd68)")
+    p = sub.add_parser(
+        "make-synthetic",
+        help="turn sRGB photographs into S7-layout raw/JPEG scenes",
+        description="Invert photographs to plausible camera raw (short and medium exposure, with noise), "
+        "write real DNG + JPEG files in the S7-ISP dataset layout.",
+    )
+    p.add_argument(
+        "--photos",
+        type=Path,
+        nargs="+",
+        default=[SHARED_DATA / "photos" / "cbsd68"],
+        help="folders of .png/.jpg photographs (default: ../shared/data/photos/cbsd68)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output root; one sub-folder per scene")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pattern", default="RGGB", choices=["RGGB", "GRBG", "GBRG", "BGGR"], help="sensor CFA pattern to simulate")
@@ -126,14 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", type=int, default=1, help="scenes per photograph, each an independent draw of white balance and noise (default 1)")
     p.set_defaults(func=cmd_make_synthetic)
 
-    p = sub.add_parser("train", help="train a model", description="Train DeepISP with Adam (paper: lr 5e-5) on random crops. "
-                       "Mode full (S7 folder, Lab-L1 + MS-SSIM loss) or jdd (MSR folder, L2) follows the preset; "
-                       "--photos draws either mode's pairs on the fly from sRGB photo folders instead.")
+    p = sub.add_parser(
+        "train",
+        help="train a model",
+        description="Train DeepISP with Adam (paper: lr 5e-5) on random crops. "
+        "Mode full (S7 folder, Lab-L1 + MS-SSIM loss) or jdd (MSR folder, L2) follows the preset; "
+        "--photos draws either mode's pairs on the fly from sRGB photo folders instead.",
+    )
     p.add_argument("--data", help="S7-layout root (full presets) or MSR-layout root (jdd presets); not needed with --resume")
-    p.add_argument("--photos", nargs="+", metavar="DIR", help="sRGB photo folders: simulate raw/target pairs on the fly for the "
-                   "preset's mode (a fixed 8%% of the photos is held out for validation); replaces --data")
-    p.add_argument("--val-data", dest="val_data", help="S7 only: validate on every scene of this folder and train on every scene of --data "
-                   "(default: the 90/10/10 split of --data)")
+    p.add_argument(
+        "--photos",
+        nargs="+",
+        metavar="DIR",
+        help="sRGB photo folders: simulate raw/target pairs on the fly for the "
+        "preset's mode (a fixed 8%% of the photos is held out for validation); replaces --data",
+    )
+    p.add_argument(
+        "--val-data",
+        dest="val_data",
+        help="S7 only: validate on every scene of this folder and train on every scene of --data (default: the 90/10/10 split of --data)",
+    )
     p.add_argument("--out", default="runs/deepisp", help="run folder: last.pt, log.csv, loss.png (default runs/deepisp)")
     p.add_argument("--preset", help="model size, see `deepisp presets` (default phone-full)")
     p.add_argument("--pair", choices=["low_light", "mimic"], help="S7 pair: short raw -> medium JPEG (default) or medium -> medium")
@@ -148,21 +172,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", dest="ckpt_every", type=int, help="checkpoint period in steps (default 200)")
     p.add_argument("--val-every", dest="val_every", type=int, help="validation period in steps (default 200)")
     p.add_argument("--device", help="cpu, cuda or auto (default)")
-    p.add_argument("--white-balance", dest="white_balance", choices=["estimate", "as_shot"],
-                   help="full presets: estimate (default, the paper: the network finds the white balance in the raw) or as_shot "
-                        "(the input is balanced with the file's as-shot white balance, as `deepisp process` does; stored in the model)")
-    p.add_argument("--color-head-lr-mult", dest="color_head_lr_mult", type=float,
-                   help="learning-rate multiplier of the FC that predicts W (default 1: the paper's single rate)")
+    p.add_argument(
+        "--white-balance",
+        dest="white_balance",
+        choices=["estimate", "as_shot"],
+        help="full presets: estimate (default, the paper: the network finds the white balance in the raw) or as_shot "
+        "(the input is balanced with the file's as-shot white balance, as `deepisp process` does; stored in the model)",
+    )
+    p.add_argument(
+        "--color-head-lr-mult",
+        dest="color_head_lr_mult",
+        type=float,
+        help="learning-rate multiplier of the FC that predicts W (default 1: the paper's single rate)",
+    )
     p.add_argument("--init-from", dest="init_from", help="start from this checkpoint's weights (same preset; fresh optimizer, step 0)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto (default): bf16 autocast where the processor "
-                   "computes bf16 natively (weights, optimizer and loss stay fp32); fp32: no autocast")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        help="auto (default): bf16 autocast where the processor computes bf16 natively (weights, optimizer and loss stay fp32); fp32: no autocast",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a model on a split", description="Full models: S7-layout folder, PSNR/SSIM/CIEDE2000 after the "
-                       "paper's histogram stretch. JDD models: MSR-layout folder, PSNR linear and sRGB.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on a split",
+        description="Full models: S7-layout folder, PSNR/SSIM/CIEDE2000 after the "
+        "paper's histogram stretch. JDD models: MSR-layout folder, PSNR linear and sRGB.",
+    )
     p.add_argument("--data", required=True, help="S7-layout root (full) or MSR-layout root (jdd)")
     _add_common_model_args(p)
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="scene split (default test; all = every scene)")
@@ -173,20 +212,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("process", help="raw file(s) -> finished image", description="Run a raw file (DNG or any Bayer raw LibRaw opens) "
-                       "through DeepISP at full resolution, in exact overlapping tiles.")
+    p = sub.add_parser(
+        "process",
+        help="raw file(s) -> finished image",
+        description="Run a raw file (DNG or any Bayer raw LibRaw opens) through DeepISP at full resolution, in exact overlapping tiles.",
+    )
     p.add_argument("inputs", type=Path, nargs="+", help="raw file(s)")
     p.add_argument("-o", "--output", type=Path, default=None, help="output file (.jpg/.png/.tif) or folder (default: input name with .jpg)")
     p.add_argument("--bits", type=int, default=None, choices=[8, 16], help="bit depth (default: 8 for JPEG/PNG, 16 for TIFF)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tflite"],
-                   help="torch (checkpoint) or exported graphs run with ONNX Runtime / the LiteRT interpreter; for onnx and "
-                        "tflite, --model is the export's sidecar JSON and the tile plan comes from it (default torch)")
-    p.add_argument("--white-balance", dest="white_balance", default="camera", choices=["camera", "off"],
-                   help="camera (default): full models get the raw's channels scaled by the file's as-shot white balance relative "
-                        "to the balance they were trained around, so other cameras' raws come in neutral; off: the raw as is "
-                        "(the paper's metadata-free input)")
-    p.add_argument("--max-megapixels", dest="max_megapixels", type=float, default=MAX_MEGAPIXELS,
-                   help=f"refuse raw frames larger than this, checked before decoding (default {MAX_MEGAPIXELS:g})")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx", "tflite"],
+        help="torch (checkpoint) or exported graphs run with ONNX Runtime / the LiteRT interpreter; for onnx and "
+        "tflite, --model is the export's sidecar JSON and the tile plan comes from it (default torch)",
+    )
+    p.add_argument(
+        "--white-balance",
+        dest="white_balance",
+        default="camera",
+        choices=["camera", "off"],
+        help="camera (default): full models get the raw's channels scaled by the file's as-shot white balance relative "
+        "to the balance they were trained around, so other cameras' raws come in neutral; off: the raw as is "
+        "(the paper's metadata-free input)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        dest="max_megapixels",
+        type=float,
+        default=MAX_MEGAPIXELS,
+        help=f"refuse raw frames larger than this, checked before decoding (default {MAX_MEGAPIXELS:g})",
+    )
     _add_common_model_args(p)
     p.set_defaults(func=cmd_process)
 

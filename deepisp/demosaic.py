@@ -12,9 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# CFA_PATTERNS and mosaic are re-exported for tests/test_raw.py, which imports them from here; new code
-# imports them from deepisp.cfa.
-from deepisp.cfa import CFA_PATTERNS, mosaic, rggb_masks  # noqa: F401
+from deepisp.cfa import rggb_masks
 
 # Bilinear interpolation as one depthwise 3x3 kernel per channel applied to the masked mosaic:
 # green sites have 4 green neighbours (cross), red/blue sites have 2 or 4 (box).

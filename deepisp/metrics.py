@@ -113,12 +113,7 @@ def ciede2000(pred_srgb: ArrayLike, target_srgb: ArrayLike) -> tuple[float, floa
         (mean, 99th percentile) of deltaE00 over all pixels (of all images, for a batch).
     """
     p, t = _pair(pred_srgb, target_srgb)
-    de = np.concatenate(
-        [
-            deltaE_ciede2000(rgb2lab(_hwc(np.clip(a, 0.0, 1.0))), rgb2lab(_hwc(np.clip(b, 0.0, 1.0)))).ravel()
-            for a, b in zip(p, t)
-        ]
-    )
+    de = np.concatenate([deltaE_ciede2000(rgb2lab(_hwc(np.clip(a, 0.0, 1.0))), rgb2lab(_hwc(np.clip(b, 0.0, 1.0)))).ravel() for a, b in zip(p, t)])
     return float(de.mean()), float(np.percentile(de, 99))
 
 

@@ -320,8 +320,7 @@ def check_input(rgb: torch.Tensor, cfg: ModelConfig) -> None:
         raise ValueError(f"a packed model needs even H and W, got {tuple(rgb.shape[-2:])}")
     if min(rgb.shape[-2:]) < cfg.min_size:
         raise ValueError(
-            f"image {tuple(rgb.shape[-2:])} is smaller than the {cfg.min_size}x{cfg.min_size} minimum of this model "
-            f"({cfg.n_hl} high-level stride-4 layers)"
+            f"image {tuple(rgb.shape[-2:])} is smaller than the {cfg.min_size}x{cfg.min_size} minimum of this model ({cfg.n_hl} high-level stride-4 layers)"
         )
 
 
@@ -369,4 +368,3 @@ def receptive_field(cfg: ModelConfig) -> int:
     """Side of the low-level stage's receptive field: 2 * n_ll + 1 (paper III-B) working pixels, each
     pack_factor input pixels wide."""
     return cfg.pack_factor * (2 * cfg.n_ll + 1)
-

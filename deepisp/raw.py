@@ -120,18 +120,13 @@ def _visible_pattern_indices(raw: rawpy.RawPy) -> np.ndarray:
     if pat is None:
         raise DeepISPError("the sensor's colour filter layout is not supported; deepisp needs a 2x2 Bayer raw")
     if raw.num_colors == 1 or pat.shape == (1, 1):
-        raise DeepISPError(
-            "monochrome sensor (no colour filter array); deepisp needs a Bayer colour raw (RGGB/GRBG/GBRG/BGGR)"
-        )
+        raise DeepISPError("monochrome sensor (no colour filter array); deepisp needs a Bayer colour raw (RGGB/GRBG/GBRG/BGGR)")
     if pat.shape == (6, 6):
         raise DeepISPError(
-            "Fujifilm X-Trans sensor (6x6 colour filter array); deepisp supports 2x2 Bayer raws only, "
-            "convert it to a demosaiced image with another tool"
+            "Fujifilm X-Trans sensor (6x6 colour filter array); deepisp supports 2x2 Bayer raws only, convert it to a demosaiced image with another tool"
         )
     if pat.shape != (2, 2):
-        raise DeepISPError(
-            f"{pat.shape[0]}x{pat.shape[1]} colour filter array; deepisp supports 2x2 Bayer raws only"
-        )
+        raise DeepISPError(f"{pat.shape[0]}x{pat.shape[1]} colour filter array; deepisp supports 2x2 Bayer raws only")
     # rawpy's raw_pattern is the colour at raw_image[0:2, 0:2], which includes the masked margins; an odd
     # margin moves the visible area's phase.
     s = raw.sizes
@@ -149,10 +144,7 @@ def pattern_of(raw: rawpy.RawPy) -> str:
     desc = raw.color_desc.decode("ascii", "replace")
     pattern = "".join(desc[i] if i < len(desc) else "?" for i in _visible_pattern_indices(raw).ravel())
     if pattern not in CFA_PATTERNS:
-        raise DeepISPError(
-            f"colour filter array {pattern} is not an RGB Bayer pattern (RGGB/GRBG/GBRG/BGGR); "
-            "deepisp cannot process this sensor"
-        )
+        raise DeepISPError(f"colour filter array {pattern} is not an RGB Bayer pattern (RGGB/GRBG/GBRG/BGGR); deepisp cannot process this sensor")
     return pattern
 
 
@@ -170,15 +162,12 @@ def _check_not_plain_tiff(path: Path) -> None:
         with tifffile.TiffFile(path) as tif:
             tags = tif.pages[0].tags
             is_camera_file = _MAKE in tags or _DNG_VERSION in tags
-    except Exception:  # noqa: BLE001 - any parse failure means "not for us to decide"
+    except Exception:  # any parse failure means "not for us to decide"
         return
     finally:
         log.disabled = was_disabled
     if not is_camera_file:
-        raise DeepISPError(
-            "a plain TIFF image, not a camera raw (no Make or DNGVersion tag); "
-            "pass the camera's raw file (.dng, .cr2, .nef, .arw, ...)"
-        )
+        raise DeepISPError("a plain TIFF image, not a camera raw (no Make or DNGVersion tag); pass the camera's raw file (.dng, .cr2, .nef, .arw, ...)")
 
 
 def _libraw_message(err: Exception) -> str:
@@ -224,13 +213,9 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
     except DeepISPError as e:
         raise DeepISPError(f"{path}: {e}") from None
     except rawpy.LibRawFileUnsupportedError:
-        raise DeepISPError(
-            f"{path} is not a camera raw file LibRaw can read; pass a Bayer raw (.dng, .cr2, .nef, .arw, ...)"
-        ) from None
+        raise DeepISPError(f"{path} is not a camera raw file LibRaw can read; pass a Bayer raw (.dng, .cr2, .nef, .arw, ...)") from None
     except (rawpy.LibRawIOError, rawpy.LibRawDataError) as e:
-        raise DeepISPError(
-            f"{path} is truncated or corrupt (LibRaw: {_libraw_message(e)}); copy it from the camera again"
-        ) from None
+        raise DeepISPError(f"{path} is truncated or corrupt (LibRaw: {_libraw_message(e)}); copy it from the camera again") from None
     except rawpy.LibRawError as e:
         raise DeepISPError(f"LibRaw cannot decode {path} ({_libraw_message(e)}); check the file") from None
     except OSError as e:
@@ -240,8 +225,7 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
 def _decode(raw: rawpy.RawPy) -> RawMosaic:
     if raw.raw_type != rawpy.RawType.Flat:
         raise DeepISPError(
-            "the file holds already-demosaiced RGB (a linear DNG), not a Bayer mosaic; "
-            "use the camera's original raw or a DNG saved without demosaicing"
+            "the file holds already-demosaiced RGB (a linear DNG), not a Bayer mosaic; use the camera's original raw or a DNG saved without demosaicing"
         )
     pattern = pattern_of(raw)
     site_colors = _visible_pattern_indices(raw)
@@ -250,8 +234,7 @@ def _decode(raw: rawpy.RawPy) -> RawMosaic:
     white = float(raw.white_level)
     if white <= black.max():
         raise DeepISPError(
-            f"white level {white:g} is not above the black level {black.max():g} in the file's metadata; "
-            "the file is damaged or not a standard raw"
+            f"white level {white:g} is not above the black level {black.max():g} in the file's metadata; the file is damaged or not a standard raw"
         )
 
     visible = raw.raw_image_visible

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from deepisp.errors import DeepISPError
+from deepisp.export.graphs import ColorGraph, TileGraph
 from deepisp.export.metadata import ExportMetadata, read_tflite
 from deepisp.model import ModelConfig
 from deepisp.tiling import run_tiled
@@ -32,16 +33,19 @@ def tflite_interpreter_class():
     """The first TFLite interpreter available: LiteRT, tflite_runtime, then TensorFlow's."""
     try:
         from ai_edge_litert.interpreter import Interpreter
+
         return Interpreter
     except ImportError:
         pass
     try:
         from tflite_runtime.interpreter import Interpreter  # built against NumPy 1.x: fails to import under NumPy 2
+
         return Interpreter
     except (ImportError, RuntimeError, AttributeError):
         pass
     try:
         import tensorflow as tf
+
         return tf.lite.Interpreter
     except ImportError:
         raise DeepISPError("no TFLite interpreter installed: pip install ai-edge-litert (or `pip install -e .[export]`)") from None
@@ -62,14 +66,14 @@ class TfliteRunner:
             self._run[name] = it.get_signature_runner()
 
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self._run["tile"](mosaic=window.numpy()[None, :, :, None].astype(np.float32))
-        image = torch.from_numpy(out["image"][0]).permute(2, 0, 1)
-        cells = torch.from_numpy(out["cells"][0]).permute(2, 0, 1) if "cells" in out else None
+        out = self._run["tile"](**{TileGraph.MOSAIC: window.numpy()[None, :, :, None].astype(np.float32)})
+        image = torch.from_numpy(out[TileGraph.IMAGE][0]).permute(2, 0, 1)
+        cells = torch.from_numpy(out[TileGraph.CELLS][0]).permute(2, 0, 1) if TileGraph.CELLS in out else None
         return image, cells
 
     def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        out = self._run["color"](image=image.permute(1, 2, 0).numpy()[None].astype(np.float32), mean=mean.numpy()[None].astype(np.float32))
-        return torch.from_numpy(out["output"][0]).permute(2, 0, 1)
+        feed = {ColorGraph.IMAGE: image.permute(1, 2, 0).numpy()[None].astype(np.float32), ColorGraph.MEAN: mean.numpy()[None].astype(np.float32)}
+        return torch.from_numpy(self._run["color"](**feed)[ColorGraph.OUTPUT][0]).permute(2, 0, 1)
 
 
 class OnnxRunner:
@@ -92,11 +96,12 @@ class OnnxRunner:
                 raise DeepISPError(f"{path} is not a loadable ONNX model ({type(e).__name__}); re-export it") from None
 
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self._sessions["tile"].run(None, {"mosaic": window.numpy()[None, None].astype(np.float32)})
+        out = self._sessions["tile"].run(None, {TileGraph.MOSAIC: window.numpy()[None, None].astype(np.float32)})
         return torch.from_numpy(out[0][0]), (torch.from_numpy(out[1][0]) if len(out) > 1 else None)
 
     def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        out = self._sessions["color"].run(None, {"image": image.numpy()[None].astype(np.float32), "mean": mean.numpy()[None].astype(np.float32)})
+        feed = {ColorGraph.IMAGE: image.numpy()[None].astype(np.float32), ColorGraph.MEAN: mean.numpy()[None].astype(np.float32)}
+        out = self._sessions["color"].run(None, feed)
         return torch.from_numpy(out[0][0])
 
 
@@ -115,7 +120,7 @@ def embedded_metadata(path: Path, backend: str) -> ExportMetadata | None:
             from deepisp.export.onnx_export import read_embedded
 
             data = read_embedded(blob)
-    except Exception:  # noqa: BLE001 - any parse failure of a graph file is reported below as "not readable"
+    except Exception:  # any parse failure of a graph file is reported below as "not readable"
         raise DeepISPError(f"{path} is not a readable {backend} graph; re-export") from None
     return None if data is None else ExportMetadata.from_json(data, path)
 

@@ -109,8 +109,9 @@ def window_size(n: int, tile: int, cfg: ModelConfig) -> int:
     """The fixed window length along an axis of n pixels for a nominal `tile`-pixel core (see module doc)."""
     a = alignment(cfg)
     if tile <= 0 or tile % a:
-        raise DeepISPError(f"tile {tile} must be a positive multiple of {a} for this model (its high-level stride): "
-                           f"try --tile {max(1, math.ceil(tile / a)) * a}")
+        raise DeepISPError(
+            f"tile {tile} must be a positive multiple of {a} for this model (its high-level stride): try --tile {max(1, math.ceil(tile / a)) * a}"
+        )
     smallest = tile + top_margin(cfg) + low_level_halo(cfg)
     return min(n, smallest + (n - smallest) % a)
 
@@ -123,8 +124,10 @@ def plan_axis(n: int, tile: int, cfg: ModelConfig, size: int | None = None) -> A
     a, halo, margin = alignment(cfg), low_level_halo(cfg), top_margin(cfg)
     size = window_size(n, tile, cfg) if size is None else size
     if size > n or (size < n and ((n - size) % a or size < margin + halo + a)):
-        raise DeepISPError(f"a {size}-pixel window cannot tile a {n}-pixel axis for this model: windows must be the axis "
-                           f"length or congruent to it mod {a} and at least {margin + halo + a}; re-export for this frame size")
+        raise DeepISPError(
+            f"a {size}-pixel window cannot tile a {n}-pixel axis for this model: windows must be the axis "
+            f"length or congruent to it mod {a} and at least {margin + halo + a}; re-export for this frame size"
+        )
     if size == n:
         return AxisPlan(n, n, (Span((0, n), (0, n), (0, cell_count(n, cfg))),))
     step = (size - halo - margin) // a * a

@@ -336,4 +336,3 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
             if step > 0:
                 checkpoint()
     return ckpt_path
-

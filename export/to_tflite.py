@@ -1,8 +1,8 @@
-"""Export a DeepISP checkpoint to TFLITE: `python export/to_tflite.py --help` (see deepisp/export/cli.py)."""
+"""Export a DeepISP checkpoint to TFLITE: `python export/to_tflite.py --help` (see deepisp/export/commands.py)."""
 
 import sys
 
-from deepisp.export.cli import run
+from deepisp.export.commands import run
 
 if __name__ == "__main__":
     sys.exit(run("tflite"))

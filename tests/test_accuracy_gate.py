@@ -38,8 +38,7 @@ def gate_export(tmp_path_factory):
 
 
 def gate(data, exported, out_json) -> subprocess.CompletedProcess:
-    return run("benchmarks/accuracy.py", "--exported", str(exported), "--data", str(data), "--split", "test",
-               "--check", str(BASELINES), "--out", str(out_json))
+    return run("benchmarks/accuracy.py", "--exported", str(exported), "--data", str(data), "--split", "test", "--check", str(BASELINES), "--out", str(out_json))
 
 
 def test_gate_passes_on_the_shipped_model(gate_export, tmp_path):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from android_harness.adb import parse_devices, pick_device
-from android_harness.benchmark_output import parse, parse_stats
 from android_harness.bench import main
+from android_harness.benchmark_output import parse, parse_stats
 from android_harness.elf import binary_abi, check_runs_on
 from android_harness.report import make_row, windows_per_frame
 from android_harness.tflite_info import GraphInfo, TensorInfo, read_graph_info
@@ -127,8 +127,13 @@ def test_adb_devices_and_choice():
     devices = parse_devices((FIXTURES / "adb_devices_mixed.txt").read_text())
     assert [d.state.split()[0] for d in devices] == ["device", "unauthorized", "offline", "no"]
     assert pick_device(devices, "2A121FDH3004Z1") == "2A121FDH3004Z1"
-    for serial, words in [(None, "4 devices attached"), ("R5CT20ABCDE", "is unauthorized: unlock the phone"),
-                          ("emulator-5554", "is offline"), ("0123456789ABCDEF", "no permissions"), ("nope", "not attached")]:
+    for serial, words in [
+        (None, "4 devices attached"),
+        ("R5CT20ABCDE", "is unauthorized: unlock the phone"),
+        ("emulator-5554", "is offline"),
+        ("0123456789ABCDEF", "no permissions"),
+        ("nope", "not attached"),
+    ]:
         with pytest.raises(DeepISPError, match=words):
             pick_device(devices, serial)
     with pytest.raises(DeepISPError, match="no Android device found"):
@@ -172,7 +177,7 @@ def test_tflite_info_rejects_non_models(tmp_path):
 
 
 def test_tiles_from_the_real_dng_keep_rggb_phase():
-    from android_harness.accuracy import cut_tiles, load_source
+    from android_harness.device_accuracy import cut_tiles, load_source
 
     mosaic = load_source(shared_data("raw", "colorchart.dng"))
     tiles = cut_tiles(mosaic, 3, 64, 96)
@@ -185,13 +190,23 @@ def test_tiles_from_the_real_dng_keep_rggb_phase():
 # ---------------------------------------------------------------- end to end against a fake phone
 
 PIXEL = {
-    "serial": "FAKE0001", "state": "device",
-    "props": {"ro.product.manufacturer": "Google", "ro.product.model": "Pixel 7", "ro.soc.manufacturer": "Google",
-              "ro.soc.model": "Tensor G2", "ro.build.version.release": "14", "ro.build.version.sdk": "34",
-              "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi", "ro.product.cpu.abi": "arm64-v8a",
-              "ro.hardware.egl": "mali"},
+    "serial": "FAKE0001",
+    "state": "device",
+    "props": {
+        "ro.product.manufacturer": "Google",
+        "ro.product.model": "Pixel 7",
+        "ro.soc.manufacturer": "Google",
+        "ro.soc.model": "Tensor G2",
+        "ro.build.version.release": "14",
+        "ro.build.version.sdk": "34",
+        "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi",
+        "ro.product.cpu.abi": "arm64-v8a",
+        "ro.hardware.egl": "mali",
+    },
     "gles": "GLES: ARM, Mali-G710, OpenGL ES 3.2 v1.r40p0-01eac0.4f8ba1d19b5d14ee4e0f11ed5af8ca0d",
-    "gpu_unsupported": ["MIRROR_PAD"], "xnnpack_unsupported": ["MIRROR_PAD"], "nnapi_unsupported": ["MEAN"],
+    "gpu_unsupported": ["MIRROR_PAD"],
+    "xnnpack_unsupported": ["MIRROR_PAD"],
+    "nnapi_unsupported": ["MEAN"],
 }
 QUICK = ["--runs", "3", "--warmup", "1", "--min-secs", "0"]
 
@@ -318,8 +333,23 @@ def test_sweep_every_variant_delegate_and_thread_count(phone, export_dir, tmp_pa
     phone.attach(PIXEL | {"gpu": "unavailable"})
     out = tmp_path / "sweep"
     np.save(tmp_path / "tiles.npy", np.full((5, 32, 32), 0.25, np.float32))  # ready-cut [N,h,w] tiles
-    args = ["--sweep", str(export_dir), "--delegate", "gpu", "nnapi", "--threads", "1", "2", *QUICK,
-            "--tiles", str(tmp_path / "tiles.npy"), "--num-tiles", "1", "--out", str(out)]
+    args = [
+        "--sweep",
+        str(export_dir),
+        "--delegate",
+        "gpu",
+        "nnapi",
+        "--threads",
+        "1",
+        "2",
+        *QUICK,
+        "--tiles",
+        str(tmp_path / "tiles.npy"),
+        "--num-tiles",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     captures = {(a["variant"], a["delegate"]): a for a in results(out)["accuracy"]}
     assert "not a float32 [1,H,W,1] raw window" in captures["deepisp_head_fp32", "gpu"]["error"]
@@ -346,8 +376,26 @@ def test_outputs_captured_on_the_device_match_the_model(phone, export_dir, tmp_p
     np.save(tmp_path / "mosaic.npy", mosaic)
     out = tmp_path / "acc"
     model = export_dir / "deepisp_tile_fp32.tflite"
-    assert main(["--model", str(model), "--delegate", "cpu", "gpu", *QUICK, "--no-profile",
-                 "--tiles", str(tmp_path / "mosaic.npy"), "--num-tiles", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(model),
+                "--delegate",
+                "cpu",
+                "gpu",
+                *QUICK,
+                "--no-profile",
+                "--tiles",
+                str(tmp_path / "mosaic.npy"),
+                "--num-tiles",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     interp = Interpreter(model_path=str(model), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
     cpu, gpu = np.load(out / "accuracy" / "deepisp_tile_fp32__cpu.npz"), np.load(out / "accuracy" / "deepisp_tile_fp32__gpu.npz")
@@ -443,8 +491,10 @@ def test_second_device_with_serial_and_adb_from_android_home(phone, export_dir, 
     phone.adb.rename(sdk / "adb")
     monkeypatch.setenv("ANDROID_HOME", str(tmp_path / "sdk"))
     out = tmp_path / "second"
-    assert main(["--model", str(export_dir / "deepisp_tile_fp32.tflite"), "-s", "FAKE0002", "--delegate", "xnnpack",
-                 *QUICK, "--no-profile", "--out", str(out)]) == 0
+    assert (
+        main(["--model", str(export_dir / "deepisp_tile_fp32.tflite"), "-s", "FAKE0002", "--delegate", "xnnpack", *QUICK, "--no-profile", "--out", str(out)])
+        == 0
+    )
     assert results(out)["device"]["serial"] == "FAKE0002" and results(out)["runs"][0]["row"]["delegated"] == "partial"
     assert all(c.startswith("-s FAKE0002") or c == "devices" for c in phone.calls())
 
@@ -452,8 +502,7 @@ def test_second_device_with_serial_and_adb_from_android_home(phone, export_dir, 
 def test_script_mode_help_and_error_without_traceback(tmp_path):
     help_text = subprocess.run([sys.executable, "android_harness/bench.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert help_text.returncode == 0 and "--sweep DIR" in help_text.stdout and "gpu-fp32" in help_text.stdout
-    proc = subprocess.run([sys.executable, "android_harness/bench.py", "--model", str(tmp_path / "x.tflite")],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "android_harness/bench.py", "--model", str(tmp_path / "x.tflite")], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: model not found: {tmp_path / 'x.tflite'}; pass an exported .tflite file"]
 
 

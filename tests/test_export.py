@@ -16,7 +16,7 @@ tf = pytest.importorskip("tensorflow", reason="export tests need the export extr
 
 from deepisp.checkpoint import load_model, save_checkpoint  # noqa: E402
 from deepisp.errors import DeepISPError  # noqa: E402
-from deepisp.export import onnx_export, tflite_export  # noqa: E402
+from deepisp.export import tflite_export  # noqa: E402
 from deepisp.export.delegates import check  # noqa: E402
 from deepisp.export.metadata import ExportMetadata, read_tflite  # noqa: E402
 from deepisp.export.tf_graphs import tf_graphs  # noqa: E402
@@ -33,9 +33,27 @@ FRAME, TILE = (150, 214), (32, 32)  # neither a multiple of the tile nor of the 
 
 def export(tmp_path, backend: str, variants: list[str], ckpt, s7_root, *extra: str) -> subprocess.CompletedProcess:
     """Run export/to_<backend>.py as a user would; data and calibration from the tiny S7 fixture."""
-    cmd = [sys.executable, str(REPO / "export" / f"to_{backend}.py"), "--model", str(ckpt), "--quant", *variants,
-           "--frame", *map(str, FRAME), "--tile", *map(str, TILE), "--data", str(s7_root), "--calib", str(s7_root),
-           "--calib-windows", "8", "--out", str(tmp_path), *extra]
+    cmd = [
+        sys.executable,
+        str(REPO / "export" / f"to_{backend}.py"),
+        "--model",
+        str(ckpt),
+        "--quant",
+        *variants,
+        "--frame",
+        *map(str, FRAME),
+        "--tile",
+        *map(str, TILE),
+        "--data",
+        str(s7_root),
+        "--calib",
+        str(s7_root),
+        "--calib-windows",
+        "8",
+        "--out",
+        str(tmp_path),
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
@@ -150,8 +168,7 @@ def test_delegate_verdicts(tflite_export_dir):
 
 def test_gpu_check_catches_symmetric_mirror_pad():
     """The rule check is not vacuous: SYMMETRIC mirror padding is refused by the GPU delegate."""
-    fn = tf.function(lambda x: tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC") * 2.0,
-                     input_signature=[tf.TensorSpec([1, 8, 8, 1], tf.float32)])
+    fn = tf.function(lambda x: tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC") * 2.0, input_signature=[tf.TensorSpec([1, 8, 8, 1], tf.float32)])
     blob = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
     verdict = check(blob)
     assert not verdict["gpu"]["ok"] and "REFLECT" in verdict["gpu"]["fallback"][0]
@@ -183,30 +200,72 @@ def test_refused_variant_leaves_no_files(tmp_path, tiny_ckpt, s7_root):
 @pytest.mark.parametrize("case", ["missing_model", "unknown_quant", "unwritable_out", "no_raw_files", "bad_tile"])
 def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
     out = tmp_path / "out"
-    args = {"missing_model": ["--model", str(tmp_path / "nope.pt")], "unknown_quant": ["--quant", "int4"],
-            "unwritable_out": [], "no_raw_files": ["--quant", "int8"], "bad_tile": ["--tile", "30"]}[case]
+    args = {
+        "missing_model": ["--model", str(tmp_path / "nope.pt")],
+        "unknown_quant": ["--quant", "int4"],
+        "unwritable_out": [],
+        "no_raw_files": ["--quant", "int8"],
+        "bad_tile": ["--tile", "30"],
+    }[case]
     if case == "unwritable_out":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "sub"
     calib = tmp_path / "empty"
     calib.mkdir()
     (calib / "notes.txt").write_text("no raws here")
-    cmd = [sys.executable, str(REPO / "export" / "to_tflite.py"), "--model", str(tiny_ckpt), "--data", str(s7_root),
-           "--calib", str(calib), "--frame", *map(str, FRAME), "--tile", "32", "--out", str(out), *args]
+    cmd = [
+        sys.executable,
+        str(REPO / "export" / "to_tflite.py"),
+        "--model",
+        str(tiny_ckpt),
+        "--data",
+        str(s7_root),
+        "--calib",
+        str(calib),
+        "--frame",
+        *map(str, FRAME),
+        "--tile",
+        "32",
+        "--out",
+        str(out),
+        *args,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "error:" in last and "Traceback" not in result.stderr
-    expected = {"missing_model": "not found", "unknown_quant": "invalid choice", "unwritable_out": "not a writable folder",
-                "no_raw_files": "no raw files", "bad_tile": "multiple of 16"}[case]
+    expected = {
+        "missing_model": "not found",
+        "unknown_quant": "invalid choice",
+        "unwritable_out": "not a writable folder",
+        "no_raw_files": "no raw files",
+        "bad_tile": "multiple of 16",
+    }[case]
     assert expected in last
     assert not out.exists() or not any(out.iterdir())
 
 
 def test_full_12mp_frame_through_exported_tiles_equals_torch(tmp_path, tiny_ckpt, s7_root):
     """The S7's 3024x4032 frame, with the static plan exported for it, against the untiled PyTorch model."""
-    cmd = [sys.executable, str(REPO / "export" / "to_tflite.py"), "--model", str(tiny_ckpt), "--quant", "fp32",
-           "--frame", "3024", "4032", "--tile", "512", "--data", str(s7_root), "--eval-images", "1", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(REPO / "export" / "to_tflite.py"),
+        "--model",
+        str(tiny_ckpt),
+        "--quant",
+        "fp32",
+        "--frame",
+        "3024",
+        "4032",
+        "--tile",
+        "512",
+        "--data",
+        str(s7_root),
+        "--eval-images",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     exported = ExportedModel(tmp_path / "deepisp_fp32.json")

@@ -186,9 +186,35 @@ def test_stale_temp_files_of_dead_writers_are_swept(tmp_path):
 def test_sigterm_during_training_saves_the_run(s7_root, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deepisp.cli", "train", "--data", str(s7_root), "--preset", "tiny-full", "--steps", "100000",
-         "--crop", "72", "--batch", "1", "--ckpt-every", "100000", "--val-every", "100000", "--out", str(run), "--quiet", "--threads", "1"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "deepisp.cli",
+            "train",
+            "--data",
+            str(s7_root),
+            "--preset",
+            "tiny-full",
+            "--steps",
+            "100000",
+            "--crop",
+            "72",
+            "--batch",
+            "1",
+            "--ckpt-every",
+            "100000",
+            "--val-every",
+            "100000",
+            "--out",
+            str(run),
+            "--quiet",
+            "--threads",
+            "1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "log.csv").exists():

@@ -92,9 +92,26 @@ def test_packed_model_exports_exact_fp32_and_delegable_fp16_int8(tmp_path, s7_ro
     save_checkpoint(ckpt, model, PACKED_FULL)
     frame, tile = (166, 230), 64
     for backend, variants in (("tflite", ["fp32", "fp16", "int8"]), ("onnx", ["fp32"])):
-        cmd = [sys.executable, str(REPO / "export" / f"to_{backend}.py"), "--model", str(ckpt), "--quant", *variants,
-               "--frame", *map(str, frame), "--tile", str(tile), "--data", str(s7_root), "--calib", str(s7_root),
-               "--calib-windows", "8", "--out", str(tmp_path / backend)]
+        cmd = [
+            sys.executable,
+            str(REPO / "export" / f"to_{backend}.py"),
+            "--model",
+            str(ckpt),
+            "--quant",
+            *variants,
+            "--frame",
+            *map(str, frame),
+            "--tile",
+            str(tile),
+            "--data",
+            str(s7_root),
+            "--calib",
+            str(s7_root),
+            "--calib-windows",
+            "8",
+            "--out",
+            str(tmp_path / backend),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
     for sidecar in (tmp_path / "tflite" / "deepisp_fp32.json", tmp_path / "onnx" / "deepisp_onnx_fp32.json"):

@@ -118,9 +118,7 @@ def test_target_is_the_stored_ground_truth_flipped(msr_root):
 
 
 def test_split_is_deterministic_disjoint_and_complete(msr_root):
-    listed = set(read_id_list(_cam(msr_root, noise=True) / "train.txt")) | set(
-        read_id_list(_cam(msr_root, noise=True) / "validation.txt")
-    )
+    listed = set(read_id_list(_cam(msr_root, noise=True) / "train.txt")) | set(read_id_list(_cam(msr_root, noise=True) / "validation.txt"))
     train = msr_split(msr_root, split="train", val_count=2)
     val = msr_split(msr_root, split="val", val_count=2)
     assert len(val) == 2 and not set(train) & set(val) and set(train) | set(val) == listed

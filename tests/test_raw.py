@@ -12,9 +12,10 @@ import tifffile
 import torch
 from PIL import Image
 
+from deepisp.cfa import CFA_PATTERNS, mosaic
 from deepisp.data import SHARED_DATA, dng
 from deepisp.data.dng import write_dng, write_jpeg
-from deepisp.demosaic import CFA_PATTERNS, bilinear_demosaic, mosaic
+from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.raw import RawMosaic, canonicalize, pattern_of, read_raw
 
@@ -295,7 +296,7 @@ def test_non_bayer_raws(tmp_path: Path) -> None:
     linear = write_raw_tiff(tmp_path / "linear.dng", rng.integers(0, 1023, (64, 96, 3), dtype=np.uint16), 34892, [])
     assert_user_error(linear, "already-demosaiced")
 
-    xtrans = "GGRGGB" "GGBGGR" "BRGRBG" "GGBGGR" "GGRGGB" "RBGBRG"
+    xtrans = "GGRGGBGGBGGRBRGRBGGGBGGRGGRGGBRBGBRG"
     cfa_tags = [(33421, 3, 2, (6, 6), True), (33422, 1, 36, bytes("RGB".index(c) for c in xtrans), True)]
     xt = write_raw_tiff(tmp_path / "xtrans.dng", rng.integers(0, 1023, (66, 96), dtype=np.uint16), 32803, cfa_tags)
     assert_user_error(xt, "X-Trans")

@@ -68,9 +68,7 @@ def test_exact_s7_layout_and_manifest(tmp_path: Path, photos: list[Path]) -> Non
     for s in scenes:
         assert {p.name for p in s.iterdir()} == S7_FILES  # no temporary files left either
     manifest = json.loads((out / MANIFEST_NAME).read_text())
-    assert {k: v["source"] for k, v in manifest["scenes"].items()} == {
-        s.name: str(p.resolve()) for s, p in zip(scenes, photos)
-    }
+    assert {k: v["source"] for k, v in manifest["scenes"].items()} == {s.name: str(p.resolve()) for s, p in zip(scenes, photos)}
     params = manifest["scenes"]["20260101_000000"]
     assert 1.6 <= params["wb_gains"][0] <= 2.4 and params["wb_gains"][1] == 1.0 and 1.3 <= params["wb_gains"][2] <= 2.0
     assert 1e-4 <= params["noise_shot_a"] <= 1e-3 and 1e-6 <= params["noise_read_b"] <= 1e-5

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from deepisp import tiling
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig
-from deepisp import tiling
 from deepisp.tiling import alignment, cell_count, plan_axis, pointwise_blocks, run_full_frame, run_tiled, window_size
 
 

@@ -120,15 +120,12 @@ def msr_split(
         return sorted(read_id_list(folder / LIST_FILES["test"]), key=_id_key)
     if camera == "canon":
         raise DeepISPError("the MSR Canon set is test-only in the paper's protocol: use split 'test'")
-    pool = sorted(
-        set(read_id_list(folder / LIST_FILES["train"]) + read_id_list(folder / LIST_FILES["validation"])), key=_id_key
-    )
+    pool = sorted(set(read_id_list(folder / LIST_FILES["train"]) + read_id_list(folder / LIST_FILES["validation"])), key=_id_key)
     if val_count is None:
         val_count = max(1, round(len(pool) * PAPER_VAL_FRACTION))
     if not 0 < val_count < len(pool):
         raise DeepISPError(
-            f"cannot hold out {val_count} validation images from the {len(pool)} listed in "
-            f"{folder}/train.txt + validation.txt: use 0 < val_count < {len(pool)}"
+            f"cannot hold out {val_count} validation images from the {len(pool)} listed in {folder}/train.txt + validation.txt: use 0 < val_count < {len(pool)}"
         )
     perm = np.random.default_rng(MSR_SPLIT_SEED).permutation(len(pool))
     picked = perm[:val_count] if split == "val" else perm[val_count:]
@@ -160,9 +157,7 @@ def _image_paths(folder: Path, name: str) -> tuple[Path, Path]:
     paths = folder / "input" / f"{name}.png", folder / "groundtruth" / f"{name}.png"
     for p in paths:
         if not p.is_file():
-            raise DeepISPError(
-                f"MSR image {name!r} is listed but {p} does not exist (expected input/ and groundtruth/ PNGs)"
-            )
+            raise DeepISPError(f"MSR image {name!r} is listed but {p} does not exist (expected input/ and groundtruth/ PNGs)")
     return paths
 
 
@@ -263,9 +258,7 @@ class MSRDataset(torch.utils.data.Dataset):
             h, w = rgb.shape[1:]
             c = self.crop
             if c > h or c > w:
-                raise DeepISPError(
-                    f"MSR image {self.names[i]} is {h}x{w}, smaller than the {c}px crop: use crop <= {min(h, w)}"
-                )
+                raise DeepISPError(f"MSR image {self.names[i]} is {h}x{w}, smaller than the {c}px crop: use crop <= {min(h, w)}")
             y = 2 * int(rng.integers(0, (h - c) // 2 + 1))
             x = 2 * int(rng.integers(0, (w - c) // 2 + 1))
             rgb, target = rgb[:, y : y + c, x : x + c], target[:, y : y + c, x : x + c]

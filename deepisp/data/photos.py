@@ -88,9 +88,7 @@ def _augment(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class PhotoDataset(torch.utils.data.Dataset):
     """Pairs simulated from photographs (module doc). Photos are held in memory as uint8 (~0.5 MB each)."""
 
-    def __init__(
-        self, folders: Sequence[str | Path], mode: str, split: str = "train", crop: int = 128, augment: bool = True, balanced: bool = False
-    ):
+    def __init__(self, folders: Sequence[str | Path], mode: str, split: str = "train", crop: int = 128, augment: bool = True, balanced: bool = False):
         if mode not in MODES:
             raise DeepISPError(f"mode must be one of {MODES}, got {mode!r}")
         if balanced and mode != "full":

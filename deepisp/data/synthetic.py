@@ -76,9 +76,7 @@ def find_photos(dirs: Sequence[str | Path]) -> list[Path]:
         found.update(p for p in candidates if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS)
     if not found:
         listed = ", ".join(str(d) for d in dirs) or "(no folders given)"
-        raise DeepISPError(
-            f"no photos ({'/'.join(PHOTO_EXTENSIONS)}) found in {listed}; pass folders of sRGB photographs"
-        )
+        raise DeepISPError(f"no photos ({'/'.join(PHOTO_EXTENSIONS)}) found in {listed}; pass folders of sRGB photographs")
     return sorted(found)
 
 
@@ -96,9 +94,7 @@ def load_photo(path: Path) -> np.ndarray:
         raise DeepISPError(f"cannot read photo {path}: {e}; convert it to PNG or remove it") from None
     h, w = rgb.shape[0] - rgb.shape[0] % 2, rgb.shape[1] - rgb.shape[1] % 2
     if min(h, w) < MIN_LIBRAW_SIZE:
-        raise DeepISPError(
-            f"photo {path} is {rgb.shape[0]}x{rgb.shape[1]}; raws need at least {MIN_LIBRAW_SIZE} px a side"
-        )
+        raise DeepISPError(f"photo {path} is {rgb.shape[0]}x{rgb.shape[1]}; raws need at least {MIN_LIBRAW_SIZE} px a side")
     return np.ascontiguousarray(rgb[:h, :w])
 
 

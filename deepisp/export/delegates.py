@@ -27,16 +27,47 @@ _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startsw
 
 # op -> highest version the GPU delegate parses (model_builder.cc); None = no version check found.
 GPU_OPS: dict[str, int | None] = {
-    "ADD": 2, "CONCATENATION": 2, "CONV_2D": 6, "DEPTHWISE_CONV_2D": 6, "DEPTH_TO_SPACE": None,
-    "FULLY_CONNECTED": 9, "MAX_POOL_2D": 2, "MEAN": None, "MIRROR_PAD": 2, "MUL": 3, "RELU": None,
-    "RESHAPE": 1, "SPLIT": None, "TANH": 2, "TRANSPOSE": None, "DEQUANTIZE": None, "QUANTIZE": None,
-    "LOGISTIC": None, "SUB": None, "PAD": None,
+    "ADD": 2,
+    "CONCATENATION": 2,
+    "CONV_2D": 6,
+    "DEPTHWISE_CONV_2D": 6,
+    "DEPTH_TO_SPACE": None,
+    "FULLY_CONNECTED": 9,
+    "MAX_POOL_2D": 2,
+    "MEAN": None,
+    "MIRROR_PAD": 2,
+    "MUL": 3,
+    "RELU": None,
+    "RESHAPE": 1,
+    "SPLIT": None,
+    "TANH": 2,
+    "TRANSPOSE": None,
+    "DEQUANTIZE": None,
+    "QUANTIZE": None,
+    "LOGISTIC": None,
+    "SUB": None,
+    "PAD": None,
 }
 # Ops the NNAPI delegate maps for quantized graphs. MIRROR_PAD is an NNAPI operation only from feature
 # level 7 (recent Android releases); vendor delegates (Qualcomm Hexagon, MediaTek Neuron) map it directly.
 NPU_OPS = {
-    "ADD", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE", "FULLY_CONNECTED", "MAX_POOL_2D",
-    "MEAN", "MIRROR_PAD", "MUL", "RELU", "RESHAPE", "SPLIT", "TANH", "TRANSPOSE", "QUANTIZE", "DEQUANTIZE",
+    "ADD",
+    "CONCATENATION",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "DEPTH_TO_SPACE",
+    "FULLY_CONNECTED",
+    "MAX_POOL_2D",
+    "MEAN",
+    "MIRROR_PAD",
+    "MUL",
+    "RELU",
+    "RESHAPE",
+    "SPLIT",
+    "TANH",
+    "TRANSPOSE",
+    "QUANTIZE",
+    "DEQUANTIZE",
 }
 _FLOAT = {"FLOAT32", "FLOAT16"}
 _INT = {"INT8", "UINT8"}
@@ -57,10 +88,16 @@ def _ops(model) -> list[dict]:
     for k, op in enumerate(graph.operators):
         code = model.operatorCodes[op.opcodeIndex]
         name = _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-        out.append({
-            "index": k, "name": name, "version": code.version, "options": op.builtinOptions,
-            "inputs": [tensor(i) for i in op.inputs if i >= 0], "outputs": [tensor(i) for i in op.outputs],
-        })
+        out.append(
+            {
+                "index": k,
+                "name": name,
+                "version": code.version,
+                "options": op.builtinOptions,
+                "inputs": [tensor(i) for i in op.inputs if i >= 0],
+                "outputs": [tensor(i) for i in op.outputs],
+            }
+        )
     return out
 
 

@@ -21,6 +21,14 @@ from deepisp.model import DeepISP, apply_color_transform
 class TileGraph(nn.Module):
     """Pass 1 on one window: mosaic [1,1,S_h,S_w] -> image (and cells, full mode). See module doc."""
 
+    # Input and output names of the exported tile graph (ONNX, TFLite signature, metadata, runners).
+    MOSAIC, IMAGE, CELLS = "mosaic", "image", "cells"
+
+    @classmethod
+    def output_names(cls, mode: str) -> list[str]:
+        """The tile graph's outputs for a model of `mode`, in order."""
+        return [cls.IMAGE] if mode == "jdd" else [cls.IMAGE, cls.CELLS]
+
     def __init__(self, model: DeepISP):
         super().__init__()
         self.model = model
@@ -34,6 +42,9 @@ class TileGraph(nn.Module):
 
 class ColorGraph(nn.Module):
     """Pass 2 on one block: image [1,3,h,w] + global mean [1,hl_width] -> [1,3,h,w]."""
+
+    # Input and output names of the exported colour graph.
+    IMAGE, MEAN, OUTPUT = "image", "mean", "output"
 
     def __init__(self, model: DeepISP):
         super().__init__()

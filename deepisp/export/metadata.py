@@ -20,6 +20,7 @@ from pathlib import Path
 
 from deepisp.atomic import atomic_path
 from deepisp.errors import DeepISPError
+from deepisp.export.graphs import ColorGraph, TileGraph
 from deepisp.model import MONOMIAL_ORDER, ModelConfig
 from deepisp.tiling import AxisPlan, alignment, cell_count, high_level_reach, low_level_halo, plan_axis, top_margin
 from deepisp.white_balance import REFERENCE_WB
@@ -47,7 +48,7 @@ class Measured:
     """What the export measured for a variant: only in the sidecar, written once the checks have run.
 
     bytes: graph name -> file size; targets: graph name -> the processor it must run on wholly ("gpu",
-    "npu", or "cpu": not gated); accuracy: `deepisp.export.accuracy.compare`'s summary plus the floor_psnr
+    "npu", or "cpu": not gated); accuracy: `deepisp.export.gate.compare`'s summary plus the floor_psnr
     applied; delegates: graph name -> `deepisp.export.delegates.check` verdict ({} for ONNX); extra: backend
     findings (e.g. int8_layers, the int8 per-layer error report); accepted: published; problems: why not.
     """
@@ -234,18 +235,21 @@ def describe(
     layout = "NHWC" if backend == "tflite" else "NCHW"
     rows, cols = plan_axis(frame[0], tile[0], cfg, window[0]), plan_axis(frame[1], tile[1], cfg, window[1])
     a = alignment(cfg)
-    spatial = lambda c: [1, window[0], window[1], c] if layout == "NHWC" else [1, c, window[0], window[1]]  # noqa: E731
+
+    def spatial(c: int) -> list[int]:
+        return [1, window[0], window[1], c] if layout == "NHWC" else [1, c, window[0], window[1]]
+
     cells_shape = [cell_count(window[0], cfg), cell_count(window[1], cfg)]
     graphs = {
         "tile": {
             "file": files["tile"],
-            "inputs": {"mosaic": {"shape": spatial(1), "dtype": "float32", "range": [0, 1], "meaning": "raw Bayer window, see normalisation and cfa"}},
-            "outputs": {"image": {"shape": spatial(3), "dtype": "float32", "meaning": "low-level image estimate, linear RGB (jdd: the final output)"}},
+            "inputs": {TileGraph.MOSAIC: {"shape": spatial(1), "dtype": "float32", "range": [0, 1], "meaning": "raw Bayer window, see normalisation and cfa"}},
+            "outputs": {TileGraph.IMAGE: {"shape": spatial(3), "dtype": "float32", "meaning": "low-level image estimate, linear RGB (jdd: the final output)"}},
         }
     }
     if cfg.mode == "full":
         cshape = [1, *cells_shape, cfg.hl_width] if layout == "NHWC" else [1, cfg.hl_width, *cells_shape]
-        graphs["tile"]["outputs"]["cells"] = {
+        graphs["tile"]["outputs"][TileGraph.CELLS] = {
             "shape": cshape,
             "dtype": "float32",
             "meaning": f"high-level cell map; cell (p,q) sits at window pixel ({a}p, {a}q)",
@@ -253,10 +257,10 @@ def describe(
         graphs["color"] = {
             "file": files["color"],
             "inputs": {
-                "image": {"shape": spatial(3), "dtype": "float32", "meaning": "block of the stitched low-level image"},
-                "mean": {"shape": [1, cfg.hl_width], "dtype": "float32", "meaning": "sum of owned cells over the frame / cells_per_frame"},
+                ColorGraph.IMAGE: {"shape": spatial(3), "dtype": "float32", "meaning": "block of the stitched low-level image"},
+                ColorGraph.MEAN: {"shape": [1, cfg.hl_width], "dtype": "float32", "meaning": "sum of owned cells over the frame / cells_per_frame"},
             },
-            "outputs": {"output": {"shape": spatial(3), "dtype": "float32", "range": [0, 1], "meaning": "sRGB-encoded image; clamp to [0,1]"}},
+            "outputs": {ColorGraph.OUTPUT: {"shape": spatial(3), "dtype": "float32", "range": [0, 1], "meaning": "sRGB-encoded image; clamp to [0,1]"}},
         }
     return ExportMetadata(
         name=NAME,

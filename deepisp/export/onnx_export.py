@@ -24,8 +24,7 @@ def _export(module: torch.nn.Module, args: tuple, input_names: list[str], output
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" per missing op
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, args, input_names=input_names, output_names=output_names,
-                                    dynamic_shapes=dynamic_shapes, dynamo=True, verbose=False)
+        program = torch.onnx.export(module, args, input_names=input_names, output_names=output_names, dynamic_shapes=dynamic_shapes, dynamo=True, verbose=False)
     return program.model_proto.SerializeToString()
 
 
@@ -35,13 +34,14 @@ def build(model: DeepISP, window: tuple[int, int], variant: str = "fp32") -> Bui
         raise ValueError(f"ONNX export writes {', '.join(VARIANTS)}; quantized variants are TFLite (export/to_tflite.py)")
     h, w = torch.export.Dim("half_h", min=2), torch.export.Dim("half_w", min=2)
     mosaic = torch.rand(1, 1, *window)
-    outputs = ["image"] if model.cfg.mode == "jdd" else ["image", "cells"]
-    graphs = {"tile": _export(TileGraph(model), (mosaic,), ["mosaic"], outputs, {"mosaic": {2: 2 * h, 3: 2 * w}})}
+    outputs = TileGraph.output_names(model.cfg.mode)
+    graphs = {"tile": _export(TileGraph(model), (mosaic,), [TileGraph.MOSAIC], outputs, {TileGraph.MOSAIC: {2: 2 * h, 3: 2 * w}})}
     targets = {"tile": "cpu"}
     if model.cfg.mode == "full":
         image, mean = torch.rand(1, 3, *window), torch.rand(1, model.cfg.hl_width)
         ih, iw = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
-        graphs["color"] = _export(ColorGraph(model), (image, mean), ["image", "mean"], ["output"], {"image": {2: ih, 3: iw}, "mean": None})
+        names = [ColorGraph.IMAGE, ColorGraph.MEAN]
+        graphs["color"] = _export(ColorGraph(model), (image, mean), names, [ColorGraph.OUTPUT], dict(zip(names, ({2: ih, 3: iw}, None))))
         targets["color"] = "cpu"
     return BuiltVariant(variant, graphs, targets)
 

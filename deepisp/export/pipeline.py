@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepisp.export.accuracy import MIN_PSNR, compare
+from deepisp.export.gate import MIN_PSNR, compare
 from deepisp.export.metadata import ExportMetadata, Measured, describe
 from deepisp.model import ModelConfig
 from deepisp.runtime import ExportedModel
@@ -93,10 +93,16 @@ def publish(
         for g, target in built.targets.items():
             if target in ("gpu", "npu") and not delegates[g][target]["ok"]:
                 fallback = delegates[g][target]["fallback"]
-                problems.append(f"{g} graph does not run wholly on the {target.upper()}: {len(fallback)} op(s) fall back to CPU, "
-                                f"first: {fallback[0]}")
-        measured = Measured(bytes=sizes, targets=built.targets, accuracy={**accuracy, "floor_psnr": floor}, delegates=delegates,
-                            extra=built.extra, accepted=not problems, problems=problems)
+                problems.append(f"{g} graph does not run wholly on the {target.upper()}: {len(fallback)} op(s) fall back to CPU, first: {fallback[0]}")
+        measured = Measured(
+            bytes=sizes,
+            targets=built.targets,
+            accuracy={**accuracy, "floor_psnr": floor},
+            delegates=delegates,
+            extra=built.extra,
+            accepted=not problems,
+            problems=problems,
+        )
         report = replace(meta, measured=measured)
         if not problems:
             report.write(staging / f"{name}.json")
@@ -109,8 +115,9 @@ def delegate_verdict(measured: Measured) -> str:
     """'tile->gpu ok, color->gpu ok' from a variant's targets and delegate checks ('->cpu': not gated)."""
     if not measured.delegates:
         return "n/a"
-    return ", ".join(f"{g}->{t} {'ok' if measured.delegates[g][t]['ok'] else 'CPU FALLBACK'}" if t in ("gpu", "npu") else f"{g}->cpu"
-                     for g, t in measured.targets.items())
+    return ", ".join(
+        f"{g}->{t} {'ok' if measured.delegates[g][t]['ok'] else 'CPU FALLBACK'}" if t in ("gpu", "npu") else f"{g}->cpu" for g, t in measured.targets.items()
+    )
 
 
 def summary_line(report: dict, out: Path) -> str:
@@ -121,5 +128,7 @@ def summary_line(report: dict, out: Path) -> str:
     size = sum(measured.bytes.values()) / 1024
     status = "ok" if measured.accepted else "REFUSED: " + "; ".join(measured.problems)
     where = out / f"{stem(meta.backend, meta.variant)}.json"
-    return (f"{meta.variant:<9} {size:8.1f} kB  PSNR vs float {acc['psnr']:6.2f} dB (min {acc['psnr_min']:.2f}, floor {acc['floor_psnr']:.0f})"
-            f"  SSIM {acc['ssim']:.4f}  delegates [{delegate_verdict(measured)}]  {status}" + (f"\n          -> {where}" if measured.accepted else ""))
+    return (
+        f"{meta.variant:<9} {size:8.1f} kB  PSNR vs float {acc['psnr']:6.2f} dB (min {acc['psnr_min']:.2f}, floor {acc['floor_psnr']:.0f})"
+        f"  SSIM {acc['ssim']:.4f}  delegates [{delegate_verdict(measured)}]  {status}" + (f"\n          -> {where}" if measured.accepted else "")
+    )

@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from deepisp.demosaic import phase_kernels
 from deepisp.errors import DeepISPError
+from deepisp.export.graphs import ColorGraph, TileGraph
 from deepisp.model import MONOMIAL_ORDER, N_MONOMIALS, DeepISP, HighLevelStage, LowLevelBlock, LowLevelStage
 
 _REFLECT_1 = [[0, 0], [1, 1], [1, 1], [0, 0]]
@@ -32,8 +33,7 @@ _REFLECT_1 = [[0, 0], [1, 1], [1, 1], [0, 0]]
 # what pixel_unshuffle puts in c*4 + dy*2 + dx.
 _TORCH_OF_TF = [(t % 3) * 4 + t // 3 for t in range(12)]
 # The module types this twin re-expresses; anything else in a model is refused (check_translatable).
-_KNOWN = (DeepISP, LowLevelStage, LowLevelBlock, HighLevelStage, nn.ModuleList, nn.Sequential, nn.Conv2d,
-          nn.ReflectionPad2d, nn.ReLU, nn.MaxPool2d, nn.Linear)
+_KNOWN = (DeepISP, LowLevelStage, LowLevelBlock, HighLevelStage, nn.ModuleList, nn.Sequential, nn.Conv2d, nn.ReflectionPad2d, nn.ReLU, nn.MaxPool2d, nn.Linear)
 # One high-level layer, as HighLevelStage builds it.
 _HIGH_LEVEL_LAYER = (nn.ReflectionPad2d, nn.Conv2d, nn.ReLU, nn.MaxPool2d)
 
@@ -99,12 +99,12 @@ def tile_forward(model: DeepISP, mosaic: tf.Tensor) -> dict[str, tf.Tensor]:
         image = image + residual
         if block.conv_features is not None:
             x = tf.concat([tf.nn.relu(_conv(padded, block.conv_features, inputs=inputs)), image], axis=-1)
-    out = {"image": tf.nn.depth_to_space(image, 2) if cfg.packed else image}
+    out = {TileGraph.IMAGE: tf.nn.depth_to_space(image, 2) if cfg.packed else image}
     if cfg.mode == "jdd":
         return out
     for k, conv in enumerate(model.high_level.layers[1::4]):
         x = tf.nn.max_pool2d(tf.nn.relu(_conv(_reflect(x), conv, stride=2, inputs=block_order if k == 0 else None)), 2, 2, "VALID")
-    return {**out, "cells": x}
+    return {**out, TileGraph.CELLS: x}
 
 
 def color_forward(model: DeepISP, image: tf.Tensor, mean: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -117,7 +117,7 @@ def color_forward(model: DeepISP, image: tf.Tensor, mean: tf.Tensor) -> dict[str
     channel = dict(zip("rgb", tf.split(image, 3, axis=-1)))
     # MONOMIAL_ORDER without the constant "1" (the offset above): "rg" is r * g, "r" is r.
     mono = tf.concat([channel[m[0]] * channel[m[1]] if len(m) == 2 else channel[m] for m in MONOMIAL_ORDER if m != "1"], axis=-1)
-    return {"output": tf.nn.conv2d(mono, filt, strides=1, padding="VALID") + offset}
+    return {ColorGraph.OUTPUT: tf.nn.conv2d(mono, filt, strides=1, padding="VALID") + offset}
 
 
 def tf_graphs(model: DeepISP) -> dict[str, tf.Module]:
@@ -132,12 +132,15 @@ def tf_graphs(model: DeepISP) -> dict[str, tf.Module]:
     check_translatable(model)
     graphs = {"tile": tf.Module()}
     graphs["tile"].serve = tf.function(
-        lambda mosaic: tile_forward(model, mosaic), input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32, name="mosaic")]
+        lambda mosaic: tile_forward(model, mosaic), input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32, name=TileGraph.MOSAIC)]
     )
     if cfg.mode == "full":
         graphs["color"] = tf.Module()
         graphs["color"].serve = tf.function(
             lambda image, mean: color_forward(model, image, mean),
-            input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image"), tf.TensorSpec([1, cfg.hl_width], tf.float32, name="mean")],
+            input_signature=[
+                tf.TensorSpec([1, None, None, 3], tf.float32, name=ColorGraph.IMAGE),
+                tf.TensorSpec([1, cfg.hl_width], tf.float32, name=ColorGraph.MEAN),
+            ],
         )
     return graphs

@@ -39,6 +39,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from deepisp.export.graphs import ColorGraph, TileGraph
 from deepisp.export.pipeline import BuiltVariant
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int16x8")
@@ -71,7 +72,8 @@ def converter(module: tf.Module, variant: str, calibration: list[np.ndarray] | N
             raise ValueError(f"{variant} needs calibration windows")
         conv.representative_dataset = lambda: _samples(calibration)
         conv.target_spec.supported_ops = (
-            [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] if variant == "int8"
+            [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if variant == "int8"
             else [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         )
     elif variant != "dynamic":
@@ -115,16 +117,17 @@ def _no_delegates(interpreter_class):
     return importlib.import_module(interpreter_class.__module__).OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
 
-def build(graphs: dict[str, tf.Module], variant: str, window: tuple[int, int], hl_width: int,
-          calibration: list[np.ndarray] | None = None, layer_report: int = 2) -> BuiltVariant:
+def build(
+    graphs: dict[str, tf.Module], variant: str, window: tuple[int, int], hl_width: int, calibration: list[np.ndarray] | None = None, layer_report: int = 2
+) -> BuiltVariant:
     """Convert the tile (and color) graph for one variant at a static `window`; int8 also gets the
     per-layer error report measured on the first `layer_report` calibration windows (0 = skip)."""
     h, w = window
     tile = mixed_int8(graphs["tile"], calibration) if variant == "int8-mixed" else converter(graphs["tile"], variant, calibration).convert()
-    blobs = {"tile": set_static_shapes(tile, {"mosaic": [1, h, w, 1]})}
+    blobs = {"tile": set_static_shapes(tile, {TileGraph.MOSAIC: [1, h, w, 1]})}
     if "color" in graphs:
         color = converter(graphs["color"], "fp16" if variant == "fp16" else "fp32").convert()
-        blobs["color"] = set_static_shapes(color, {"image": [1, h, w, 3], "mean": [1, hl_width]})
+        blobs["color"] = set_static_shapes(color, {ColorGraph.IMAGE: [1, h, w, 3], ColorGraph.MEAN: [1, hl_width]})
     targets = {g: TARGETS[variant][g] for g in blobs}
     extra = {}
     if variant == "int8" and layer_report:
@@ -160,7 +163,15 @@ def int8_layer_errors(module: tf.Module, calibration: list[np.ndarray], debug: l
     for r in csv.DictReader(io.StringIO(buf.getvalue())):
         scale = float(r["scale"]) if r.get("scale") else 0.0
         rmse = float(r["mean_squared_error"]) ** 0.5
-        rows.append({"op": r["op_name"], "tensor": r["tensor_name"], "rmse": rmse, "scale": scale,
-                     "rmse_per_step": rmse / scale if scale else float("nan"), "max_abs_error": float(r["max_abs_error"])})
+        rows.append(
+            {
+                "op": r["op_name"],
+                "tensor": r["tensor_name"],
+                "rmse": rmse,
+                "scale": scale,
+                "rmse_per_step": rmse / scale if scale else float("nan"),
+                "max_abs_error": float(r["max_abs_error"]),
+            }
+        )
     rows.sort(key=lambda r: -r["rmse"])
     return rows[:top]

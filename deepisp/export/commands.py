@@ -1,8 +1,8 @@
 """Command lines of export/to_tflite.py and export/to_onnx.py: same flags, same report, one backend each.
 
-    load checkpoint -> held-out raw frames (accuracy) and calibration windows (int8/int16x8)
-    -> graphs for the window of the frame's tile plan -> per variant: build, publish (deepisp.export.pipeline)
-    -> one summary line per variant; exit 1 if any variant was refused, 2 on bad input.
+load checkpoint -> held-out raw frames (accuracy) and calibration windows (int8/int16x8)
+-> graphs for the window of the frame's tile plan -> per variant: build, publish (deepisp.export.pipeline)
+-> one summary line per variant; exit 1 if any variant was refused, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from deepisp.errors import DeepISPError
@@ -34,20 +35,43 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
         f"{backend} --model OUT/<sidecar>.json`.",
     )
     p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped phone-full model)")
-    p.add_argument("--quant", nargs="+", default=["fp32"], choices=[*variants, "all"], metavar="Q",
-                   help=f"variant(s): {', '.join(variants)}, or all (default fp32)")
-    p.add_argument("--tile", type=int, nargs="+", default=[DEFAULT_TILE], metavar="N",
-                   help=f"nominal core of a tile, H W or one size for both (default {DEFAULT_TILE}); the window adds the halo")
-    p.add_argument("--frame", type=int, nargs=2, default=list(DEFAULT_FRAME), metavar=("H", "W"),
-                   help="sensor frame the static tile plan is made for (default 3024 4032, the S7's)")
-    p.add_argument("--calib", type=Path, default=None, help="raw files or an S7-layout folder for int8/int16x8 calibration "
-                   "(default: the train split of the project's synthetic S7 set, made from ../shared/data on first use)")
+    p.add_argument(
+        "--quant", nargs="+", default=["fp32"], choices=[*variants, "all"], metavar="Q", help=f"variant(s): {', '.join(variants)}, or all (default fp32)"
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        nargs="+",
+        default=[DEFAULT_TILE],
+        metavar="N",
+        help=f"nominal core of a tile, H W or one size for both (default {DEFAULT_TILE}); the window adds the halo",
+    )
+    p.add_argument(
+        "--frame",
+        type=int,
+        nargs=2,
+        default=list(DEFAULT_FRAME),
+        metavar=("H", "W"),
+        help="sensor frame the static tile plan is made for (default 3024 4032, the S7's)",
+    )
+    p.add_argument(
+        "--calib",
+        type=Path,
+        default=None,
+        help="raw files or an S7-layout folder for int8/int16x8 calibration "
+        "(default: the train split of the project's synthetic S7 set, made from ../shared/data on first use)",
+    )
     p.add_argument("--calib-windows", type=int, default=32, help=f"calibration windows of {CALIBRATION_WINDOW}x{CALIBRATION_WINDOW} (default 32)")
-    p.add_argument("--data", type=Path, default=None, help="raw files or an S7-layout folder to check accuracy on "
-                   "(default: the val+test splits of the synthetic S7 set)")
+    p.add_argument(
+        "--data", type=Path, default=None, help="raw files or an S7-layout folder to check accuracy on (default: the val+test splits of the synthetic S7 set)"
+    )
     p.add_argument("--eval-images", type=int, default=4, help="held-out frames for the accuracy check (default 4)")
-    p.add_argument("--min-psnr", type=float, default=None, help="accuracy floor in dB vs the float model for every variant "
-                   "(default: per-variant floors set from measurement, see deepisp/export/accuracy.py)")
+    p.add_argument(
+        "--min-psnr",
+        type=float,
+        default=None,
+        help="accuracy floor in dB vs the float model for every variant (default: per-variant floors set from measurement, see deepisp/export/gate.py)",
+    )
     p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out/)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the checks (default: all cores)")
     return p
@@ -81,8 +105,8 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     import torch
 
     from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
-    from deepisp.export.accuracy import reference_outputs
     from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, raw_paths
+    from deepisp.export.gate import reference_outputs
     from deepisp.export.pipeline import ExportOptions, publish, summary_line
     from deepisp.tiling import window_size
 
@@ -97,8 +121,10 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     cfg = model.cfg
     window = (window_size(args.frame[0], tile[0], cfg), window_size(args.frame[1], tile[1], cfg))
     opts = ExportOptions(args.out, tile, tuple(args.frame), args.min_psnr, args.threads)
-    print(f"model {args.model or DEFAULT_CHECKPOINT} ({cfg.mode}, n_ll={cfg.n_ll}, width={cfg.width}); "
-          f"frame {args.frame[0]}x{args.frame[1]} -> window {window[0]}x{window[1]} for tile {tile[0]}x{tile[1]}")
+    print(
+        f"model {args.model or DEFAULT_CHECKPOINT} ({cfg.mode}, n_ll={cfg.n_ll}, width={cfg.width}); "
+        f"frame {args.frame[0]}x{args.frame[1]} -> window {window[0]}x{window[1]} for tile {tile[0]}x{tile[1]}"
+    )
 
     data = args.data or default_s7_root()
     balanced = cfg.balanced_input
@@ -119,10 +145,10 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
         from deepisp.export.tf_graphs import tf_graphs
 
         graphs = tf_graphs(model)
-        build = lambda v: exporter.build(graphs, v, window, cfg.hl_width, calibration)  # noqa: E731
+        build = partial(exporter.build, graphs, window=window, hl_width=cfg.hl_width, calibration=calibration)
     else:
         check, embed = None, exporter.embed
-        build = lambda v: exporter.build(model, window, v)  # noqa: E731
+        build = partial(exporter.build, model, window)
 
     print(f"accuracy check on {len(frames)} held-out frame(s) from {data} against the float PyTorch model")
     refused = 0

@@ -1,4 +1,4 @@
-"""An exported variant against the float PyTorch model, on real raw frames, through the tile runner.
+"""The accuracy gate: an exported variant against the float PyTorch model, on real raw frames, through the tile runner.
 
 Both sides see the same canonical mosaics; the reference is the untiled PyTorch model (fp32), the
 candidate the exported graphs run with the same tile plan a phone follows (`deepisp.runtime`), or as one
@@ -73,8 +73,11 @@ def compare(
         per_image.append(row)
         if k == 0 and error_map is not None:
             write_error_map(displayed(out, mode), displayed(ref, mode), error_map)
-    mean = lambda key, rows=per_image: float(np.mean([r[key] for r in rows]))  # noqa: E731
-    summary = {key: mean(key) for key in ("psnr", "ssim", "ciede2000", "ciede2000_p99")}
+
+    def mean(key: str, rows: list[dict]) -> float:
+        return float(np.mean([r[key] for r in rows]))
+
+    summary = {key: mean(key, per_image) for key in ("psnr", "ssim", "ciede2000", "ciede2000_p99")}
     summary.update(psnr_min=float(min(r["psnr"] for r in per_image)), max_abs=float(max(r["max_abs"] for r in per_image)), n=len(per_image))
     if targets is not None:
         summary["vs_target"] = {key: mean(key, [r["vs_target"] for r in per_image]) for key in per_image[0]["vs_target"]}

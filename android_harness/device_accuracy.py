@@ -62,10 +62,7 @@ def load_source(path: Path) -> np.ndarray:
     if arr.ndim == 4 and arr.shape[3] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.number):
-        raise DeepISPError(
-            f"--tiles {path} holds a {arr.dtype} array of shape {list(arr.shape)}; expected an [H,W] mosaic "
-            "or [N,h,w] tiles of normalised raw"
-        )
+        raise DeepISPError(f"--tiles {path} holds a {arr.dtype} array of shape {list(arr.shape)}; expected an [H,W] mosaic or [N,h,w] tiles of normalised raw")
     return arr.astype(np.float32)
 
 
