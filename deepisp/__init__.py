@@ -8,9 +8,15 @@ Pipeline stages, one module each:
     color.py     sRGB <-> linear, RGB -> Lab, histogram stretch, colour constants (sRGB -> XYZ)
     losses.py    L2 (JDD) and Lab-L1 + MS-SSIM(L) (full ISP)
     metrics.py   PSNR, SSIM, CIEDE2000
-    tiling.py    exact overlapping-tile inference for full frames
-    data/        S7-ISP, MSR and synthetic-pair datasets
-    train.py / evaluate.py / process.py / cli.py
+    white_balance.py  as-shot white balance to the S7 reference (the input contract of "as_shot" models)
+    tiling.py    exact overlapping-tile inference for full frames (and the host's merged-conv, banded runner)
+    runtime.py   exported graphs (ONNX Runtime, LiteRT) behind the same tile runner
+    data/        S7-ISP, MSR, photo-simulated pairs (photos.py), synthetic S7 scenes and DNG writing
+    export/      ONNX and TFLite export: graphs, TF twin, quantization, metadata, accuracy gate, delegate checks
+
+Around them: train.py (training loop, TrainConfig), checkpoint.py (safe loading, shipped weights in
+weights/), evaluate.py, process.py (raw file -> image), cli.py (the `deepisp` command), errors.py (the one
+error type users see), atomic.py (temp-file-and-rename writes), pngio.py (16-bit PNG).
 """
 
 __version__ = "0.1.0"

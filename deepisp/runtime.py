@@ -1,8 +1,10 @@
 """Run exported DeepISP graphs (ONNX Runtime or the TFLite/LiteRT interpreter) on full frames.
 
 An exported variant is named by its sidecar JSON (`deepisp_<variant>.json`, written by export/to_onnx.py
-or export/to_tflite.py next to the graphs). `load_runner(path)` returns a `deepisp.tiling.WindowRunner`,
-so `run_exported` follows the very tile plan the PyTorch path and a phone app follow.
+or export/to_tflite.py next to the graphs; `deepisp.export.metadata.ExportMetadata`). `ExportedModel(path)`
+checks the sidecar against the metadata embedded in each graph, builds a `deepisp.tiling.WindowRunner`
+(`TfliteRunner` or `OnnxRunner`), and `ExportedModel.run` follows the very tile plan the PyTorch path and a
+phone app follow.
 
 TFLite interpreters are taken from `ai_edge_litert` (LiteRT), then `tflite_runtime`, then
 `tensorflow.lite`. Graphs are exported for one window shape (the plan for the frame size given at
@@ -158,11 +160,6 @@ class ExportedModel:
             raise DeepISPError(f"{sidecar}: unknown backend {self.metadata.backend!r}")
         self.runner = runner_class(self.cfg, files, threads)
         self.backend, self.variant = self.metadata.backend, self.metadata.variant
-
-    @property
-    def meta(self) -> dict:
-        """The sidecar as its JSON object (`ExportMetadata.to_json`), for callers that read it by key."""
-        return self.metadata.to_json()
 
     def window_for(self, h: int, w: int) -> tuple[int, int] | None:
         """The exported window shape when the frame is the one exported for, else None (derive from tile)."""

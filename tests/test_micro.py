@@ -116,7 +116,7 @@ def test_packed_model_exports_exact_fp32_and_delegable_fp16_int8(tmp_path, s7_ro
         assert result.returncode == 0, result.stdout + result.stderr
     for sidecar in (tmp_path / "tflite" / "deepisp_fp32.json", tmp_path / "onnx" / "deepisp_onnx_fp32.json"):
         exported = ExportedModel(sidecar)
-        assert exported.meta["windows_per_frame"] > 1
+        assert exported.metadata.windows_per_frame > 1
         for size in (frame, (98, 130)):
             mosaic = torch.rand(size)
             assert (exported.run(mosaic) - run_full_frame(model, mosaic)).abs().max() < 1e-4
