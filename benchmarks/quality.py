@@ -373,7 +373,7 @@ def to_markdown(report: dict) -> str:
         f"**Joint denoising + demosaicing**, {jdd['n_images']} photos of `{jdd['photos']}`, Gaussian noise σ/255 in linear:",
         "",
         "Each cell: mean PSNR linear (dB) / PSNR sRGB (dB) / SSIM (sRGB); best per column in bold."
-        + ("" if jdd["model"] else " No JDD checkpoint was given (`--jdd-model`): classical methods only."),
+        + ("" if jdd["models"] else " No JDD checkpoint was given (`--jdd-model`): classical methods only."),
         "",
         "| method | " + " | ".join(f"σ={s}" for s in sigmas) + " | s/image |",
         "|---|" + "---|" * (len(sigmas) + 1),
@@ -425,8 +425,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--jdd-model",
         type=Path,
         metavar="CKPT",
-        default=DEFAULT_JDD_CHECKPOINT,
-        help=f"a jdd checkpoint (deepisp train --preset phone-jdd); default: the shipped {_shown(DEFAULT_JDD_CHECKPOINT)}; 'none': classical rows only",
+        nargs="+",
+        default=[DEFAULT_JDD_CHECKPOINT],
+        help=f"jdd checkpoint(s), one row each (deepisp train --preset phone-jdd); default: the shipped {_shown(DEFAULT_JDD_CHECKPOINT)}; "
+        "'none': classical rows only",
     )
     ap.add_argument(
         "--full-model",
@@ -446,8 +448,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="model tile size (results do not depend on it)")
     ap.add_argument("--out", type=Path, metavar="DIR", default=RESULTS, help="folder for quality.json and quality.md (default: benchmarks/results)")
     args = ap.parse_args(argv)
-    if str(args.jdd_model) == "none":
-        args.jdd_model = None
+    if [str(p) for p in args.jdd_model] == ["none"]:
+        args.jdd_model = []
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be at least 1")
     if any(s < 0 for s in args.sigmas):
@@ -476,8 +478,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="deepisp-quality-") as tmp:
         methods = classical_methods(Path(tmp))
-        if args.jdd_model is not None:
-            methods.append(jdd_model_method(args.jdd_model, args.tile))
+        methods += [jdd_model_method(path, args.tile) for path in args.jdd_model]
         jdd_rows = run_jdd(photos, args.sigmas, methods)
     full_rows = run_full(args.s7, full_models, args.tile, args.limit)
 
@@ -488,7 +489,7 @@ def benchmark(args: argparse.Namespace) -> dict:
             "n_images": len(photos),
             "sigmas": args.sigmas,
             "border": BORDER,
-            "model": None if args.jdd_model is None else _shown(args.jdd_model),
+            "models": [_shown(path) for path in args.jdd_model],
             "protocol": " ".join(JDD_PROTOCOL.split()),
             "methods": {m.name: m.about for m in methods},
             "mean": means(jdd_rows, jdd_keys, ("method", "sigma")),

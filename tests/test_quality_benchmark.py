@@ -145,17 +145,23 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     torch.manual_seed(0)
     cfg = ModelConfig(mode="jdd", n_ll=2, width=8)
     save_checkpoint(tmp_path / "jdd.pt", DeepISP(cfg), cfg)
+    save_checkpoint(tmp_path / "jdd2.pt", DeepISP(cfg), cfg)
     as_shot = ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8, white_balance="as_shot")
     save_checkpoint(tmp_path / "as_shot.pt", DeepISP(as_shot), as_shot)
     out = tmp_path / "results"
     args = ["--photos", str(photos), "--limit", "2", "--sigmas", "0", "5", "--s7", str(s7_root), "--out", str(out)]
-    assert quality.main([*args, "--jdd-model", str(tmp_path / "jdd.pt"), "--full-model", str(DEFAULT_CHECKPOINT), str(tmp_path / "as_shot.pt")]) == 0
+    assert (
+        quality.main(
+            [*args, "--jdd-model", str(tmp_path / "jdd.pt"), str(tmp_path / "jdd2.pt"), "--full-model", str(DEFAULT_CHECKPOINT), str(tmp_path / "as_shot.pt")]
+        )
+        == 0
+    )
 
     report = json.loads((out / "quality.json").read_text())
     jdd, full = report["jdd"], report["full"]
     names = list(jdd["methods"])
-    assert len(names) == 11 and names[-1] == "DeepISP custom (jdd.pt)"
-    assert len(jdd["per_image"]) == 2 * 2 * 11 and jdd["n_images"] == 2
+    assert len(names) == 12 and names[-2:] == ["DeepISP custom (jdd.pt)", "DeepISP custom (jdd2.pt)"]  # one row per --jdd-model
+    assert len(jdd["per_image"]) == 2 * 2 * 12 and jdd["n_images"] == 2
     assert set(jdd["mean"][names[-1]]) == {"0", "5"}
     assert jdd["mean"]["LibRaw DCB"]["0"]["psnr_linear"] > jdd["mean"]["LibRaw DCB"]["5"]["psnr_linear"]
     shipped = quality.model_label(DEFAULT_CHECKPOINT, load_checkpoint(DEFAULT_CHECKPOINT))
