@@ -11,8 +11,8 @@ random values (timing does not depend on content) with the weights of a fresh mo
         onnx     the same tile graph exported to ONNX and run by ONNX Runtime's CPU provider
     each path's ratio to eager and effective GFLOP/s as % of this CPU's peak fp32 conv/matmul throughput,
     measured in the same run (benchmarks.latency.machine_peak_gflops)
-    quality: the rows of benchmarks/results/quality.json whose model is this preset (run benchmarks/quality.py
-    first): Kodak24 PSNR / mean CIEDE2000 for full models, linear PSNR at sigma 0 / 5 / 10 for JDD models.
+    quality: the rows of benchmarks/results/quality.json for the files in deepisp/weights whose network is this
+    preset (run benchmarks/quality.py first): Kodak24 PSNR / mean CIEDE2000 for full models, linear PSNR at sigma 0 / 5 / 10 for JDD models.
 Writes benchmarks/results/presets.json and presets.md (the README's table).
 """
 
@@ -21,15 +21,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import re
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from benchmarks.latency import machine_peak_gflops, timed
 from deepisp.atomic import atomic_path
+from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
 from deepisp.export.graphs import TileGraph
 from deepisp.model import PRESETS, DeepISP, ModelConfig, count_parameters, flops_per_pixel
 from deepisp.tiling import TorchRunner
@@ -69,16 +70,27 @@ def onnx_pass(model: DeepISP, size: int):
     return lambda: session.run(None, feed)
 
 
-def shipped_quality(quality: dict, preset: str) -> str:
-    """The quality.json rows measured for models of this preset ("" if none)."""
+def shipped_files(preset: ModelConfig) -> list[str]:
+    """Names of the files in deepisp/weights whose network is this preset (any white-balance contract)."""
+    names = []
+    for path in sorted(DEFAULT_CHECKPOINT.parent.glob("*.pt")):
+        cfg = load_model(path)[0].cfg
+        if replace(cfg, white_balance=preset.white_balance) == preset:
+            names.append(path.name)
+    return names
+
+
+def shipped_quality(quality: dict, preset: ModelConfig) -> str:
+    """The quality.json rows measured for the shipped models of this preset ("" if none)."""
     rows = []
-    for name, mean in quality.get("full", {}).get("mean", {}).items():
-        if re.match(rf"DeepISP {re.escape(preset)} \(", name):
-            rows.append(f"{mean['psnr']:.2f} dB / ΔE {mean['ciede2000']:.2f} ({name.split('(')[1].split(',')[0]})")
-    for name, by_sigma in quality.get("jdd", {}).get("mean", {}).items():
-        if re.match(rf"DeepISP {re.escape(preset)} \(", name):
-            sigmas = [s for s in ("0", "5", "10") if s in by_sigma]
-            rows.append(" / ".join(f"{by_sigma[s]['psnr_linear']:.2f}" for s in sigmas) + f" dB at σ {'/'.join(sigmas)} ({name.split('(')[1].split(',')[0]})")
+    for file in shipped_files(preset):
+        for name, mean in quality.get("full", {}).get("mean", {}).items():
+            if f"({file}," in name:
+                rows.append(f"{mean['psnr']:.2f} dB / ΔE {mean['ciede2000']:.2f} ({file})")
+        for name, by_sigma in quality.get("jdd", {}).get("mean", {}).items():
+            if f"({file}," in name:
+                sigmas = [s for s in ("0", "5", "10") if s in by_sigma]
+                rows.append(" / ".join(f"{by_sigma[s]['psnr_linear']:.2f}" for s in sigmas) + f" dB at σ {'/'.join(sigmas)} ({file})")
     return "; ".join(rows)
 
 
@@ -94,6 +106,12 @@ def measure(cfg: ModelConfig, size: int, repeats: int, peak: float) -> dict:
         r["vs_eager"] = row["paths"]["eager"]["ms_per_mp"] / r["ms_per_mp"]
         r["fraction_of_peak"] = r["gflops"] / peak
     return row
+
+
+def requality(payload: dict, quality: dict) -> None:
+    """Refill the quality column from quality.json without re-timing (--quality-only)."""
+    for name, row in payload["presets"].items():
+        row["quality"] = shipped_quality(quality, PRESETS[name])
 
 
 def markdown_table(payload: dict) -> str:
@@ -119,29 +137,39 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per path (default 3)")
     ap.add_argument("--presets", nargs="+", default=[n for n in PRESETS if not n.startswith("tiny")], choices=list(PRESETS))
     ap.add_argument("--out", type=Path, default=RESULTS / "presets.json")
+    ap.add_argument("--quality-only", action="store_true", help="keep the timings in --out, refresh only the quality column")
     args = ap.parse_args()
+    if args.quality_only:
+        quality_file = RESULTS / "quality.json"
+        payload = json.loads(args.out.read_text())
+        requality(payload, json.loads(quality_file.read_text()) if quality_file.is_file() else {})
+        write(payload, args.out)
+        return 0
     threads = torch.get_num_threads()
     peak = machine_peak_gflops(threads)
     quality_file = RESULTS / "quality.json"
     quality = json.loads(quality_file.read_text()) if quality_file.is_file() else {}
     presets = {}
     for name in args.presets:
-        presets[name] = {**measure(PRESETS[name], args.size, args.repeats, peak), "quality": shipped_quality(quality, name)}
+        presets[name] = {**measure(PRESETS[name], args.size, args.repeats, peak), "quality": shipped_quality(quality, PRESETS[name])}
         r = presets[name]
         print(
             f"{name:<11} {r['kflop_per_pixel']:7.1f} kFLOP/px  "
             + "  ".join(f"{p} {v['ms_per_mp']:6.0f} ms/MP x{v['vs_eager']:.2f} {100 * v['fraction_of_peak']:3.0f}%" for p, v in r["paths"].items()),
             flush=True,
         )
-    payload = {"meta": {"size": args.size, "threads": threads, "peak_gflops": peak, "torch": torch.__version__}, "presets": presets}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
+    write({"meta": {"size": args.size, "threads": threads, "peak_gflops": peak, "torch": torch.__version__}, "presets": presets}, args.out)
+    return 0
+
+
+def write(payload: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(payload, indent=2))
-    table = args.out.with_suffix(".md")
+    table = out.with_suffix(".md")
     with atomic_path(table) as tmp:
         tmp.write_text(markdown_table(payload))
-    print(f"wrote {args.out} and {table}")
-    return 0
+    print(f"wrote {out} and {table}")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,9 @@ def run_tiled(
     h, w = mosaic.shape
     if min(h, w) < cfg.min_size:
         raise DeepISPError(f"image {h}x{w} is smaller than this model's {cfg.min_size}x{cfg.min_size} minimum")
+    if cfg.packed and (h % 2 or w % 2):
+        window = None if window is None else (window[0] + h % 2, window[1] + w % 2)
+        return run_tiled(runner, even_frame(mosaic), tile, progress, window)[:, :h, :w]
     tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
     rows = plan_axis(h, tile_h, cfg, None if window is None else window[0])
     cols = plan_axis(w, tile_w, cfg, None if window is None else window[1])
@@ -262,4 +265,14 @@ def run_tiled(
 def run_full_frame(model: DeepISP, mosaic: torch.Tensor) -> torch.Tensor:
     """Reference path: demosaic and run the whole frame at once. mosaic [H,W] -> [3,H,W]."""
     device = next(model.parameters()).device
-    return model(bilinear_demosaic(mosaic.to(device, torch.float32)[None, None]))[0].cpu()
+    h, w = mosaic.shape
+    if model.cfg.packed:
+        mosaic = even_frame(mosaic)
+    return model(bilinear_demosaic(mosaic.to(device, torch.float32)[None, None]))[0, :, :h, :w].cpu()
+
+
+def even_frame(mosaic: torch.Tensor) -> torch.Tensor:
+    """mosaic [H,W] extended to even H, W by mirroring its last row/column's neighbour (what reflection
+    padding does): the added row repeats row H-2, so the CFA phase is kept. Packed models work on 2x2 cells."""
+    h, w = mosaic.shape
+    return torch.nn.functional.pad(mosaic[None, None], (0, w % 2, 0, h % 2), mode="reflect")[0, 0]

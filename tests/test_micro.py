@@ -55,6 +55,10 @@ def test_packed_inference_forms_equal_the_forward(cfg, monkeypatch):
     monkeypatch.setattr(tiling, "BAND_PIXELS", 200)
     mosaic = torch.rand(166, 230)
     tile = 2 * tiling.alignment(cfg)
+    # Odd frames (photos, cropped raws) are extended by one mirrored row/column and cropped back.
+    odd = torch.rand(167, 229)
+    assert run_full_frame(model, odd).shape == (3, 167, 229)
+    assert torch.allclose(run_tiled(model, odd, tile=tile), run_full_frame(model, odd), atol=1e-5)
     assert len(plan_axis(166, tile, cfg).spans) > 1
     full = run_full_frame(model, mosaic)
     assert full.abs().max() < 4
