@@ -87,12 +87,13 @@ def tflite_case(path: Path, size: int, threads: int):
     return lambda: runner(**{TileGraph.MOSAIC: x})
 
 
-def onnx_case(path: Path, size: int, threads: int):
+def onnx_case(graph: Path | bytes, size: int, threads: int):
+    """ONNX Runtime on a tile graph, given as a file or as serialized bytes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), opts, providers=["CPUExecutionProvider"])
     x = np.random.rand(1, 1, size, size).astype(np.float32)
     return lambda: session.run(None, {TileGraph.MOSAIC: x})
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.latency import machine_peak_gflops, timed
+from benchmarks.latency import machine_peak_gflops, onnx_case, timed, torch_case
 from deepisp.atomic import atomic_path
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
 from deepisp.export.graphs import TileGraph
@@ -40,14 +40,7 @@ PATHS = ("eager", "default", "onnx")
 
 
 def eager_pass(model: DeepISP, size: int):
-    graph = TileGraph(model).eval()
-    mosaic = torch.rand(1, 1, size, size)
-
-    def run():
-        with torch.no_grad():
-            graph(mosaic)
-
-    return run
+    return torch_case(model, size, torch.get_num_threads())
 
 
 def default_pass(model: DeepISP, size: int):
@@ -56,34 +49,23 @@ def default_pass(model: DeepISP, size: int):
 
 
 def onnx_pass(model: DeepISP, size: int):
-    import onnxruntime as ort
-
-    mosaic = torch.rand(1, 1, size, size)
     buf = io.BytesIO()
     torch.onnx.export(
-        TileGraph(model).eval(), (mosaic,), buf, input_names=[TileGraph.MOSAIC], output_names=TileGraph.output_names(model.cfg.mode), dynamo=False
+        TileGraph(model).eval(),
+        (torch.rand(1, 1, size, size),),
+        buf,
+        input_names=[TileGraph.MOSAIC],
+        output_names=TileGraph.output_names(model.cfg.mode),
+        dynamo=False,
     )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-    feed = {TileGraph.MOSAIC: mosaic.numpy()}
-    return lambda: session.run(None, feed)
+    return onnx_case(buf.getvalue(), size, torch.get_num_threads())
 
 
-def shipped_files(preset: ModelConfig) -> list[str]:
-    """Names of the files in deepisp/weights whose network is this preset (any white-balance contract)."""
-    names = []
-    for path in sorted(DEFAULT_CHECKPOINT.parent.glob("*.pt")):
-        cfg = load_model(path)[0].cfg
-        if replace(cfg, white_balance=preset.white_balance) == preset:
-            names.append(path.name)
-    return names
-
-
-def shipped_quality(quality: dict, preset: ModelConfig) -> str:
-    """The quality.json rows measured for the shipped models of this preset ("" if none)."""
+def shipped_quality(quality: dict, preset: ModelConfig, shipped: dict[str, ModelConfig]) -> str:
+    """The quality.json rows of the `shipped` files (name -> config) whose network is this preset, any
+    white-balance contract ("" if none)."""
     rows = []
-    for file in shipped_files(preset):
+    for file in (f for f, cfg in shipped.items() if replace(cfg, white_balance=preset.white_balance) == preset):
         for name, mean in quality.get("full", {}).get("mean", {}).items():
             if f"({file}," in name:
                 rows.append(f"{mean['psnr']:.2f} dB / ΔE {mean['ciede2000']:.2f} ({file})")
@@ -108,10 +90,13 @@ def measure(cfg: ModelConfig, size: int, repeats: int, peak: float) -> dict:
     return row
 
 
-def requality(payload: dict, quality: dict) -> None:
-    """Refill the quality column from quality.json without re-timing (--quality-only)."""
+def fill_quality(payload: dict) -> None:
+    """Set each preset row's quality column from benchmarks/results/quality.json (run benchmarks/quality.py first)."""
+    quality_file = RESULTS / "quality.json"
+    quality = json.loads(quality_file.read_text()) if quality_file.is_file() else {}
+    shipped = {path.name: load_model(path)[0].cfg for path in sorted(DEFAULT_CHECKPOINT.parent.glob("*.pt"))}
     for name, row in payload["presets"].items():
-        row["quality"] = shipped_quality(quality, PRESETS[name])
+        row["quality"] = shipped_quality(quality, PRESETS[name], shipped)
 
 
 def markdown_table(payload: dict) -> str:
@@ -140,25 +125,23 @@ def main() -> int:
     ap.add_argument("--quality-only", action="store_true", help="keep the timings in --out, refresh only the quality column")
     args = ap.parse_args()
     if args.quality_only:
-        quality_file = RESULTS / "quality.json"
         payload = json.loads(args.out.read_text())
-        requality(payload, json.loads(quality_file.read_text()) if quality_file.is_file() else {})
+        fill_quality(payload)
         write(payload, args.out)
         return 0
     threads = torch.get_num_threads()
     peak = machine_peak_gflops(threads)
-    quality_file = RESULTS / "quality.json"
-    quality = json.loads(quality_file.read_text()) if quality_file.is_file() else {}
     presets = {}
     for name in args.presets:
-        presets[name] = {**measure(PRESETS[name], args.size, args.repeats, peak), "quality": shipped_quality(quality, PRESETS[name])}
-        r = presets[name]
+        presets[name] = r = measure(PRESETS[name], args.size, args.repeats, peak)
         print(
             f"{name:<11} {r['kflop_per_pixel']:7.1f} kFLOP/px  "
             + "  ".join(f"{p} {v['ms_per_mp']:6.0f} ms/MP x{v['vs_eager']:.2f} {100 * v['fraction_of_peak']:3.0f}%" for p, v in r["paths"].items()),
             flush=True,
         )
-    write({"meta": {"size": args.size, "threads": threads, "peak_gflops": peak, "torch": torch.__version__}, "presets": presets}, args.out)
+    payload = {"meta": {"size": args.size, "threads": threads, "peak_gflops": peak, "torch": torch.__version__}, "presets": presets}
+    fill_quality(payload)
+    write(payload, args.out)
     return 0
 
 

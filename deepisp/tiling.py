@@ -51,7 +51,8 @@ from deepisp.model import DeepISP, ModelConfig, apply_color_transform
 # low-level stage inside each window runs in row bands (below), so window size no longer costs cache misses.
 DEFAULT_TILE = 1024
 # Pixels per low-level band on the host: the 24-channel activations of a band this size stay in this CPU's
-# cache; one whole 1104x1152 window runs at ~1.9x the time per pixel (measured, benchmarks/process_latency.py).
+# cache; one whole 1104x1152 window ran at ~1.9x the time per pixel of 272x1152 bands (4313 vs 2245 ms/MP,
+# old phone-full, one thread on this project's 2-core CPU).
 BAND_PIXELS = 160_000
 
 

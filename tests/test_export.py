@@ -31,7 +31,9 @@ TINY_FULL = ModelConfig(mode="full", n_ll=3, n_hl=2, width=8, hl_width=8)
 FRAME, TILE = (150, 214), (32, 32)  # neither a multiple of the tile nor of the 16-pixel high-level stride
 
 
-def export(tmp_path, backend: str, variants: list[str], ckpt, s7_root, *extra: str) -> subprocess.CompletedProcess:
+def export(
+    tmp_path, backend: str, variants: list[str], ckpt, s7_root, *extra: str, frame: tuple[int, int] = FRAME, tile: tuple[int, int] = TILE
+) -> subprocess.CompletedProcess:
     """Run export/to_<backend>.py as a user would; data and calibration from the tiny S7 fixture."""
     cmd = [
         sys.executable,
@@ -41,9 +43,9 @@ def export(tmp_path, backend: str, variants: list[str], ckpt, s7_root, *extra: s
         "--quant",
         *variants,
         "--frame",
-        *map(str, FRAME),
+        *map(str, frame),
         "--tile",
-        *map(str, TILE),
+        *map(str, tile),
         "--data",
         str(s7_root),
         "--calib",

@@ -84,39 +84,17 @@ def test_packed_model_exports_exact_fp32_and_delegable_fp16_int8(tmp_path, s7_ro
     model, fp16 runs wholly on the GPU delegate, full-integer int8 passes the NPU check."""
     pytest.importorskip("tensorflow", reason="needs the export extras")
     import json
-    import subprocess
-    import sys
 
     from deepisp.checkpoint import save_checkpoint
     from deepisp.runtime import ExportedModel
-    from tests.conftest import REPO
+    from tests.test_export import export
 
     model = trained_like(PACKED_FULL, seed=4)
     ckpt = tmp_path / "micro.pt"
     save_checkpoint(ckpt, model, PACKED_FULL)
     frame, tile = (166, 230), 64
     for backend, variants in (("tflite", ["fp32", "fp16", "int8"]), ("onnx", ["fp32"])):
-        cmd = [
-            sys.executable,
-            str(REPO / "export" / f"to_{backend}.py"),
-            "--model",
-            str(ckpt),
-            "--quant",
-            *variants,
-            "--frame",
-            *map(str, frame),
-            "--tile",
-            str(tile),
-            "--data",
-            str(s7_root),
-            "--calib",
-            str(s7_root),
-            "--calib-windows",
-            "8",
-            "--out",
-            str(tmp_path / backend),
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+        result = export(tmp_path / backend, backend, variants, ckpt, s7_root, frame=frame, tile=(tile, tile))
         assert result.returncode == 0, result.stdout + result.stderr
     for sidecar in (tmp_path / "tflite" / "deepisp_fp32.json", tmp_path / "onnx" / "deepisp_onnx_fp32.json"):
         exported = ExportedModel(sidecar)

@@ -17,7 +17,7 @@ from deepisp.data import SHARED_DATA, dng
 from deepisp.data.dng import write_dng, write_jpeg
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.raw import RawMosaic, canonicalize, pattern_of, read_raw
+from deepisp.raw import RawMosaic, pattern_of, read_raw
 
 COLORCHART = SHARED_DATA / "raw" / "colorchart.dng"
 
@@ -188,13 +188,8 @@ def test_odd_active_area_phase(tmp_path: Path) -> None:
     np.testing.assert_allclose(raw.to_sensor_frame(raw.mosaic), expected, atol=1e-6)
 
 
-def test_canonicalize_and_to_sensor_frame_validate_shapes() -> None:
-    with pytest.raises(ValueError, match="odd"):
-        canonicalize(np.zeros((4, 5)), "GRBG")
-    out, flip_h, flip_v = canonicalize(np.zeros((4, 5)), "GBRG")  # only rows are flipped: odd width is fine
-    assert out.shape == (4, 5) and (flip_h, flip_v) == (False, True)
-    with pytest.raises(ValueError, match="unknown CFA"):
-        canonicalize(np.zeros((4, 4)), "RGBG")
+def test_to_sensor_frame_validates_shapes() -> None:
+    # canonicalize's own validation is tests/test_cfa.py::test_canonicalize_validates.
     raw = RawMosaic(np.zeros((4, 6), np.float32), "BGGR", True, True, (0.0,) * 4, 1.0, 0, (1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="channel_axis"):
         raw.to_sensor_frame(np.zeros((4, 6, 3)))
