@@ -13,7 +13,8 @@ random values (timing does not depend on content) with the weights of a fresh mo
     measured in the same run (benchmarks.latency.machine_peak_gflops)
     quality: the rows of benchmarks/results/quality.json for the files in deepisp/weights whose network is this
     preset (run benchmarks/quality.py first): Kodak24 PSNR / mean CIEDE2000 for full models, linear PSNR at sigma 0 / 5 / 10 for JDD models.
-Writes benchmarks/results/presets.json and presets.md (the README's table).
+Writes benchmarks/results/presets.json and presets.md (the README's table), and presets_pareto.png: quality
+against kFLOP/pixel, one point per shipped model, the best classical method of quality.json as a line.
 """
 
 from __future__ import annotations
@@ -97,6 +98,52 @@ def fill_quality(payload: dict) -> None:
     shipped = {path.name: load_model(path)[0].cfg for path in sorted(DEFAULT_CHECKPOINT.parent.glob("*.pt"))}
     for name, row in payload["presets"].items():
         row["quality"] = shipped_quality(quality, PRESETS[name], shipped)
+    if quality:
+        pareto_plot(quality, shipped, RESULTS / "presets_pareto.png")
+
+
+def pareto_plot(quality: dict, shipped: dict[str, ModelConfig], path: Path) -> None:
+    """Kodak24 quality against cost: full ISP (PSNR after histogram stretch) and JDD (linear PSNR at sigma 0 and 5),
+    one point per shipped model found in `quality` (quality.json), the best classical row of each panel as a
+    dashed line (classical methods are not costed in FLOPs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def by_file(rows: dict) -> dict[str, dict]:
+        return {file: row for name, row in rows.items() for file in shipped if f"({file}," in name}
+
+    def classical(rows: dict, value) -> tuple[str, float]:
+        return max(((name, value(row)) for name, row in rows.items() if not name.startswith("DeepISP")), key=lambda nv: nv[1])
+
+    panels = []
+    if "full" in quality:
+        panels.append(("full ISP (S7-layout Kodak24)", "PSNR (dB)", quality["full"]["mean"], {"": lambda r: r["psnr"]}))
+    if "jdd" in quality:
+        at_sigma = {f"σ={s}": (lambda r, s=s: r[s]["psnr_linear"]) for s in ("0", "5")}
+        panels.append(("joint denoise + demosaic (Kodak24)", "linear PSNR (dB)", quality["jdd"]["mean"], at_sigma))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (title, ylabel, rows, series) in zip(axes[0], panels):
+        for (label, value), colour in zip(series.items(), ("tab:blue", "tab:orange")):
+            for file, row in by_file(rows).items():
+                x = flops_per_pixel(shipped[file]) / 1e3
+                ax.scatter(x, value(row), color=colour)
+                label_text = f"{file.removeprefix('deepisp_').removesuffix('.pt')} {label}".strip()
+                ax.annotate(label_text, (x, value(row)), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            name, best = classical(rows, value)
+            ax.axhline(best, color=colour, linestyle="--", linewidth=1)
+            where = {"xycoords": ("axes fraction", "data"), "xytext": (4, -11), "textcoords": "offset points"}
+            ax.annotate(f"best classical {label}".strip() + f": {name}", (0, best), **where, fontsize=7, color=colour)
+        ax.set_xscale("log")
+        ax.set_xlabel("kFLOP per pixel (log)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
 
 
 def markdown_table(payload: dict) -> str:
