@@ -1,17 +1,21 @@
 """`deepisp process` wall time and peak memory on real and full-size frames, on the host CPU.
 
-    python benchmarks/process_latency.py [--model CKPT] [--tile 448] [--skip-12mp] [--exported out/export]
+    python benchmarks/process_latency.py [--model CKPT] [--tile 1024] [--skip-12mp] [--exported out/export]
 
 Cases (each in a fresh subprocess, so peak RSS is that run's alone):
     colorchart  ../shared/data/raw/colorchart.dng (real sensor data, 1734x1156)
     12mp        a 3024x4032 DNG (the S7's frame size) written from a Kodak photo by the synthetic pipeline
 Paths per case:
-    default     `deepisp process` as users run it: 448-px tiles, each block's two convs merged into one
-                (deepisp.model.LowLevelStage.infer)
+    default     `deepisp process` as users run it: --tile windows run in row bands, each block's two convs
+                merged into one (deepisp.model.LowLevelStage.infer, deepisp.tiling.low_level_in_bands)
     eager       the host path before it was tuned, the reference: the network's training forward (two convs
                 per block) on whole 448-px-tile windows (no row bands)
     full_frame  the untiled training forward on the whole mosaic (where it fits): what tiling saves
-Every path is reported as a ratio to eager, and as effective GFLOP/s (the model's FLOPs per output pixel x
+Case `colorchart x4`, four files in one `deepisp process` call on the default path:
+    one_at_a_time  decode, network, write, then the next file (the reference for this case)
+    pipelined      deepisp.process.process_files: the next file decoded and the last one written while one
+                   is in the network
+Every path is reported as a ratio to its case's reference, and as effective GFLOP/s (the model's FLOPs per output pixel x
 pixels / wall time, raw decode and image write included, tile overlap counted as waste) against the peak
 fp32 conv throughput this CPU shows in the same run (benchmarks.latency.machine_peak_gflops).
 With --exported, every exported variant there (deepisp_*.json sidecars) also processes each case
@@ -40,6 +44,7 @@ from deepisp.tiling import DEFAULT_TILE
 
 RESULTS = Path(__file__).parent / "results"
 EAGER_TILE = 448  # the host default tile before row bands
+BATCH = 4  # files in the `colorchart x4` case
 
 # Runs in the child: time process_file (tiled) or the full-frame path, report seconds and peak RSS.
 # Peak RSS is VmHWM, which exec resets; getrusage's ru_maxrss would carry over the parent's peak.
@@ -47,11 +52,11 @@ _CHILD = r"""
 import json, sys, time, torch
 from pathlib import Path
 from deepisp.checkpoint import load_model
-from deepisp.process import process_file
+from deepisp.process import process_file, process_files
 from deepisp.raw import read_raw
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_full_frame
-raw_path, out, model_path, tile, mode = sys.argv[1:6]
+raw_path, out, model_path, tile, mode, BATCH = *sys.argv[1:6], int(sys.argv[6])
 model = ExportedModel(model_path) if mode == "exported" else load_model(None if model_path == "default" else model_path)[0]
 if mode == "eager":  # the training forward's two convs per block, whole windows
     import deepisp.tiling
@@ -63,6 +68,13 @@ if mode == "eager":  # the training forward's two convs per block, whole windows
 t0 = time.perf_counter()
 if mode in ("default", "eager", "exported"):
     info = process_file(model, Path(raw_path), Path(out), tile=int(tile), progress=False)
+elif mode in ("one_at_a_time", "pipelined"):
+    jobs = [(Path(raw_path), Path(out).with_name(f"out{i}.jpg")) for i in range(BATCH)]
+    if mode == "pipelined":
+        list(process_files(model, jobs, tile=int(tile), progress=False))
+    else:
+        for raw, o in jobs:
+            process_file(model, raw, o, tile=int(tile), progress=False)
 else:
     mosaic = torch.from_numpy(read_raw(raw_path).mosaic)
     run_full_frame(model, mosaic)
@@ -73,7 +85,7 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_kb / 1024}))
 
 
 def run_case(raw: Path, model: str, tile: int, mode: str, out_dir: Path) -> dict:
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(out_dir / "out.jpg"), model, str(tile), mode], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(out_dir / "out.jpg"), model, str(tile), mode, str(BATCH)], capture_output=True, text=True)
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -124,23 +136,28 @@ def main() -> None:
         peak = machine_peak_gflops(threads)
         print(f"peak fp32 conv/matmul throughput, {threads} threads: {peak:.1f} GFLOP/s")
         flops = flops_per_pixel(load_model(None if args.model == "default" else args.model)[0].cfg)
-        for name, raw in cases.items():
-            pixels = read_raw_size(raw)
-            runs = {"eager": run_case(raw, args.model, EAGER_TILE, "eager", tmp)}
-            runs.update({mode: run_case(raw, args.model, args.tile, mode, tmp) for mode in ("default", "full_frame")})
-            runs.update({p.stem: run_case(raw, str(p), args.tile, "exported", tmp) for p in sidecars})
+        for name, raw in [*cases.items(), (f"colorchart x{BATCH}", cases["colorchart"])]:
+            batch = name.endswith(f" x{BATCH}")
+            pixels = read_raw_size(raw) * (BATCH if batch else 1)
+            if batch:
+                runs = {mode: run_case(raw, args.model, args.tile, mode, tmp) for mode in ("one_at_a_time", "pipelined")}
+            else:
+                runs = {"eager": run_case(raw, args.model, EAGER_TILE, "eager", tmp)}
+                runs.update({mode: run_case(raw, args.model, args.tile, mode, tmp) for mode in ("default", "full_frame")})
+                runs.update({p.stem: run_case(raw, str(p), args.tile, "exported", tmp) for p in sidecars})
+            reference = runs["one_at_a_time" if batch else "eager"]
             for r in runs.values():
                 if "seconds" in r:
-                    r["vs_eager"] = runs["eager"]["seconds"] / r["seconds"] if "seconds" in runs["eager"] else None
+                    r["vs_reference"] = reference["seconds"] / r["seconds"] if "seconds" in reference else None
                     r["fraction_of_peak"] = flops * pixels / r["seconds"] / 1e9 / peak
-            results[name] = {"megapixels": pixels / 1e6, "runs": runs}
+            results[name] = {"megapixels": pixels / 1e6, "reference": "one_at_a_time" if batch else "eager", "runs": runs}
             for run, r in runs.items():
                 if "error" in r:
                     print(f"{name:<11} {run:<20} error: {r['error']}")
                     continue
                 print(
                     f"{name:<11} {run:<20} {r['seconds']:7.2f} s  {r['seconds'] / (pixels / 1e6) * 1000:6.0f} ms/MP  "
-                    f"x{r['vs_eager'] or float('nan'):.2f} vs eager  {100 * r['fraction_of_peak']:3.0f}% of peak  "
+                    f"x{r['vs_reference'] or float('nan'):.2f} vs {results[name]['reference']}  {100 * r['fraction_of_peak']:3.0f}% of peak  "
                     f"peak RSS {r['peak_rss_mb']:6.0f} MB"
                 )
     payload = {
@@ -163,7 +180,7 @@ def markdown_table(payload: dict) -> str:
         f"peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run; model {meta['model']} "
         f"({meta['model_flops_per_pixel'] / 1e3:.1f} kFLOP/pixel).",
         "",
-        "| frame | path | seconds | ms per MP | vs eager | % of peak | peak RSS (MB) |",
+        "| frame | path | seconds | ms per MP | vs reference | % of peak | peak RSS (MB) |",
         "|---|---|---|---|---|---|---|",
     ]
     for case, result in payload["results"].items():
@@ -171,7 +188,7 @@ def markdown_table(payload: dict) -> str:
             if "error" in r:
                 lines.append(f"| {case} | {path} | error: {r['error']} | | | | |")
                 continue
-            vs = f"{r['vs_eager']:.2f}x" if r.get("vs_eager") else "-"
+            vs = f"{r['vs_reference']:.2f}x vs {result['reference']}" if r.get("vs_reference") else "-"
             lines.append(
                 f"| {case} ({result['megapixels']:.1f} MP) | {path} | {r['seconds']:.1f} | "
                 f"{1000 * r['seconds'] / result['megapixels']:.0f} | {vs} | {100 * r['fraction_of_peak']:.0f}% | {r['peak_rss_mb']:.0f} |"

@@ -70,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_process(args: argparse.Namespace) -> None:
     from deepisp.checkpoint import load_model
-    from deepisp.process import check_output_path, process_file
+    from deepisp.process import check_output_path, process_files
 
     if len(args.inputs) > 1 and not (args.output and args.output.is_dir()):
         raise DeepISPError("several inputs need -o to name an existing folder")
@@ -95,11 +95,12 @@ def cmd_process(args: argparse.Namespace) -> None:
             out = args.output
         if out.resolve() in inputs:
             raise DeepISPError(f"output {out} is an input file: deepisp never writes over an input; pass -o with another name")
+        if any(out.resolve() == done.resolve() for _, done in jobs):
+            raise DeepISPError(f"two inputs would both write {out}: rename one of them or process them into different folders")
         check_output_path(out, args.bits)  # fail before any processing
         jobs.append((raw, out))
-    for raw, out in jobs:
-        info = process_file(model, raw, out, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels)
-        print(f"{raw} -> {out} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
+    for info in process_files(model, jobs, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels):
+        print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -215,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "process",
         help="raw file(s) -> finished image",
-        description="Run a raw file (DNG or any Bayer raw LibRaw opens) through DeepISP at full resolution, in exact overlapping tiles.",
+        description="Run a raw file (DNG or any Bayer raw LibRaw opens) through DeepISP at full resolution, in exact overlapping tiles. "
+        "With several files, the next one is decoded and the previous one written while one is in the network.",
     )
     p.add_argument("inputs", type=Path, nargs="+", help="raw file(s)")
     p.add_argument("-o", "--output", type=Path, default=None, help="output file (.jpg/.png/.tif) or folder (default: input name with .jpg)")

@@ -7,12 +7,17 @@ orientation -> clamp to [0,1] -> write JPEG (8-bit), PNG (8 or 16-bit) or TIFF (
 Full-ISP models output sRGB-encoded images; JDD models output linear sensor RGB, which gets the sRGB
 curve so it displays sensibly (no white balance or colour matrix: that is the full model's job).
 Outputs are written to a temp file and renamed, so a failure never leaves a partial image.
+Several files (`process_files`) run as a three-stage pipeline: the next file is decoded and the previous
+one encoded while the current one is in the network (LibRaw, torch, ONNX Runtime, TFLite and the image
+encoders release the GIL), with results, and any error, reported in input order.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,7 @@ from deepisp.color import linear_to_srgb
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP
 from deepisp.pngio import write_png
-from deepisp.raw import MAX_MEGAPIXELS, read_raw
+from deepisp.raw import MAX_MEGAPIXELS, RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import DEFAULT_TILE, run_tiled
 from deepisp.white_balance import balance
@@ -71,22 +76,22 @@ def save_image(img: np.ndarray, path: Path, bits: int) -> None:
         raise DeepISPError(f"cannot write {path}: {e.strerror or e}; free some space or choose another -o") from None
 
 
-def render(
-    model: DeepISP | ExportedModel,
-    raw_path: Path,
-    tile: int = DEFAULT_TILE,
-    progress: bool = False,
-    white_balance: str = "camera",
-    max_megapixels: float = MAX_MEGAPIXELS,
-) -> np.ndarray:
-    """A raw file through the model (PyTorch, or exported graphs with their own tile plan): [H,W,3] float
-    in [0,1], display orientation, display-referred. `white_balance`: "camera" balances a full model's
-    input with the file's as-shot white balance (deepisp.white_balance), "off" feeds the raw as is."""
+def decode(
+    model: DeepISP | ExportedModel, raw_path: Path, white_balance: str = "camera", max_megapixels: float = MAX_MEGAPIXELS
+) -> tuple[RawMosaic, torch.Tensor]:
+    """Read a raw file and prepare the model's input: the RawMosaic (for its orientation) and the [H,W]
+    float mosaic in [0,1], canonical RGGB, balanced with the file's as-shot white balance when
+    `white_balance` is "camera" and the model is a full ISP ("off" feeds the raw as is)."""
     if white_balance not in WHITE_BALANCE_MODES:
         raise DeepISPError(f"unknown white balance mode {white_balance!r}: use one of {', '.join(WHITE_BALANCE_MODES)}")
     raw = read_raw(raw_path, max_megapixels)
     balanced = white_balance == "camera" and model.cfg.mode == "full"
-    mosaic = torch.from_numpy(balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic)
+    return raw, torch.from_numpy(balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic)
+
+
+def infer(model: DeepISP | ExportedModel, raw: RawMosaic, mosaic: torch.Tensor, tile: int = DEFAULT_TILE, progress: bool = False) -> np.ndarray:
+    """A decoded mosaic through the model (PyTorch, or exported graphs with their own tile plan): [H,W,3]
+    float in [0,1], display orientation, display-referred."""
     if isinstance(model, ExportedModel):
         out = model.run(mosaic, progress=progress)
     else:
@@ -95,6 +100,61 @@ def render(
         out = linear_to_srgb(out)
     img = out.clamp(0, 1).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(raw.to_display(img))
+
+
+def render(
+    model: DeepISP | ExportedModel,
+    raw_path: Path,
+    tile: int = DEFAULT_TILE,
+    progress: bool = False,
+    white_balance: str = "camera",
+    max_megapixels: float = MAX_MEGAPIXELS,
+) -> np.ndarray:
+    """One raw file through the model: decode, then infer."""
+    return infer(model, *decode(model, raw_path, white_balance, max_megapixels), tile=tile, progress=progress)
+
+
+def process_files(
+    model: DeepISP | ExportedModel,
+    jobs: Sequence[tuple[Path, Path]],
+    tile: int = DEFAULT_TILE,
+    bits: int | None = None,
+    progress: bool = True,
+    white_balance: str = "camera",
+    max_megapixels: float = MAX_MEGAPIXELS,
+) -> Iterator[dict]:
+    """Process (raw, output) pairs, decoding file i+1 and encoding file i-1 while file i is in the network.
+    Yields one record per file once its output is written, in input order: input, output, height, width,
+    bits, seconds (decode-wait + inference for that file). The first error (bad raw, failed write) is raised
+    when its file's turn comes, after every earlier file is written; later files are not written."""
+    bits_of = [check_output_path(out, bits) for _, out in jobs]  # fail before any processing
+
+    def report(written: tuple[Future, dict] | None) -> Iterator[dict]:
+        if written is not None:
+            written[0].result()
+            yield written[1]
+
+    with ThreadPoolExecutor(1, thread_name_prefix="decode") as reader, ThreadPoolExecutor(1, thread_name_prefix="encode") as writer:
+        pending = reader.submit(decode, model, jobs[0][0], white_balance, max_megapixels) if jobs else None
+        written = None
+        try:
+            for i, (raw_path, out_path) in enumerate(jobs):
+                t0 = time.perf_counter()
+                try:
+                    raw, mosaic = pending.result()
+                    pending = reader.submit(decode, model, jobs[i + 1][0], white_balance, max_megapixels) if i + 1 < len(jobs) else None
+                    img = infer(model, raw, mosaic, tile=tile, progress=progress)
+                except BaseException:
+                    yield from report(written)  # the file before the failing one is still written and reported
+                    raise
+                record = {"input": str(raw_path), "output": str(out_path), "height": img.shape[0], "width": img.shape[1], "bits": bits_of[i]}
+                record["seconds"] = time.perf_counter() - t0
+                yield from report(written)
+                written = (writer.submit(save_image, img, out_path, bits_of[i]), record)
+            yield from report(written)
+        finally:
+            if pending is not None:
+                pending.cancel()
 
 
 def process_file(
@@ -108,9 +168,5 @@ def process_file(
     max_megapixels: float = MAX_MEGAPIXELS,
 ) -> dict:
     """Process one raw file; returns timings and sizes for the caller to report."""
-    bits = check_output_path(out_path, bits)
-    t0 = time.perf_counter()
-    img = render(model, raw_path, tile=tile, progress=progress, white_balance=white_balance, max_megapixels=max_megapixels)
-    t1 = time.perf_counter()
-    save_image(img, out_path, bits)
-    return {"input": str(raw_path), "output": str(out_path), "height": img.shape[0], "width": img.shape[1], "seconds": t1 - t0, "bits": bits}
+    (record,) = process_files(model, [(raw_path, out_path)], tile, bits, progress, white_balance, max_megapixels)
+    return record

@@ -86,6 +86,42 @@ def test_process_bad_output_and_model(tiny_ckpt, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_process_several_files_pipelined_in_order(tiny_ckpt, tmp_path, capsys):
+    """Decode/encode overlap changes nothing: each output equals the one-file run, lines come in input order;
+    a bad file in the middle stops the run after the file before it is written and reported."""
+    dng = shared_data("raw", "colorchart.dng")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b", "c"):
+        (inputs / f"{name}.dng").write_bytes(dng.read_bytes())
+    single, batch = tmp_path / "single.png", tmp_path / "batch"
+    batch.mkdir()
+    assert main(["process", str(dng), "-o", str(single), "--model", str(tiny_ckpt)]) == 0
+    capsys.readouterr()
+    assert main(["process", *(str(inputs / f"{n}.dng") for n in "abc"), "-o", str(batch), "--model", str(tiny_ckpt)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(" -> ")[0] for line in lines] == [str(inputs / f"{n}.dng") for n in "abc"]
+    import cv2
+
+    reference = cv2.imread(str(single))
+    for n in "abc":  # JPEG by default in a folder: compare to a JPEG of the same image
+        assert np.abs(cv2.imread(str(batch / f"{n}.jpg")).astype(int) - reference.astype(int)).mean() < 1.5
+
+    (inputs / "b.dng").write_bytes(b"\x00garbage" * 100)
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    assert main(["process", *(str(inputs / f"{n}.dng") for n in "abc"), "-o", str(failed), "--model", str(tiny_ckpt)]) == 2
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[0].startswith(str(inputs / "a.dng")) and err.splitlines()[-1].startswith("error: ")
+    assert sorted(p.name for p in failed.iterdir()) == ["a.jpg"]
+
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    (twins / "a.dng").write_bytes(dng.read_bytes())
+    assert main(["process", str(inputs / "a.dng"), str(twins / "a.dng"), "-o", str(failed), "--model", str(tiny_ckpt)]) == 2
+    assert "both write" in one_line_error(capsys)
+
+
 def test_eval_writes_metrics_and_figures(s7_root, tiny_ckpt, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["eval", "--data", str(s7_root), "--model", str(tiny_ckpt), "--split", "all", "--out", str(out), "--figures", "2", "--tile", "64"]) == 0
