@@ -156,6 +156,8 @@ def test_metadata_round_trip_and_sidecar(tflite_export_dir, onnx_export_dir):
     proto = onnx.load(str(onnx_export_dir / "deepisp_tile_fp32.onnx"))
     meta = ExportMetadata.from_json(json.loads({p.key: p.value for p in proto.metadata_props}["deepisp"]), "onnx tile graph")
     assert meta.layout == "NCHW" and meta.plan["rows"] == embedded.plan["rows"]
+    blob = (onnx_export_dir / "deepisp_tile_fp32.onnx").read_bytes()  # no exporting checkout's paths in the file
+    assert b"stack_trace" not in blob and str(REPO).encode() not in blob and len(proto.graph.node) > 10
 
 
 def test_delegate_verdicts(tflite_export_dir):

@@ -3,6 +3,9 @@
 torch.onnx's dynamo exporter (opset 18) with H and W of the tile graph symbolic (even sizes: the
 demosaic is a stride-2 conv + DepthToSpace), so ONNX Runtime runs any window shape of the plan.
 Reflection padding exports as Pad(mode="reflect"), which ONNX Runtime implements on CPU.
+torch's per-node source locations (metadata `pkg.torch.onnx.stack_trace`: file paths and line numbers of
+the exporting checkout) are dropped, so the same model gives the same bytes from any checkout and the file
+does not carry the exporting machine's paths.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from deepisp.export.pipeline import BuiltVariant
 from deepisp.model import DeepISP
 
 VARIANTS = ("fp32",)
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
 
 
 def _export(module: torch.nn.Module, args: tuple, input_names: list[str], output_names: list[str], dynamic_shapes: dict) -> bytes:
@@ -25,7 +29,13 @@ def _export(module: torch.nn.Module, args: tuple, input_names: list[str], output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, args, input_names=input_names, output_names=output_names, dynamic_shapes=dynamic_shapes, dynamo=True, verbose=False)
-    return program.model_proto.SerializeToString()
+    proto = program.model_proto
+    for node in [*proto.graph.node, *(n for f in proto.functions for n in f.node)]:
+        kept = [(p.key, p.value) for p in node.metadata_props if p.key != STACK_TRACE]
+        del node.metadata_props[:]
+        for key, value in kept:
+            node.metadata_props.add(key=key, value=value)
+    return proto.SerializeToString()
 
 
 def build(model: DeepISP, window: tuple[int, int], variant: str = "fp32") -> BuiltVariant:

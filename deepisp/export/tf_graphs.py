@@ -15,6 +15,12 @@ their working image, so the demosaic's DEPTH_TO_SPACE moves to the end of the ti
 orders channels c*4 + dy*2 + dx instead, so the image channels of their convs' weights are permuted. The FC that gives W is split into two FCs whose rows are
 permuted so they produce the 1x1-conv filter [1,1,9,3] of the quadratic monomials and the 3 offsets
 directly (W's column "1"), so pass 2 is SPLIT, MUL, CONCATENATION, CONV_2D and ADD with no slicing.
+
+The running image is never concatenated with the features: each conv that reads both (every block after the
+first, the first high-level conv) is written as a conv over the features plus a conv over the image (the
+same weights, split by input channel, the same MACs). TFLite's quantizer gives a CONCATENATION's inputs one
+shared scale, so a concatenated image would be rounded at the ReLU features' step (~0.01-0.02, up to 5x the
+image's own range / 256) at every block; split, the image keeps its own scale and int8 loses far less.
 """
 
 from __future__ import annotations
@@ -42,16 +48,31 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32)
 
 
-def _conv(x: tf.Tensor, conv: nn.Conv2d, stride: int = 1, inputs: list[int] | None = None, outputs: list[int] | None = None) -> tf.Tensor:
+def _conv(x: tf.Tensor, conv: nn.Conv2d, stride: int = 1, inputs: list[int] | None = None, outputs: list[int] | None = None, bias: bool = True) -> tf.Tensor:
     """A PyTorch Conv2d (padding 0) on NHWC input; the caller pads. `inputs`/`outputs`: the PyTorch channel
-    behind each TF input/output channel, where the orders differ (packed images)."""
-    weight, bias = conv.weight, conv.bias
+    behind each TF input/output channel, where the orders differ (packed images) or where x holds only some
+    of the conv's input channels; `bias=False` leaves the bias out (the other part of a split conv adds it)."""
+    weight, b = conv.weight, conv.bias
     if inputs is not None:
         weight = weight[:, inputs]
     if outputs is not None:
-        weight, bias = weight[outputs], bias[outputs]
-    kernel = tf.constant(_np(weight.permute(2, 3, 1, 0)))
-    return tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=stride, padding="VALID"), tf.constant(_np(bias)))
+        weight, b = weight[outputs], b[outputs]
+    y = tf.nn.conv2d(x, tf.constant(_np(weight.permute(2, 3, 1, 0))), strides=stride, padding="VALID")
+    return tf.nn.bias_add(y, tf.constant(_np(b))) if bias else y
+
+
+def _conv_features_and_image(
+    features: tf.Tensor | None, image: tf.Tensor, conv: nn.Conv2d, image_order: list[int] | None, stride: int = 1, outputs: list[int] | None = None
+) -> tf.Tensor:
+    """The conv over PyTorch's block input [features, image] (both already reflect-padded), as a conv over the
+    features plus a conv over the image (module docstring: no shared quantization scale). `features` None:
+    the image is the whole input (the first block). `image_order`: the PyTorch image channel of each TF one."""
+    n_features = 0 if features is None else features.shape[-1]
+    image_inputs = [n_features + c for c in (image_order or range(image.shape[-1]))]
+    on_image = _conv(image, conv, stride, inputs=image_inputs, outputs=outputs, bias=features is None)
+    if features is None:
+        return on_image
+    return _conv(features, conv, stride, inputs=list(range(n_features)), outputs=outputs) + on_image
 
 
 def _reflect(x: tf.Tensor) -> tf.Tensor:
@@ -86,24 +107,26 @@ def tile_forward(model: DeepISP, mosaic: tf.Tensor) -> dict[str, tf.Tensor]:
     """Pass 1, mirroring `deepisp.export.graphs.TileGraph` op for op."""
     cfg = model.cfg
     image = demosaic(mosaic, packed=cfg.packed)
-    # PyTorch channel behind each TF channel of the image and of a block input (features, then image).
-    image_order = _TORCH_OF_TF if cfg.packed else None
-    block_order = list(range(cfg.n_features)) + [cfg.n_features + c for c in _TORCH_OF_TF] if cfg.packed else None
-    x = image
-    for k, block in enumerate(model.low_level.blocks):
-        padded = _reflect(x)  # both convs read the whole padded block input (features and image)
-        inputs = image_order if k == 0 else block_order
-        residual = tf.tanh(_conv(padded, block.conv_residual, inputs=inputs, outputs=image_order))
+    image_order = _TORCH_OF_TF if cfg.packed else None  # PyTorch channel behind each TF image channel
+    features = None
+    for block in model.low_level.blocks:
+        padded = (None if features is None else _reflect(features), _reflect(image))  # the block's input
+        residual = tf.tanh(_conv_features_and_image(*padded, block.conv_residual, image_order, outputs=image_order))
         if block.residual_scale is not None:
             residual = residual * tf.constant(_np(block.residual_scale))
-        image = image + residual
         if block.conv_features is not None:
-            x = tf.concat([tf.nn.relu(_conv(padded, block.conv_features, inputs=inputs)), image], axis=-1)
+            features = tf.nn.relu(_conv_features_and_image(*padded, block.conv_features, image_order))
+        image = image + residual
     out = {TileGraph.IMAGE: tf.nn.depth_to_space(image, 2) if cfg.packed else image}
     if cfg.mode == "jdd":
         return out
+    x = None
     for k, conv in enumerate(model.high_level.layers[1::4]):
-        x = tf.nn.max_pool2d(tf.nn.relu(_conv(_reflect(x), conv, stride=2, inputs=block_order if k == 0 else None)), 2, 2, "VALID")
+        if k == 0:  # reads the last block's output [features, image]
+            x = tf.nn.relu(_conv_features_and_image(_reflect(features), _reflect(image), conv, image_order, stride=2))
+        else:
+            x = tf.nn.relu(_conv(_reflect(x), conv, stride=2))
+        x = tf.nn.max_pool2d(x, 2, 2, "VALID")
     return {**out, TileGraph.CELLS: x}
 
 
