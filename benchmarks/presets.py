@@ -121,7 +121,7 @@ def pareto_plot(quality: dict, shipped: dict[str, ModelConfig], path: Path) -> N
     if "full" in quality:
         panels.append(("full ISP (S7-layout Kodak24)", "PSNR (dB)", quality["full"]["mean"], {"": lambda r: r["psnr"]}))
     if "jdd" in quality:
-        at_sigma = {f"σ={s}": (lambda r, s=s: r[s]["psnr_linear"]) for s in ("0", "5")}
+        at_sigma = {f"σ={s}": (lambda r, s=s: r[s]["psnr_linear"]) for s in ("0", "5") if s in next(iter(quality["jdd"]["mean"].values()))}
         panels.append(("joint denoise + demosaic (Kodak24)", "linear PSNR (dB)", quality["jdd"]["mean"], at_sigma))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (title, ylabel, rows, series) in zip(axes[0], panels):

@@ -18,7 +18,7 @@ from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig
 
 FORMAT = 1
-DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_phone_full.pt"
+DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_micro_full.pt"
 DEFAULT_JDD_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_phone_jdd.pt"
 
 

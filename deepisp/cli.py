@@ -24,7 +24,7 @@ from deepisp.tiling import DEFAULT_TILE
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_phone_full.pt)")
+    p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_micro_full.pt)")
     p.add_argument(
         "--tile", type=int, default=DEFAULT_TILE, help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})"
     )
@@ -85,7 +85,7 @@ def cmd_process(args: argparse.Namespace) -> None:
         if model.backend != args.backend:
             raise DeepISPError(f"{args.model} is a {model.backend} export, not {args.backend}: pass --backend {model.backend}")
     inputs = {raw.resolve() for raw in args.inputs}
-    jobs = []
+    jobs, outputs = [], set()
     for raw in args.inputs:
         if args.output is None:
             out = raw.with_suffix(".jpg")
@@ -95,10 +95,11 @@ def cmd_process(args: argparse.Namespace) -> None:
             out = args.output
         if out.resolve() in inputs:
             raise DeepISPError(f"output {out} is an input file: deepisp never writes over an input; pass -o with another name")
-        if any(out.resolve() == done.resolve() for _, done in jobs):
+        if out.resolve() in outputs:
             raise DeepISPError(f"two inputs would both write {out}: rename one of them or process them into different folders")
         check_output_path(out, args.bits)  # fail before any processing
         jobs.append((raw, out))
+        outputs.add(out.resolve())
     for info in process_files(model, jobs, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels):
         print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
 

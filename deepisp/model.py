@@ -31,7 +31,8 @@ concat(features_n_ll, I_n_ll), a global mean, then one FC layer giving W in R^{3
 the 10 monomials of triu([r,g,b,1]^T [r,g,b,1]) in MONOMIAL_ORDER.
 
 The network has a TensorFlow twin for TFLite export (deepisp/export/tf_graphs.py: cleaner phone graphs than
-the converters give). It re-expresses the modules below op for op and refuses any layer type it does not
+the converters give). It re-expresses the modules below layer for layer (no concatenation: convs over [features, image] are
+split in two, so int8 gives the image its own scale) and refuses any layer type it does not
 know; tests/test_export.py::test_tf_graph_equals_torch_window (and tests/test_micro.py for packed models)
 keep the two equal. A change to a block's ops here must be made there too.
 """

@@ -102,18 +102,6 @@ def infer(model: DeepISP | ExportedModel, raw: RawMosaic, mosaic: torch.Tensor, 
     return np.ascontiguousarray(raw.to_display(img))
 
 
-def render(
-    model: DeepISP | ExportedModel,
-    raw_path: Path,
-    tile: int = DEFAULT_TILE,
-    progress: bool = False,
-    white_balance: str = "camera",
-    max_megapixels: float = MAX_MEGAPIXELS,
-) -> np.ndarray:
-    """One raw file through the model: decode, then infer."""
-    return infer(model, *decode(model, raw_path, white_balance, max_megapixels), tile=tile, progress=progress)
-
-
 def process_files(
     model: DeepISP | ExportedModel,
     jobs: Sequence[tuple[Path, Path]],

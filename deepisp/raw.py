@@ -44,7 +44,7 @@ class RawMosaic:
         orientation: rawpy `sizes.flip` (LibRaw bits: 4 transpose, 2 flip rows, 1 flip columns; in practice
             0 none, 3 rot180, 5 rot90 CCW, 6 rot90 CW), the turn that takes the sensor frame to display.
         camera_wb: as-shot white-balance multipliers (R, G, B) normalised to G = 1; (1, 1, 1) when the file
-            has none. Informational: nothing in deepisp applies it.
+            has none. `deepisp process` balances full models' input with it (deepisp.white_balance).
     """
 
     mosaic: np.ndarray

@@ -14,8 +14,9 @@ pytest.importorskip("tensorflow", reason="the accuracy gate needs the export ext
 from tests.conftest import REPO, shared_data  # noqa: E402
 
 BASELINES = REPO / "benchmarks" / "baselines.json"
-# The gate's fixed configuration; benchmarks/baselines.json was measured with exactly this.
-VARIANTS = ["fp32", "fp16", "int8-mixed", "int8"]
+# The gate's fixed configuration; benchmarks/baselines.json was measured with exactly this. int8-mixed is
+# not among them: the exporter refuses it for the shipped micro-full model (below its 33 dB floor).
+VARIANTS = ["fp32", "fp16", "int8"]
 EXPORT_ARGS = ["--calib-windows", "16", "--eval-images", "2"]
 
 
@@ -49,7 +50,7 @@ def test_gate_passes_on_the_shipped_model(gate_export, tmp_path):
     results = json.loads((tmp_path / "accuracy.json").read_text())
     assert set(results["variants"]) == set(json.loads(BASELINES.read_text())["variants"])
     assert (tmp_path / "accuracy.jpg").is_file()
-    assert {line.split("|")[1].strip() for line in (tmp_path / "accuracy.md").read_text().splitlines() if line.startswith("| int")} == {"int8", "int8-mixed"}
+    assert {line.split("|")[1].strip() for line in (tmp_path / "accuracy.md").read_text().splitlines() if line.startswith("| int")} == {"int8"}
 
 
 def test_gate_fails_on_a_deliberately_bad_variant(gate_export, tmp_path):

@@ -65,7 +65,8 @@ def test_checkpoint_carrying_code_is_refused_and_the_code_never_runs(dng, tmp_pa
 def test_non_finite_weight_is_refused(dng, tmp_path):
     state = torch.load(DEFAULT_CHECKPOINT, weights_only=True)
     key = next(k for k in state["model"] if k.endswith("weight"))
-    state["model"][key].view(-1)[0] = float("nan")
+    weight = state["model"][key]
+    weight[(0,) * weight.dim()] = float("nan")  # index, not view(-1): channels-last trained weights are not contiguous
     torch.save(state, tmp_path / "nan.pt")
     assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.png", "--model", tmp_path / "nan.pt"), "non-finite")
     assert not (tmp_path / "out.png").exists()

@@ -34,7 +34,7 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
         "accuracy, delegate verdicts) and an error heat map PNG. Run one with `deepisp process RAW --backend "
         f"{backend} --model OUT/<sidecar>.json`.",
     )
-    p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped phone-full model)")
+    p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_micro_full.pt)")
     p.add_argument(
         "--quant", nargs="+", default=["fp32"], choices=[*variants, "all"], metavar="Q", help=f"variant(s): {', '.join(variants)}, or all (default fp32)"
     )

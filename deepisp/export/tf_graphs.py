@@ -91,7 +91,8 @@ def demosaic(mosaic: tf.Tensor, packed: bool = False) -> tf.Tensor:
 def check_translatable(model: DeepISP) -> None:
     """Refuse a model with a layer this twin does not re-express (it would silently drop it otherwise).
 
-    The twin mirrors deepisp.model op for op; tests/test_export.py::test_tf_graph_equals_torch_window keeps
+    The twin mirrors deepisp.model layer for layer (convs that read [features, image] split in two, see the
+    module doc); tests/test_export.py::test_tf_graph_equals_torch_window keeps
     them equal. A new layer type in the model must be added here too."""
     unknown = sorted({type(m).__name__ for m in model.modules() if type(m) not in _KNOWN})
     if model.cfg.mode == "full":
@@ -104,7 +105,7 @@ def check_translatable(model: DeepISP) -> None:
 
 
 def tile_forward(model: DeepISP, mosaic: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Pass 1, mirroring `deepisp.export.graphs.TileGraph` op for op."""
+    """Pass 1, the same function as `deepisp.export.graphs.TileGraph` (the concatenations written as split convs)."""
     cfg = model.cfg
     image = demosaic(mosaic, packed=cfg.packed)
     image_order = _TORCH_OF_TF if cfg.packed else None  # PyTorch channel behind each TF image channel
