@@ -70,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_process(args: argparse.Namespace) -> None:
     from deepisp.checkpoint import load_model
-    from deepisp.process import check_output_path, process_files
+    from deepisp.process import process_files
 
     if len(args.inputs) > 1 and not (args.output and args.output.is_dir()):
         raise DeepISPError("several inputs need -o to name an existing folder")
@@ -84,8 +84,7 @@ def cmd_process(args: argparse.Namespace) -> None:
         model = ExportedModel(args.model, threads=args.threads)
         if model.backend != args.backend:
             raise DeepISPError(f"{args.model} is a {model.backend} export, not {args.backend}: pass --backend {model.backend}")
-    inputs = {raw.resolve() for raw in args.inputs}
-    jobs, outputs = [], set()
+    jobs = []
     for raw in args.inputs:
         if args.output is None:
             out = raw.with_suffix(".jpg")
@@ -93,13 +92,7 @@ def cmd_process(args: argparse.Namespace) -> None:
             out = args.output / (raw.stem + ".jpg")
         else:
             out = args.output
-        if out.resolve() in inputs:
-            raise DeepISPError(f"output {out} is an input file: deepisp never writes over an input; pass -o with another name")
-        if out.resolve() in outputs:
-            raise DeepISPError(f"two inputs would both write {out}: rename one of them or process them into different folders")
-        check_output_path(out, args.bits)  # fail before any processing
         jobs.append((raw, out))
-        outputs.add(out.resolve())
     for info in process_files(model, jobs, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels):
         print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
 

@@ -114,8 +114,16 @@ def process_files(
     """Process (raw, output) pairs, decoding file i+1 and encoding file i-1 while file i is in the network.
     Yields one record per file once its output is written, in input order: input, output, height, width,
     bits, seconds (decode-wait + inference for that file). The first error (bad raw, failed write) is raised
-    when its file's turn comes, after every earlier file is written; later files are not written."""
-    bits_of = [check_output_path(out, bits) for _, out in jobs]  # fail before any processing
+    when its file's turn comes, after every earlier file is written; later files are not written. Outputs
+    that would overwrite an input or each other, and unwritable ones, are refused before any processing."""
+    inputs, outputs = {raw.resolve() for raw, _ in jobs}, set()
+    for _, out in jobs:
+        if out.resolve() in inputs:
+            raise DeepISPError(f"output {out} is an input file: deepisp never writes over an input; pass -o with another name")
+        if out.resolve() in outputs:
+            raise DeepISPError(f"two inputs would both write {out}: rename one of them or process them into different folders")
+        outputs.add(out.resolve())
+    bits_of = [check_output_path(out, bits) for _, out in jobs]
 
     def report(written: tuple[Future, dict] | None) -> Iterator[dict]:
         if written is not None:
