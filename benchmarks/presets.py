@@ -62,18 +62,24 @@ def onnx_pass(model: DeepISP, size: int):
     return onnx_case(buf.getvalue(), size, torch.get_num_threads())
 
 
+def rows_by_file(rows: dict, files) -> dict[str, dict]:
+    """quality.json mean rows ({label: row}, labels "DeepISP <preset> (<file>, <n> steps)") keyed by the file of
+    `files` each label names; classical rows and files without a row are left out."""
+    return {file: row for name, row in rows.items() for file in files if f"({file}," in name}
+
+
 def shipped_quality(quality: dict, preset: ModelConfig, shipped: dict[str, ModelConfig]) -> str:
     """The quality.json rows of the `shipped` files (name -> config) whose network is this preset, any
     white-balance contract ("" if none)."""
+    full = rows_by_file(quality.get("full", {}).get("mean", {}), shipped)
+    jdd = rows_by_file(quality.get("jdd", {}).get("mean", {}), shipped)
     rows = []
     for file in (f for f, cfg in shipped.items() if replace(cfg, white_balance=preset.white_balance) == preset):
-        for name, mean in quality.get("full", {}).get("mean", {}).items():
-            if f"({file}," in name:
-                rows.append(f"{mean['psnr']:.2f} dB / ΔE {mean['ciede2000']:.2f} ({file})")
-        for name, by_sigma in quality.get("jdd", {}).get("mean", {}).items():
-            if f"({file}," in name:
-                sigmas = [s for s in ("0", "5", "10") if s in by_sigma]
-                rows.append(" / ".join(f"{by_sigma[s]['psnr_linear']:.2f}" for s in sigmas) + f" dB at σ {'/'.join(sigmas)} ({file})")
+        if file in full:
+            rows.append(f"{full[file]['psnr']:.2f} dB / ΔE {full[file]['ciede2000']:.2f} ({file})")
+        if file in jdd:
+            sigmas = [s for s in ("0", "5", "10") if s in jdd[file]]
+            rows.append(" / ".join(f"{jdd[file][s]['psnr_linear']:.2f}" for s in sigmas) + f" dB at σ {'/'.join(sigmas)} ({file})")
     return "; ".join(rows)
 
 
@@ -111,9 +117,6 @@ def pareto_plot(quality: dict, shipped: dict[str, ModelConfig], path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def by_file(rows: dict) -> dict[str, dict]:
-        return {file: row for name, row in rows.items() for file in shipped if f"({file}," in name}
-
     def classical(rows: dict, value) -> tuple[str, float]:
         return max(((name, value(row)) for name, row in rows.items() if not name.startswith("DeepISP")), key=lambda nv: nv[1])
 
@@ -126,7 +129,7 @@ def pareto_plot(quality: dict, shipped: dict[str, ModelConfig], path: Path) -> N
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (title, ylabel, rows, series) in zip(axes[0], panels):
         for (label, value), colour in zip(series.items(), ("tab:blue", "tab:orange")):
-            for file, row in by_file(rows).items():
+            for file, row in rows_by_file(rows, shipped).items():
                 x = flops_per_pixel(shipped[file]) / 1e3
                 ax.scatter(x, value(row), color=colour)
                 label_text = f"{file.removeprefix('deepisp_').removesuffix('.pt')} {label}".strip()
