@@ -45,6 +45,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from deepisp.train import TrainConfig, train
 
     names = {f.name for f in fields(TrainConfig)}
+    if args.resume and args.steps is None:
+        args.steps = 0  # keep the run's own length
     tc = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     path = train(tc, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {path}")
@@ -157,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="model size, see `deepisp presets` (default phone-full)")
     p.add_argument("--pair", choices=["low_light", "mimic"], help="S7 pair: short raw -> medium JPEG (default) or medium -> medium")
     p.add_argument("--msr-camera", dest="msr_camera", choices=["panasonic", "canon"])
-    p.add_argument("--steps", type=int, help="total optimizer steps (default 2000); with --resume, the new total")
+    p.add_argument("--steps", type=int, help="total optimizer steps (default 2000); with --resume, a new total (default: the run's own)")
     p.add_argument("--batch", type=int, help="crops per step (default 4)")
     p.add_argument("--crop", type=int, help="crop side in pixels (default 128)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 5e-5, the paper's)")

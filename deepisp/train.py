@@ -48,7 +48,7 @@ class TrainConfig:
     preset: str = "phone-full"
     pair: str = "low_light"  # S7 pair: "low_light" or "mimic"
     msr_camera: str = "panasonic"
-    steps: int = 2000
+    steps: int = 2000  # with resume=True, 0 keeps the checkpoint's own total
     batch: int = 4
     crop: int = 128
     lr: float = 5e-5  # paper, with betas (0.9, 0.999), eps 1e-8
@@ -230,10 +230,12 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         if not ckpt_path.exists():
             raise DeepISPError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
         state = load_checkpoint(ckpt_path)
-        # The run's identity (preset, seed, ...) comes from the checkpoint; the length may change, and so may
-        # where the data lives (--data/--val-data/--photos given again: the run was moved or the data was).
+        # The run's identity (preset, seed, ...) comes from the checkpoint; the length may change (steps > 0;
+        # 0 keeps the run's own), and so may where the data lives (--data/--val-data/--photos given again: the
+        # run was moved or the data was).
+        stored = TrainConfig(**state["train_config"])
         moved = {k: getattr(tc, k) for k in ("data", "val_data", "photos") if getattr(tc, k)}
-        tc = replace(TrainConfig(**state["train_config"]), steps=tc.steps, out=tc.out, **moved)
+        tc = replace(stored, steps=tc.steps or stored.steps, out=tc.out, **moved)
         cfg = ModelConfig(**state["model_config"])
     else:
         if model_config is None and tc.preset not in PRESETS:

@@ -241,3 +241,6 @@ def test_resume_after_the_data_moved(s7_root, tmp_path):
     assert result.returncode == 0, result.stderr
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["step"] == 4 and state["train_config"]["data"] == str(moved)
+    # Without --steps the run keeps its stored total (4): nothing more to train.
+    assert deepisp("train", "--out", str(tmp_path / "run"), "--resume", "--quiet", cwd=tmp_path / "elsewhere").returncode == 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 4

@@ -44,6 +44,20 @@ def test_resume_gives_identical_weights(s7_root, tmp_path):
     assert all(torch.equal(ea[i]["exp_avg_sq"], eb[i]["exp_avg_sq"]) for i in ea)
 
 
+def test_resume_keeps_the_runs_own_length(s7_root, tmp_path):
+    """steps=0 on resume (the CLI's `--resume` without `--steps`) runs to the total the run was started with."""
+    straight = TrainConfig(data=str(s7_root), out=str(tmp_path / "a"), steps=6, **BASE)
+    run(straight)
+    run(replace(straight, out=str(tmp_path / "b"), steps=3))
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    state["train_config"]["steps"] = 6  # what a 6-step run stopped at step 3 stores
+    torch.save(state, tmp_path / "b" / "last.pt")
+    run(replace(straight, out=str(tmp_path / "b"), steps=0), resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert b["step"] == 6 and b["train_config"]["steps"] == 6
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
 def test_w_is_initialised_from_averaged_affine_fits(s7_root, tmp_path):
     from deepisp.data.s7 import S7Dataset
     from deepisp.model import fit_affine
