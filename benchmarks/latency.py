@@ -7,8 +7,10 @@ same model: pass 1 (the tile graph: demosaic + low-level + high-level stage) on 
 window, resized from the exported window where needed. TFLite runs in the LiteRT interpreter with its
 default XNNPACK delegate; ONNX in ONNX Runtime's CPU provider. Reported per case: median / min / max
 ms over the repeats, MPix/s, throughput relative to PyTorch eager at the same thread count, and the
-achieved GFLOP/s (model FLOPs per pixel x throughput) against this machine's measured peak (the best of a
-large fp32 matmul and a 64-channel channels-last 3x3 conv in PyTorch, measured in the same run).
+achieved GFLOP/s (model FLOPs per pixel x throughput) against two peaks measured in the same run: this
+machine's (the best of a large fp32 matmul and a 64-channel channels-last 3x3 conv in PyTorch) and the peak
+at the model's own width (`width_peak_gflops`: one width->width 3x3 conv, what a narrow network can reach at
+best; 24 channels run at a fraction of what 64 do).
 
 Writes benchmarks/results/latency.json, latency.md, and latency_pareto.png: accuracy against float (from
 benchmarks/results/accuracy.json, when benchmarks/accuracy.py has run on the same export) against latency
@@ -61,6 +63,20 @@ def machine_peak_gflops(threads: int) -> float:
     with torch.no_grad():
         cv = 2 * 9 * 64 * 64 * 256 * 256 / min(timed(lambda: conv(x), 5, 10))
     return max(mm, cv) / 1e9
+
+
+def width_peak_gflops(cfg: ModelConfig, threads: int, size: int = 256) -> float:
+    """Best fp32 GFLOP/s of one of the model's low-level convs (width -> width, 3x3) on a size x size
+    working-resolution input in PyTorch, NCHW or channels-last, whichever is faster here."""
+    torch.set_num_threads(threads)
+    conv = torch.nn.Conv2d(cfg.width, cfg.width, 3, padding=1)
+    best = 0.0
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.rand(1, cfg.width, size, size).contiguous(memory_format=layout)
+        c = conv.to(memory_format=layout)
+        with torch.no_grad():
+            best = max(best, 2 * 9 * cfg.width**2 * size**2 / min(timed(lambda c=c, x=x: c(x), 5, 10)))
+    return best / 1e9
 
 
 def tile_flops(cfg: ModelConfig) -> float:
@@ -149,9 +165,10 @@ def main() -> int:
     flops = tile_flops(model.cfg)
     mpix = args.size**2 / 1e6
     rows = []
-    peaks = {}
+    peaks, width_peaks = {}, {}
     for threads in args.threads:
         peaks[threads] = machine_peak_gflops(threads)
+        width_peaks[threads] = width_peak_gflops(model.cfg, threads)
         cases = [("torch", "fp32 eager", torch_case(model, args.size, threads))]
         for meta in exported:
             make = tflite_case if meta.backend == "tflite" else onnx_case
@@ -174,11 +191,13 @@ def main() -> int:
                 "gflops": flops * args.size**2 / med / 1e9,
             }
             row["fraction_of_peak"] = row["gflops"] / peaks[threads]
+            row["fraction_of_width_peak"] = row["gflops"] / width_peaks[threads]
             rows.append(row)
             print(
                 f"{backend:<6} {variant:<11} {threads} thr  {row['median_ms']:9.1f} ms (min {row['min_ms']:.1f}, max {row['max_ms']:.1f}, "
                 f"n={len(t)})  {row['mpix_per_s']:6.2f} MPix/s  x{row['vs_torch_eager']:.2f} vs torch  "
-                f"{row['gflops']:6.1f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of peak",
+                f"{row['gflops']:6.1f} GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of peak, "
+                f"{100 * row['fraction_of_width_peak']:.0f}% at width {model.cfg.width}",
                 flush=True,
             )
     meta = {
@@ -186,6 +205,7 @@ def main() -> int:
         "model": str(args.model or DEFAULT_CHECKPOINT),
         "tile_graph_kflop_per_pixel": flops / 1e3,
         "peak_gflops": peaks,
+        "width_peak_gflops": width_peaks,
         "torch": torch.__version__,
         "exported": str(args.exported),
     }
@@ -193,14 +213,16 @@ def main() -> int:
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     lines = [
-        f"Tile graph on one {args.size}x{args.size} raw window, host CPU ({', '.join(f'{t} thr peak {p:.0f} GFLOP/s' for t, p in peaks.items())}).",
+        f"Tile graph on one {args.size}x{args.size} raw window, host CPU "
+        f"({', '.join(f'{t} thr peak {p:.0f}, at width {model.cfg.width} {width_peaks[t]:.0f} GFLOP/s' for t, p in peaks.items())}).",
         "",
-        "| backend | variant | threads | median ms | min–max ms | MPix/s | vs torch eager | GFLOP/s | % of peak |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| backend | variant | threads | median ms | min–max ms | MPix/s | vs torch eager | GFLOP/s | % of peak | % of peak at width {model.cfg.width} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['backend']} | {r['variant']} | {r['threads']} | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | "
-        f"{r['mpix_per_s']:.2f} | {r['vs_torch_eager']:.2f} | {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% |"
+        f"{r['mpix_per_s']:.2f} | {r['vs_torch_eager']:.2f} | {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% | "
+        f"{100 * r['fraction_of_width_peak']:.0f}% |"
         for r in rows
     ]
     with atomic_path(args.out.with_suffix(".md")) as tmp:

@@ -17,7 +17,9 @@ Case `colorchart x4`, four files in one `deepisp process` call on the default pa
                    is in the network
 Every path is reported as a ratio to its case's reference, and as effective GFLOP/s (the model's FLOPs per output pixel x
 pixels / wall time, raw decode and image write included, tile overlap counted as waste) against the peak
-fp32 conv throughput this CPU shows in the same run (benchmarks.latency.machine_peak_gflops).
+fp32 conv throughput this CPU shows in the same run (benchmarks.latency.machine_peak_gflops), and against
+the peak of one conv at the model's own width (benchmarks.latency.width_peak_gflops: the most a network
+that narrow can get from this CPU's conv kernels).
 With --exported, every exported variant there (deepisp_*.json sidecars) also processes each case
 through the same tile runner a phone follows (`deepisp process --backend onnx|tflite`); int16x8 is left
 out unless --with-int16 (TFLite's int16 reference kernels take minutes per 12 MP frame).
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.latency import machine_peak_gflops
+from benchmarks.latency import machine_peak_gflops, width_peak_gflops
 from deepisp.atomic import atomic_path
 from deepisp.checkpoint import load_model
 from deepisp.data import SHARED_DATA as SHARED
@@ -133,9 +135,10 @@ def main() -> None:
         sidecars = sorted(args.exported.glob("deepisp_*.json")) if args.exported else []
         sidecars = [p for p in sidecars if args.with_int16 or "int16" not in p.name]
         threads = torch.get_num_threads()
-        peak = machine_peak_gflops(threads)
-        print(f"peak fp32 conv/matmul throughput, {threads} threads: {peak:.1f} GFLOP/s")
-        flops = flops_per_pixel(load_model(None if args.model == "default" else args.model)[0].cfg)
+        cfg = load_model(None if args.model == "default" else args.model)[0].cfg
+        peak, width_peak = machine_peak_gflops(threads), width_peak_gflops(cfg, threads)
+        print(f"peak fp32 conv/matmul throughput, {threads} threads: {peak:.1f} GFLOP/s; one {cfg.width}-wide conv: {width_peak:.1f} GFLOP/s")
+        flops = flops_per_pixel(cfg)
         for name, raw in [*cases.items(), (f"colorchart x{BATCH}", cases["colorchart"])]:
             batch = name.endswith(f" x{BATCH}")
             pixels = read_raw_size(raw) * (BATCH if batch else 1)
@@ -150,6 +153,7 @@ def main() -> None:
                 if "seconds" in r:
                     r["vs_reference"] = reference["seconds"] / r["seconds"] if "seconds" in reference else None
                     r["fraction_of_peak"] = flops * pixels / r["seconds"] / 1e9 / peak
+                    r["fraction_of_width_peak"] = flops * pixels / r["seconds"] / 1e9 / width_peak
             results[name] = {"megapixels": pixels / 1e6, "reference": "one_at_a_time" if batch else "eager", "runs": runs}
             for run, r in runs.items():
                 if "error" in r:
@@ -157,11 +161,21 @@ def main() -> None:
                     continue
                 print(
                     f"{name:<11} {run:<20} {r['seconds']:7.2f} s  {r['seconds'] / (pixels / 1e6) * 1000:6.0f} ms/MP  "
-                    f"x{r['vs_reference'] or float('nan'):.2f} vs {results[name]['reference']}  {100 * r['fraction_of_peak']:3.0f}% of peak  "
+                    f"x{r['vs_reference'] or float('nan'):.2f} vs {results[name]['reference']}  {100 * r['fraction_of_peak']:3.0f}% of peak "
+                    f"({100 * r['fraction_of_width_peak']:3.0f}% at width {cfg.width})  "
                     f"peak RSS {r['peak_rss_mb']:6.0f} MB"
                 )
     payload = {
-        "meta": {"tile": args.tile, "model": args.model, "threads": threads, "peak_gflops": peak, "model_flops_per_pixel": flops, "torch": torch.__version__},
+        "meta": {
+            "tile": args.tile,
+            "model": args.model,
+            "threads": threads,
+            "peak_gflops": peak,
+            "width": cfg.width,
+            "width_peak_gflops": width_peak,
+            "model_flops_per_pixel": flops,
+            "torch": torch.__version__,
+        },
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,21 +191,22 @@ def markdown_table(payload: dict) -> str:
     meta = payload["meta"]
     lines = [
         f"`deepisp process` end to end (raw decode, network, JPEG write), host CPU, {meta['threads']} threads, "
-        f"peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run; model {meta['model']} "
-        f"({meta['model_flops_per_pixel'] / 1e3:.1f} kFLOP/pixel).",
+        f"peak {meta['peak_gflops']:.0f} GFLOP/s measured in the same run ({meta['width_peak_gflops']:.0f} GFLOP/s for one "
+        f"{meta['width']}-wide conv, the model's width); model {meta['model']} ({meta['model_flops_per_pixel'] / 1e3:.1f} kFLOP/pixel).",
         "",
-        "| frame | path | seconds | ms per MP | vs reference | % of peak | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|",
+        f"| frame | path | seconds | ms per MP | vs reference | % of peak | % of peak at width {meta['width']} | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for case, result in payload["results"].items():
         for path, r in result["runs"].items():
             if "error" in r:
-                lines.append(f"| {case} | {path} | error: {r['error']} | | | | |")
+                lines.append(f"| {case} | {path} | error: {r['error']} | | | | | |")
                 continue
             vs = f"{r['vs_reference']:.2f}x vs {result['reference']}" if r.get("vs_reference") else "-"
             lines.append(
                 f"| {case} ({result['megapixels']:.1f} MP) | {path} | {r['seconds']:.1f} | "
-                f"{1000 * r['seconds'] / result['megapixels']:.0f} | {vs} | {100 * r['fraction_of_peak']:.0f}% | {r['peak_rss_mb']:.0f} |"
+                f"{1000 * r['seconds'] / result['megapixels']:.0f} | {vs} | {100 * r['fraction_of_peak']:.0f}% | "
+                f"{100 * r['fraction_of_width_peak']:.0f}% | {r['peak_rss_mb']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 
