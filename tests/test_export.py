@@ -204,7 +204,28 @@ def test_refused_variant_leaves_no_files(tmp_path, tiny_ckpt, s7_root):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("case", ["missing_model", "unknown_quant", "unwritable_out", "no_raw_files", "bad_tile"])
+def test_calibration_covers_the_datas_input_range():
+    """The int8 input range is what the raws use (a ramp to their maximum), or a given top; inputs above it
+    are clipped in the windows as the quantized graph will saturate them."""
+    from deepisp.export.calibration import calibration_windows
+
+    rng = np.random.default_rng(0)
+    dark = [rng.uniform(0, 0.2, (40, 60)).astype(np.float32), rng.uniform(0, 0.25, (30, 30)).astype(np.float32)]
+    windows = calibration_windows(dark, (32, 48), 5)
+    top = max(m.max() for m in dark)
+    assert len(windows) == 5 and all(w.shape == (32, 48) and w.dtype == np.float32 for w in windows)
+    assert windows[0].max() == pytest.approx(top) and windows[0].min() == 0
+    assert max(w.max() for w in windows) == pytest.approx(top)
+    full = calibration_windows(dark, (32, 48), 5, input_max=1.0)
+    assert full[0].max() == 1.0 and all(np.array_equal(a, b) for a, b in zip(windows[1:], full[1:]))
+    clipped = calibration_windows(dark, (32, 48), 5, input_max=0.1)
+    assert max(w.max() for w in clipped) == pytest.approx(0.1)
+    for bad in (0.0, 1.5):
+        with pytest.raises(DeepISPError, match=r"in \(0, 1\]"):
+            calibration_windows(dark, (32, 48), 5, input_max=bad)
+
+
+@pytest.mark.parametrize("case", ["missing_model", "unknown_quant", "unwritable_out", "no_raw_files", "bad_tile", "bad_calib_max"])
 def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
     out = tmp_path / "out"
     args = {
@@ -213,6 +234,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
         "unwritable_out": [],
         "no_raw_files": ["--quant", "int8"],
         "bad_tile": ["--tile", "30"],
+        "bad_calib_max": ["--quant", "int8", "--calib", str(s7_root), "--calib-input-max", "2"],
     }[case]
     if case == "unwritable_out":
         (tmp_path / "file").write_text("x")
@@ -247,6 +269,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
         "unwritable_out": "not a writable folder",
         "no_raw_files": "no raw files",
         "bad_tile": "multiple of 16",
+        "bad_calib_max": "must be in (0, 1]",
     }[case]
     assert expected in last
     assert not out.exists() or not any(out.iterdir())

@@ -63,6 +63,12 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
     )
     p.add_argument("--calib-windows", type=int, default=32, help=f"calibration windows of {CALIBRATION_WINDOW}x{CALIBRATION_WINDOW} (default 32)")
     p.add_argument(
+        "--calib-input-max",
+        type=float,
+        default=None,
+        help="top of the int8/int16x8 input range; brighter inputs saturate (default: the calibration raws' maximum; 1 = the whole [0,1])",
+    )
+    p.add_argument(
         "--data", type=Path, default=None, help="raw files or an S7-layout folder to check accuracy on (default: the val+test splits of the synthetic S7 set)"
     )
     p.add_argument("--eval-images", type=int, default=4, help="held-out frames for the accuracy check (default 4)")
@@ -136,8 +142,9 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     if any(v in getattr(exporter, "CALIBRATED", ()) for v in variants):
         source = args.calib or default_s7_root()
         size = (min(CALIBRATION_WINDOW, window[0]), min(CALIBRATION_WINDOW, window[1]))
-        calibration = calibration_windows([m for _, m in load_mosaics(raw_paths(source, ("train",)), balanced)], size, args.calib_windows)
-        print(f"calibration: {len(calibration)} windows of {size[0]}x{size[1]} from {source}")
+        mosaics = [m for _, m in load_mosaics(raw_paths(source, ("train",)), balanced)]
+        calibration = calibration_windows(mosaics, size, args.calib_windows, input_max=args.calib_input_max)
+        print(f"calibration: {len(calibration)} windows of {size[0]}x{size[1]} from {source}, input range [0, {calibration[0].max():.3g}]")
 
     if backend == "tflite":
         from deepisp.export.delegates import check
