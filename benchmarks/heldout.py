@@ -92,9 +92,12 @@ def main() -> int:
     if not SHARED_DATA.is_dir():
         sys.exit(f"error: {SHARED_DATA} not found: this benchmark needs ../shared/data beside the repo")
     models = {}
+    names = [p.name for p in args.models]
     for path in args.models:
-        models[path.name] = r = evaluate(path)
-        print(f"{path.name:<32} " + "  ".join(f"{k} {v:.3f}" for k, v in r["mean"].items()), flush=True)
+        # Rows are named by file name, or by path where two files share a name (runs' last.pt).
+        name = path.name if names.count(path.name) == 1 else str(path)
+        models[name] = r = evaluate(path)
+        print(f"{name:<32} " + "  ".join(f"{k} {v:.3f}" for k, v in r["mean"].items()), flush=True)
     payload = {"folders": FOLDERS, "n_photos": next(iter(models.values()))["n_photos"], "models": models}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:

@@ -20,6 +20,8 @@ DEFAULT_FRAME = (3024, 4032)  # Samsung Galaxy S7 main camera, the S7-ISP datase
 DEFAULT_TILE = 1024
 # Calibration window side: ranges do not depend on the window size, calibration time grows with it.
 CALIBRATION_WINDOW = 256
+# Quantized variants calibrated on the whole [0,1] input whatever the data's range (see _export).
+WHOLE_INPUT_RANGE = ("int16x8",)
 
 
 def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -66,7 +68,8 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
         "--calib-input-max",
         type=float,
         default=None,
-        help="top of the int8/int16x8 input range; brighter inputs saturate (default: the calibration raws' maximum; 1 = the whole [0,1])",
+        help="top of the quantized input range; brighter inputs saturate (default: the 99.9th percentile of the calibration raws for int8 "
+        "and int8-mixed, the whole [0,1] for int16x8; 1 = the whole range)",
     )
     p.add_argument(
         "--data", type=Path, default=None, help="raw files or an S7-layout folder to check accuracy on (default: the val+test splits of the synthetic S7 set)"
@@ -138,13 +141,17 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     if not frames:
         raise DeepISPError(f"no held-out raw frames in {data} for the accuracy check; pass --data")
     references = reference_outputs(model, frames)
-    calibration = None
-    if any(v in getattr(exporter, "CALIBRATED", ()) for v in variants):
+    calibration = {}  # variant -> its calibration windows
+    calibrated = [v for v in variants if v in getattr(exporter, "CALIBRATED", ())]
+    if calibrated:
         source = args.calib or default_s7_root()
         size = (min(CALIBRATION_WINDOW, window[0]), min(CALIBRATION_WINDOW, window[1]))
         mosaics = [m for _, m in load_mosaics(raw_paths(source, ("train",)), balanced)]
-        calibration = calibration_windows(mosaics, size, args.calib_windows, input_max=args.calib_input_max)
-        print(f"calibration: {len(calibration)} windows of {size[0]}x{size[1]} from {source}, input range [0, {calibration[0].max():.3g}]")
+        for v in calibrated:
+            # 16-bit activations have steps to spare: int16x8 keeps the whole [0,1] input, so nothing saturates.
+            top = args.calib_input_max or (1.0 if v in WHOLE_INPUT_RANGE else None)
+            calibration[v] = calibration_windows(mosaics, size, args.calib_windows, input_max=top)
+            print(f"calibration {v}: {args.calib_windows} windows of {size[0]}x{size[1]} from {source}, input range [0, {calibration[v][0].max():.3g}]")
 
     if backend == "tflite":
         from deepisp.export.delegates import check
@@ -152,7 +159,9 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
         from deepisp.export.tf_graphs import tf_graphs
 
         graphs = tf_graphs(model)
-        build = partial(exporter.build, graphs, window=window, hl_width=cfg.hl_width, calibration=calibration)
+
+        def build(v: str):
+            return exporter.build(graphs, v, window=window, hl_width=cfg.hl_width, calibration=calibration.get(v))
     else:
         check, embed = None, exporter.embed
         build = partial(exporter.build, model, window)
