@@ -225,7 +225,7 @@ def test_calibration_covers_the_datas_input_range():
             calibration_windows(dark, (32, 48), 5, input_max=bad)
 
 
-@pytest.mark.parametrize("case", ["missing_model", "unknown_quant", "unwritable_out", "no_raw_files", "bad_tile", "bad_calib_max"])
+@pytest.mark.parametrize("case", ["missing_model", "unknown_quant", "unwritable_out", "no_raw_files", "bad_tile", "bad_calib_max", "zero_calib_max"])
 def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
     out = tmp_path / "out"
     args = {
@@ -235,6 +235,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
         "no_raw_files": ["--quant", "int8"],
         "bad_tile": ["--tile", "30"],
         "bad_calib_max": ["--quant", "int8", "--calib", str(s7_root), "--calib-input-max", "2"],
+        "zero_calib_max": ["--quant", "int8", "--calib", str(s7_root), "--calib-input-max", "0"],
     }[case]
     if case == "unwritable_out":
         (tmp_path / "file").write_text("x")
@@ -270,6 +271,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
         "no_raw_files": "no raw files",
         "bad_tile": "multiple of 16",
         "bad_calib_max": "must be in (0, 1]",
+        "zero_calib_max": "must be in (0, 1]",
     }[case]
     assert expected in last
     assert not out.exists() or not any(out.iterdir())

@@ -20,8 +20,6 @@ DEFAULT_FRAME = (3024, 4032)  # Samsung Galaxy S7 main camera, the S7-ISP datase
 DEFAULT_TILE = 1024
 # Calibration window side: ranges do not depend on the window size, calibration time grows with it.
 CALIBRATION_WINDOW = 256
-# Quantized variants calibrated on the whole [0,1] input whatever the data's range (see _export).
-WHOLE_INPUT_RANGE = ("int16x8",)
 
 
 def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -148,8 +146,9 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
         size = (min(CALIBRATION_WINDOW, window[0]), min(CALIBRATION_WINDOW, window[1]))
         mosaics = [m for _, m in load_mosaics(raw_paths(source, ("train",)), balanced)]
         for v in calibrated:
-            # 16-bit activations have steps to spare: int16x8 keeps the whole [0,1] input, so nothing saturates.
-            top = args.calib_input_max or (1.0 if v in WHOLE_INPUT_RANGE else None)
+            top = args.calib_input_max
+            if top is None and v in getattr(exporter, "WHOLE_INPUT_RANGE", ()):
+                top = 1.0
             calibration[v] = calibration_windows(mosaics, size, args.calib_windows, input_max=top)
             print(f"calibration {v}: {args.calib_windows} windows of {size[0]}x{size[1]} from {source}, input range [0, {calibration[v][0].max():.3g}]")
 

@@ -29,8 +29,8 @@ from deepisp.tiling import run_full_frame
 # from the then-shipped phone-full model on the 4 held-out synthetic S7 frames (measured at export: fp32 145,
 # fp16 84, dynamic 57, int8 27, int8-mixed 36, int16x8 60 dB) a few dB under each, so a real regression trips
 # them and calibration noise does not. fp32 is a round-off bound. Today's default, micro-full, measures fp32 144,
-# fp16 82, dynamic 58, int8 28, int16x8 64 dB and int8-mixed 31.5 dB, which is refused (`python
-# export/to_tflite.py --quant all` prints them; benchmarks/results/accuracy.md has the current ones).
+# fp16 87, dynamic 57, int8 38, int8-mixed 41.5 and int16x8 64 dB (`python export/to_tflite.py --quant all`
+# prints them; benchmarks/results/accuracy.md has the current ones).
 MIN_PSNR = {"fp32": 60.0, "fp16": 60.0, "dynamic": 50.0, "int8": 24.0, "int8-mixed": 33.0, "int16x8": 50.0}
 
 

@@ -44,6 +44,9 @@ from deepisp.export.pipeline import BuiltVariant
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int16x8")
 CALIBRATED = ("int8", "int8-mixed", "int16x8")
+# Calibrated on the whole [0,1] input, not the data's range (deepisp.export.calibration): 16-bit activations
+# have steps to spare, so nothing needs to saturate (with the data's range a brighter frame fell to 46.6 dB).
+WHOLE_INPUT_RANGE = ("int16x8",)
 # int8-mixed keeps the image path in float: each block's tanh residual, its learned scale (MUL, in
 # `residual_scale` models) and the running sum it is added to. TFLite fixes TANH's int8 output step at
 # 1/128 while the residuals are a few thousandths, so in int8 a model without residual scales adds ~0.3
