@@ -51,7 +51,7 @@ from deepisp.data.synthetic import find_photos
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.metrics import image_metrics, psnr, ssim
-from deepisp.model import DeepISP
+from deepisp.model import DeepISP, fold_noise_level, noise_levels
 from deepisp.raw import read_raw
 from deepisp.tiling import DEFAULT_TILE, run_tiled
 
@@ -78,7 +78,8 @@ Ground truth: each photo (Kodak24, 500x500 sRGB PNG) decoded with the inverse sR
 white balance). Input: that image sampled on the RGGB grid (deepisp.cfa.mosaic), plus white Gaussian
 noise of standard deviation sigma/255 added in linear space (one N(0,1) field per photo, seeded by
 ({NOISE_SEED}, photo index) and scaled by each sigma), clipped to [0,1] and quantised to 16 bits
-(round(x*65535)); every method gets that same uint16 mosaic and no noise level. Outputs are clipped to
+(round(x*65535)); every method gets that same uint16 mosaic, and no noise level except the models marked
+noise-aware, which are also given sigma (read noise only, no shot noise: what the mosaic has). Outputs are clipped to
 [0,1] and {BORDER} pixels are cropped from every side before any metric. PSNR linear: on the linear values;
 PSNR sRGB: after deepisp.color.linear_to_srgb (the MSR protocol, deepisp.metrics.psnr_linear_and_srgb);
 SSIM: deepisp.metrics.ssim (11x11 Gaussian window, sigma 1.5, mean over R,G,B) on the sRGB-encoded images.
@@ -104,11 +105,13 @@ Demosaicer = Callable[[np.ndarray], np.ndarray]
 
 class Method(NamedTuple):
     """One row of the JDD table. `run`: [H,W] uint16 RGGB mosaic (65535 = linear 1.0) -> [3,H,W] float,
-    linear camera RGB, nominally [0,1] (not clipped: the metrics clip)."""
+    linear camera RGB, nominally [0,1] (not clipped: the metrics clip). A `noise_aware` method's run also
+    takes the noise's sigma on the [0,1] scale."""
 
     name: str
     run: Demosaicer
     about: str
+    noise_aware: bool = False
 
 
 def _chw(hwc: np.ndarray, full_scale: float = 1.0) -> np.ndarray:
@@ -202,8 +205,10 @@ def classical_methods(workdir: Path) -> list[Method]:
 
 
 def model_label(path: Path | None, state: dict) -> str:
-    """'DeepISP <preset> (<file>, <steps> steps)' from a checkpoint's saved training config."""
+    """'DeepISP <preset>[ noise-aware] (<file>, <steps> steps)' from a checkpoint's saved training config."""
     preset = state.get("train_config", {}).get("preset", "custom")
+    if state["model_config"].get("noise_input"):
+        preset += " noise-aware"
     where = "shipped" if path is None else Path(path).name
     steps = f", {state['step']} steps" if "step" in state else ""
     return f"DeepISP {preset} ({where}{steps})"
@@ -215,9 +220,13 @@ def jdd_model_method(path: Path, tile: int) -> Method:
     if model.cfg.mode != "jdd":
         raise DeepISPError(f"--jdd-model {path} is a {model.cfg.mode!r} model; pass a jdd checkpoint (deepisp train --preset phone-jdd)")
 
-    def run(cfa: np.ndarray) -> np.ndarray:
-        return run_tiled(model, torch.from_numpy((cfa / U16).astype(np.float32)), tile=tile).double().numpy()
+    def run(cfa: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        folded = model if sigma is None else fold_noise_level(model, noise_levels(sigma))
+        return run_tiled(folded, torch.from_numpy((cfa / U16).astype(np.float32)), tile=tile).double().numpy()
 
+    if model.cfg.noise_input:
+        about = f"{path.name} through deepisp.tiling.run_tiled; noise-aware: given sigma (deepisp.model.fold_noise_level)"
+        return Method(model_label(path, state), run, about, noise_aware=True)
     return Method(model_label(path, state), run, f"{path.name} through deepisp.tiling.run_tiled; blind (given no noise level)")
 
 
@@ -271,14 +280,14 @@ def run_jdd(photos: Sequence[Path], sigmas: Sequence[float], methods: Sequence[M
     # billed to the first photo.
     warm_up = np.full((64, 64), U16 // 2, dtype=np.uint16)
     for method in methods:
-        method.run(warm_up)
+        method.run(warm_up, *([0.0] if method.noise_aware else []))
     rows = []
     for index, path in enumerate(tqdm(photos, desc="jdd", unit="photo")):
         target = load_linear_photo(path)
         ref = reference(target)
         for sigma, cfa in noisy_mosaics(target, sigmas, (NOISE_SEED, index)).items():
             for method in methods:
-                out, seconds = timed(method.run, cfa)
+                out, seconds = timed(method.run, cfa, *([sigma / 255.0] if method.noise_aware else []))
                 rows.append({"image": path.stem, "sigma": sigma, "method": method.name, **jdd_metrics(out, ref), "seconds": seconds})
     return rows
 

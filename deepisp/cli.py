@@ -95,7 +95,10 @@ def cmd_process(args: argparse.Namespace) -> None:
         else:
             out = args.output
         jobs.append((raw, out))
-    for info in process_files(model, jobs, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels):
+    noise = None if args.noise_profile is None else tuple(args.noise_profile)
+    for info in process_files(
+        model, jobs, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels, noise_profile=noise
+    ):
         print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
 
 
@@ -182,7 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="learning-rate multiplier of the FC that predicts W (default 1: the paper's single rate)",
     )
-    p.add_argument("--init-from", dest="init_from", help="start from this checkpoint's weights (same preset; fresh optimizer, step 0)")
+    p.add_argument(
+        "--noise-aware",
+        dest="noise_aware",
+        action="store_const",
+        const=True,
+        help="jdd presets, with --photos: the model is given the noise level of its input (read sigma, shot gain), "
+        "FFDNet-style; `deepisp process` then reads it from the DNG's NoiseProfile or --noise-level (stored in the model)",
+    )
+    p.add_argument(
+        "--init-from",
+        dest="init_from",
+        help="start from this checkpoint's weights (same preset; fresh optimizer, step 0); a blind jdd checkpoint may start a --noise-aware run",
+    )
     p.add_argument(
         "--precision",
         choices=["auto", "bf16", "fp32"],
@@ -240,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=MAX_MEGAPIXELS,
         help=f"refuse raw frames larger than this, checked before decoding (default {MAX_MEGAPIXELS:g})",
+    )
+    p.add_argument(
+        "--noise-profile",
+        dest="noise_profile",
+        type=float,
+        nargs=2,
+        metavar=("S", "O"),
+        help="noise-aware jdd models: the noise variance S*x + O at normalised raw level x (a DNG's NoiseProfile tag), "
+        "for files without that tag or to override it (default: each file's own)",
     )
     _add_common_model_args(p)
     p.set_defaults(func=cmd_process)

@@ -26,6 +26,16 @@ every conv costs a quarter per output pixel; the running image I_k is that 12-ch
 image, and the output is its depth-to-space. The structure is DeepISP's; the receptive field per block
 doubles. Input and output are the same [B,3,H,W] images as every other model (H, W even).
 
+`noise_input` (jdd models only, beyond the paper, which trains its JDD network blind): the model
+is told the noise level, FFDNet-style, as two constant planes appended to every block's input: the read-noise
+standard deviation and the square root of the shot-noise gain, (sqrt(b), sqrt(a)) for a sensor whose
+variance at linear level x is a*x + b on the [0,1] scale (a DNG's NoiseProfile; `noise` [B,2] below, times
+NOISE_INPUT_SCALE). A 3x3 conv of a constant plane under reflection padding is the constant times the
+kernel's sum, so the planes are kept as what they are, a per-image offset of every block's conv bias
+(`LowLevelStage.noise_to_bias`, zero at init: a noise-aware model starts as its blind twin).
+`fold_noise_level` bakes one level into those biases and gives an ordinary model: what tiling, `deepisp
+process` and the exported graphs run, exact for that level.
+
 High-level stage ("full" only): `n_hl` x [reflection pad 1, 3x3 conv stride 2, ReLU, 2x2 max-pool] over
 concat(features_n_ll, I_n_ll), a global mean, then one FC layer giving W in R^{3x10}, applied per pixel to
 the 10 monomials of triu([r,g,b,1]^T [r,g,b,1]) in MONOMIAL_ORDER.
@@ -39,7 +49,7 @@ keep the two equal. A change to a block's ops here must be made there too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -52,6 +62,9 @@ MONOMIAL_ORDER = ("rr", "rg", "rb", "r", "gg", "gb", "g", "bb", "b", "1")
 N_MONOMIALS = len(MONOMIAL_ORDER)
 # Columns of W that hold the affine part (r, g, b, 1): where the paper's affine initialisation goes.
 AFFINE_COLUMNS = (MONOMIAL_ORDER.index("r"), MONOMIAL_ORDER.index("g"), MONOMIAL_ORDER.index("b"), MONOMIAL_ORDER.index("1"))
+# Noise levels (full-scale units) are multiplied by this before `noise_to_bias`: a read-noise sigma of 10/255
+# becomes ~1, so the offsets learn at the pace of the other weights.
+NOISE_INPUT_SCALE = 25.5
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class ModelConfig:
     hl_width: int = 64  # channels of the high-level convs
     residual_scale: bool = False  # learned scalar per block on the tanh residual (int8-friendly; not the paper)
     packed: bool = False  # run on the 2x2 space-to-depth at half resolution (micro presets; not the paper)
+    noise_input: bool = False  # jdd only: told the noise level (sqrt(read var), sqrt(shot gain)); not the paper
     # Input contract of full models, not part of the network: "estimate" (paper: the raw as is, the network
     # estimates the white balance) or "as_shot" (the mosaic arrives balanced with the file's as-shot white
     # balance, deepisp.white_balance). Stored in checkpoints and exported metadata so every runner applies it.
@@ -77,6 +91,8 @@ class ModelConfig:
             raise ValueError("mode 'full' needs n_hl >= 1")
         if self.white_balance not in ("estimate", "as_shot") or (self.mode == "jdd" and self.white_balance != "estimate"):
             raise ValueError(f"white_balance must be 'estimate' or (full models) 'as_shot', got {self.white_balance!r}")
+        if self.noise_input and self.mode != "jdd":
+            raise ValueError("noise_input is for jdd models (the full ISP's training pairs carry no noise level)")
 
     @property
     def balanced_input(self) -> bool:
@@ -165,10 +181,20 @@ class LowLevelBlock(nn.Module):
         self.conv_residual = nn.Conv2d(in_channels, image_channels, 3)
         self.residual_scale = nn.Parameter(torch.tensor(RESIDUAL_SCALE_INIT)) if residual_scale else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def out_channels(self) -> int:
+        """Channels of the block's two convs together (features first): what a bias offset must cover."""
+        return sum(c.out_channels for c in (self.conv_features, self.conv_residual) if c is not None)
+
+    def forward(self, x: torch.Tensor, bias_offset: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """x [B,Cin,H,W]; bias_offset [B,out_channels()] added to the convs' biases (noise-level input) or None."""
         x = self.pad(x)
-        features = F.relu(self.conv_features(x)) if self.conv_features is not None else None
-        residual = torch.tanh(self.conv_residual(x))
+        n = 0 if self.conv_features is None else self.conv_features.out_channels
+        features = None
+        if self.conv_features is not None:
+            pre = self.conv_features(x)
+            features = F.relu(pre if bias_offset is None else pre + bias_offset[:, :n, None, None])
+        pre = self.conv_residual(x)
+        residual = torch.tanh(pre if bias_offset is None else pre + bias_offset[:, n:, None, None])
         if self.residual_scale is not None:
             residual = residual * self.residual_scale
         return features, residual
@@ -191,12 +217,28 @@ class LowLevelStage(nn.Module):
             )
             for k in range(cfg.n_ll)
         )
+        # Noise-level input (cfg.noise_input): [B,2] levels -> every block's bias offsets, concatenated.
+        self.noise_to_bias = nn.Linear(2, sum(b.out_channels() for b in self.blocks), bias=False) if cfg.noise_input else None
+        if self.noise_to_bias is not None:
+            nn.init.zeros_(self.noise_to_bias.weight)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def bias_offsets(self, noise: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Per block, [B,out_channels] bias offsets for noise levels [B,2] (see the module doc); Nones for a
+        blind model. A noise-aware model needs `noise`, a blind one refuses it."""
+        if self.noise_to_bias is None:
+            if noise is not None:
+                raise ValueError("this model is blind (trained without a noise-level input); pass no noise level")
+            return [None] * len(self.blocks)
+        if noise is None or noise.ndim != 2 or noise.shape[1] != 2:
+            raise ValueError(f"this model takes noise levels [B,2] (sqrt(read var), sqrt(shot gain)), got {None if noise is None else tuple(noise.shape)}")
+        offsets = self.noise_to_bias(noise * NOISE_INPUT_SCALE)
+        return list(offsets.split([b.out_channels() for b in self.blocks], dim=1))
+
+    def forward(self, image: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
         x = image
         features = None
-        for block in self.blocks:
-            features, residual = block(x)
+        for block, offset in zip(self.blocks, self.bias_offsets(noise)):
+            features, residual = block(x, offset)
             image = image + residual
             if features is not None:
                 x = torch.cat([features, image], dim=1)
@@ -209,7 +251,10 @@ class LowLevelStage(nn.Module):
         Returns (concat(features, image) [B,width,h,w], the high-level stage's input, or None for jdd;
         image estimate [B,C,h,w]), working domain like `forward`. The merged conv's output is reused in place
         as the next block's input: its first n_features channels get the ReLU, its last C the running image.
+        A noise-aware model runs here only after `fold_noise_level`.
         """
+        if self.noise_to_bias is not None:
+            raise ValueError("a noise-aware model needs its noise level: run deepisp.model.fold_noise_level(model, noise) first")
         x = image
         for block in self.blocks:
             convs = [c for c in (block.conv_features, block.conv_residual) if c is not None]
@@ -295,18 +340,46 @@ class DeepISP(nn.Module):
         """Inverse of `pack`: working-domain image -> [B,3,H,W]."""
         return F.pixel_shuffle(image, 2) if self.cfg.packed else image
 
-    def forward_with_w(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_with_w(self, rgb: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Like forward, also returning W [B,3,10] (None in jdd mode)."""
         check_input(rgb, self.cfg)
-        features, image = self.low_level(self.pack(rgb))
+        features, image = self.low_level(self.pack(rgb), noise)
         if self.cfg.mode == "jdd":
             return self.unpack(image), None
         cells = self.high_level(torch.cat([features, image], dim=1))
         w = self.color_head(self.global_features(cells))
         return apply_color_transform(w, self.unpack(image)), w
 
-    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_w(rgb)[0]
+    def forward(self, rgb: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """rgb [B,3,H,W] (module doc); noise [B,2] noise levels, for `noise_input` models only."""
+        return self.forward_with_w(rgb, noise)[0]
+
+
+def noise_levels(read_sigma: float, shot_gain: float = 0.0) -> torch.Tensor:
+    """[1,2] noise-level input for a sensor with variance shot_gain*x + read_sigma^2 at linear level x, all on
+    the [0,1] scale (a DNG NoiseProfile's (S, O) are (shot_gain, read_sigma^2))."""
+    if not (read_sigma >= 0 and shot_gain >= 0):
+        raise ValueError(f"noise levels must be non-negative, got read sigma {read_sigma}, shot gain {shot_gain}")
+    return torch.tensor([[read_sigma, shot_gain**0.5]], dtype=torch.float32)
+
+
+@torch.no_grad()
+def fold_noise_level(model: DeepISP, noise: torch.Tensor) -> DeepISP:
+    """A blind copy of a noise-aware model with one noise level [1,2] baked into its conv biases: the same
+    output for that level (exactly: the level's planes are constant), and a plain jdd model for tiling and
+    export. A blind model is returned as is (and must be given no level)."""
+    if not model.cfg.noise_input:
+        model.low_level.bias_offsets(noise)  # refuses a level for a blind model
+        return model
+    folded = DeepISP(replace(model.cfg, noise_input=False)).to(model.low_level.noise_to_bias.weight.device)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("low_level.noise_to_bias.")}
+    folded.load_state_dict(state)
+    for block, offset in zip(folded.low_level.blocks, model.low_level.bias_offsets(noise.to(model.low_level.noise_to_bias.weight.device))):
+        n = 0 if block.conv_features is None else block.conv_features.out_channels
+        if block.conv_features is not None:
+            block.conv_features.bias += offset[0, :n]
+        block.conv_residual.bias += offset[0, n:]
+    return folded.train(model.training)
 
 
 def identity_affine() -> torch.Tensor:

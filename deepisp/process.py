@@ -6,6 +6,8 @@ deepisp.runtime) -> undo the CFA flips and apply the file's
 orientation -> clamp to [0,1] -> write JPEG (8-bit), PNG (8 or 16-bit) or TIFF (16-bit).
 Full-ISP models output sRGB-encoded images; JDD models output linear sensor RGB, which gets the sRGB
 curve so it displays sensibly (no white balance or colour matrix: that is the full model's job).
+Noise-aware JDD models are told each file's noise: its DNG NoiseProfile, or `noise_profile` when given
+(deepisp.model.fold_noise_level bakes it into the network for that file).
 Outputs are written to a temp file and renamed, so a failure never leaves a partial image.
 Several files (`process_files`) run as a three-stage pipeline: the next file is decoded and the previous
 one encoded while the current one is in the network (LibRaw, torch, ONNX Runtime, TFLite and the image
@@ -28,7 +30,7 @@ from PIL import Image
 from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
 from deepisp.errors import DeepISPError
-from deepisp.model import DeepISP
+from deepisp.model import DeepISP, fold_noise_level, noise_levels
 from deepisp.pngio import write_png
 from deepisp.raw import MAX_MEGAPIXELS, RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
@@ -89,13 +91,44 @@ def decode(
     return raw, torch.from_numpy(balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic)
 
 
-def infer(model: DeepISP | ExportedModel, raw: RawMosaic, mosaic: torch.Tensor, tile: int = DEFAULT_TILE, progress: bool = False) -> np.ndarray:
+def check_noise_profile(model: DeepISP | ExportedModel, noise_profile: tuple[float, float] | None) -> None:
+    """Refuse a noise profile for a model that cannot use it, and malformed ones."""
+    if noise_profile is None:
+        return
+    if not (isinstance(model, DeepISP) and model.cfg.noise_input):
+        raise DeepISPError("--noise-profile is for noise-aware jdd models (deepisp train --noise-aware); this model takes no noise level")
+    if len(noise_profile) != 2 or not all(np.isfinite(v) and v >= 0 for v in noise_profile):
+        raise DeepISPError(f"--noise-profile takes two non-negative numbers S O (variance S*x + O), got {noise_profile}")
+
+
+def at_noise_level(model: DeepISP, noise_profile: tuple[float, float] | None) -> DeepISP:
+    """A noise-aware model folded at `noise_profile` (S, O), a file's noise; other models as they are."""
+    if not model.cfg.noise_input:
+        return model
+    if noise_profile is None:
+        raise DeepISPError(
+            "this noise-aware model needs the file's noise level and the file has no DNG NoiseProfile: pass --noise-profile S O "
+            "(noise variance S*x + O at normalised level x; e.g. exiftool -NoiseProfile of a DNG from the same camera and ISO)"
+        )
+    shot, read_var = noise_profile
+    return fold_noise_level(model, noise_levels(read_var**0.5, shot))
+
+
+def infer(
+    model: DeepISP | ExportedModel,
+    raw: RawMosaic,
+    mosaic: torch.Tensor,
+    tile: int = DEFAULT_TILE,
+    progress: bool = False,
+    noise_profile: tuple[float, float] | None = None,
+) -> np.ndarray:
     """A decoded mosaic through the model (PyTorch, or exported graphs with their own tile plan): [H,W,3]
-    float in [0,1], display orientation, display-referred."""
+    float in [0,1], display orientation, display-referred. `noise_profile` (S, O): the noise a noise-aware model
+    is told, instead of the file's NoiseProfile."""
     if isinstance(model, ExportedModel):
         out = model.run(mosaic, progress=progress)
     else:
-        out = run_tiled(model, mosaic, tile=tile, progress=progress)
+        out = run_tiled(at_noise_level(model, noise_profile or raw.noise_profile), mosaic, tile=tile, progress=progress)
     if model.cfg.mode == "jdd":
         out = linear_to_srgb(out)
     img = out.clamp(0, 1).permute(1, 2, 0).numpy()
@@ -110,12 +143,15 @@ def process_files(
     progress: bool = True,
     white_balance: str = "camera",
     max_megapixels: float = MAX_MEGAPIXELS,
+    noise_profile: tuple[float, float] | None = None,
 ) -> Iterator[dict]:
     """Process (raw, output) pairs, decoding file i+1 and encoding file i-1 while file i is in the network.
     Yields one record per file once its output is written, in input order: input, output, height, width,
     bits, seconds (decode-wait + inference for that file). The first error (bad raw, failed write) is raised
     when its file's turn comes, after every earlier file is written; later files are not written. Outputs
-    that would overwrite an input or each other, and unwritable ones, are refused before any processing."""
+    that would overwrite an input or each other, and unwritable ones, are refused before any processing.
+    `noise_profile` (S, O): every file's noise for a noise-aware model, instead of its own NoiseProfile."""
+    check_noise_profile(model, noise_profile)
     inputs, outputs = {raw.resolve() for raw, _ in jobs}, set()
     for _, out in jobs:
         if out.resolve() in inputs:
@@ -139,7 +175,7 @@ def process_files(
                 try:
                     raw, mosaic = pending.result()
                     pending = reader.submit(decode, model, jobs[i + 1][0], white_balance, max_megapixels) if i + 1 < len(jobs) else None
-                    img = infer(model, raw, mosaic, tile=tile, progress=progress)
+                    img = infer(model, raw, mosaic, tile=tile, progress=progress, noise_profile=noise_profile)
                 except BaseException:
                     yield from report(written)  # the file before the failing one is still written and reported
                     raise
@@ -162,7 +198,8 @@ def process_file(
     progress: bool = True,
     white_balance: str = "camera",
     max_megapixels: float = MAX_MEGAPIXELS,
+    noise_profile: tuple[float, float] | None = None,
 ) -> dict:
     """Process one raw file; returns timings and sizes for the caller to report."""
-    (record,) = process_files(model, [(raw_path, out_path)], tile, bits, progress, white_balance, max_megapixels)
+    (record,) = process_files(model, [(raw_path, out_path)], tile, bits, progress, white_balance, max_megapixels, noise_profile)
     return record

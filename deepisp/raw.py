@@ -11,7 +11,7 @@ Flipping, unlike cropping one row/column, keeps every pixel, and it is undone ex
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 # Largest frame decoded, in megapixels: checked from the header, before LibRaw allocates or decodes
 # anything (a few-kB file can declare a frame of many GB). `read_raw(max_megapixels=...)` raises it.
 MAX_MEGAPIXELS = 100.0
-_MAKE, _DNG_VERSION = 271, 50706
+_MAKE, _DNG_VERSION, _NOISE_PROFILE, _SUB_IFDS = 271, 50706, 51041, 330
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class RawMosaic:
             0 none, 3 rot180, 5 rot90 CCW, 6 rot90 CW), the turn that takes the sensor frame to display.
         camera_wb: as-shot white-balance multipliers (R, G, B) normalised to G = 1; (1, 1, 1) when the file
             has none. `deepisp process` balances full models' input with it (deepisp.white_balance).
+        noise_profile: the DNG NoiseProfile (S, O), averaged over colour planes: noise variance S*x + O at
+            mosaic level x; None when the file has none (non-DNG raws, most older DNGs). Noise-aware JDD
+            models are told it (deepisp.model.noise_levels).
     """
 
     mosaic: np.ndarray
@@ -55,6 +58,7 @@ class RawMosaic:
     white_level: float
     orientation: int
     camera_wb: tuple[float, float, float]
+    noise_profile: tuple[float, float] | None = None
 
     def to_sensor_frame(self, img: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
         """Undo the canonicalising flips of an image in the canonical frame.
@@ -148,26 +152,45 @@ def pattern_of(raw: rawpy.RawPy) -> str:
     return pattern
 
 
-def _check_not_plain_tiff(path: Path) -> None:
-    """LibRaw decodes a plain 16-bit greyscale TIFF as an RGGB raw with black 0 and white 65535. Every
-    camera raw that is a TIFF carries Make (TIFF/EP) or DNGVersion in IFD0, so refuse TIFFs with neither.
-    Files that are not TIFFs, or that tifffile cannot parse, are left to LibRaw to judge."""
+def _tiff_tags(path: Path) -> dict[int, object] | None:
+    """{tag code: value} of IFD0 and, under codes it does not have, of its SubIFDs (where DNGs keep the raw
+    image's tags); None for files that are not TIFFs or that tifffile cannot parse."""
     with open(path, "rb") as f:
         if f.read(4) not in _TIFF_MAGIC:
-            return
+            return None
     # tifffile logs what it finds wrong in a file (to stderr by default); judging is LibRaw's job here.
     log = logging.getLogger("tifffile")
     was_disabled, log.disabled = log.disabled, True
     try:
         with tifffile.TiffFile(path) as tif:
-            tags = tif.pages[0].tags
-            is_camera_file = _MAKE in tags or _DNG_VERSION in tags
+            ifd0 = tif.pages[0]
+            tags = {code: tag.value for code, tag in ifd0.tags.items()}
+            subifds = (ifd0.pages or []) if _SUB_IFDS in ifd0.tags else []
+            for sub in subifds:
+                for code, tag in sub.tags.items():
+                    tags.setdefault(code, tag.value)
+            return tags
     except Exception:  # any parse failure means "not for us to decide"
-        return
+        return None
     finally:
         log.disabled = was_disabled
-    if not is_camera_file:
+
+
+def _check_not_plain_tiff(tags: dict[int, object] | None) -> None:
+    """LibRaw decodes a plain 16-bit greyscale TIFF as an RGGB raw with black 0 and white 65535. Every
+    camera raw that is a TIFF carries Make (TIFF/EP) or DNGVersion in IFD0, so refuse TIFFs with neither.
+    Files that are not TIFFs, or that tifffile cannot parse (`tags` None), are left to LibRaw to judge."""
+    if tags is not None and _MAKE not in tags and _DNG_VERSION not in tags:
         raise DeepISPError("a plain TIFF image, not a camera raw (no Make or DNGVersion tag); pass the camera's raw file (.dng, .cr2, .nef, .arw, ...)")
+
+
+def _noise_profile(tags: dict[int, object] | None) -> tuple[float, float] | None:
+    """The NoiseProfile tag's (S, O) pairs (one, or one per colour plane) averaged; None if absent or malformed."""
+    values = np.atleast_1d(np.asarray((tags or {}).get(_NOISE_PROFILE, ()), dtype=np.float64))
+    if values.size < 2 or values.size % 2 or not np.all(np.isfinite(values)) or values.min() < 0:
+        return None
+    s, o = values.reshape(-1, 2).mean(axis=0)
+    return float(s), float(o)
 
 
 def _libraw_message(err: Exception) -> str:
@@ -199,7 +222,8 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
     if path.stat().st_size == 0:
         raise DeepISPError(f"{path} is empty (0 bytes); copy it from the camera again")
     try:
-        _check_not_plain_tiff(path)
+        tags = _tiff_tags(path)
+        _check_not_plain_tiff(tags)
         with rawpy.RawPy() as raw:
             raw.open_file(str(path))
             megapixels = raw.sizes.raw_height * raw.sizes.raw_width / 1e6
@@ -209,7 +233,7 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
                     f"{max_megapixels:g} MP limit; if the file is genuine, raise the limit (--max-megapixels)"
                 )
             raw.unpack()
-            return _decode(raw)
+            return replace(_decode(raw), noise_profile=_noise_profile(tags))
     except DeepISPError as e:
         raise DeepISPError(f"{path}: {e}") from None
     except rawpy.LibRawFileUnsupportedError:

@@ -62,6 +62,7 @@ class TrainConfig:
     white_balance: str = "estimate"  # full models: "estimate" (paper) or "as_shot" (input balanced by the file's WB)
     color_head_lr_mult: float = 1.0  # learning-rate multiplier of the FC that gives W (see `param_groups`)
     init_from: str = ""  # start from this checkpoint's weights (same model config; new optimizer, step 0)
+    noise_aware: bool = False  # jdd: the model is given its input's noise level (ModelConfig.noise_input)
 
     def __post_init__(self) -> None:
         # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
@@ -76,7 +77,9 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
 
         if tc.data or tc.val_data:
             raise DeepISPError("--photos replaces --data/--val-data (validation photos are held out of the same folders); pass one or the other")
-        return PhotoDataset(tc.photos, cfg.mode, split=split, crop=tc.crop, balanced=cfg.balanced_input)
+        return PhotoDataset(tc.photos, cfg.mode, split=split, crop=tc.crop, balanced=cfg.balanced_input, noise_levels=cfg.noise_input)
+    if cfg.noise_input:
+        raise DeepISPError("--noise-aware trains from --photos (the noise of every simulated crop is known); MSR folders carry no noise levels")
     if cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
@@ -91,11 +94,12 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
     return MSRDataset(tc.data, camera=tc.msr_camera, split=split, crop=tc.crop, flips=True)
 
 
-def draw_batch(dataset, tc: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch of `step`: a pure function of (seed, step), which is what makes resume exact."""
+def draw_batch(dataset, tc: TrainConfig, step: int) -> tuple[torch.Tensor, ...]:
+    """The batch of `step`: a pure function of (seed, step), which is what makes resume exact. (input,
+    target[, noise levels]) stacked: whatever the dataset's samples hold."""
     rng = np.random.default_rng([tc.seed, step])
-    pairs = [dataset.crop_pair(int(i), rng) for i in rng.integers(0, len(dataset), size=tc.batch)]
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    samples = [dataset.crop_pair(int(i), rng) for i in rng.integers(0, len(dataset), size=tc.batch)]
+    return tuple(torch.stack(parts) for parts in zip(*samples))
 
 
 def affine_init(dataset, max_pixels: int = 1 << 20, progress: bool = True) -> torch.Tensor:
@@ -166,8 +170,8 @@ def validation_loss(model: DeepISP, dataset, loss_fn, tc: TrainConfig, device: t
     model.eval()
     losses = []
     for i in range(min(n, len(dataset))):
-        rgb, target = dataset.crop_pair(i, np.random.default_rng([tc.seed, VALIDATION_STREAM, i]))
-        losses.append(loss_fn(model(rgb[None].to(device)), target[None].to(device)).item())
+        rgb, target, *noise = (t[None].to(device) for t in dataset.crop_pair(i, np.random.default_rng([tc.seed, VALIDATION_STREAM, i])))
+        losses.append(loss_fn(model(rgb, *noise), target).item())
     model.train()
     return float(np.mean(losses))
 
@@ -245,6 +249,10 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
             if cfg.mode != "full":
                 raise DeepISPError("--white-balance as_shot is for full-ISP presets (jdd models see linear camera RGB)")
             cfg = replace(cfg, white_balance=tc.white_balance)
+        if tc.noise_aware:
+            if cfg.mode != "jdd":
+                raise DeepISPError("--noise-aware is for jdd presets (the full ISP's training pairs carry no noise level)")
+            cfg = replace(cfg, noise_input=True)
         if not tc.data and not tc.photos:
             raise DeepISPError("--data or --photos is required: an S7-layout folder (full presets), an MSR-layout folder (jdd presets), or sRGB photo folders")
     if cfg.mode == "full" and tc.crop < max(MIN_CROP, cfg.min_size):
@@ -269,9 +277,10 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
     elif tc.init_from:
         init = load_checkpoint(tc.init_from)
         init_cfg = ModelConfig(**init["model_config"])
-        if init_cfg != cfg:
+        # A blind model may start a noise-aware one: its noise offsets start at zero, the same function.
+        if replace(init_cfg, noise_input=cfg.noise_input) != cfg or (init_cfg.noise_input and not cfg.noise_input):
             raise DeepISPError(f"--init-from {tc.init_from} is a {init_cfg} model, not this run's {cfg}")
-        model.load_state_dict(init["model"])
+        model.load_state_dict(init["model"], strict=init_cfg.noise_input == cfg.noise_input)
     elif cfg.mode == "full":
         model.set_color_init(affine_init(train_set, progress=progress))
     model.to(device).train()
@@ -307,14 +316,13 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
                 log = csv.writer(log_file)
                 while step < tc.steps:
                     t0 = time.perf_counter()
-                    rgb, target = draw_batch(train_set, tc, step)
-                    rgb, target = rgb.to(device), target.to(device)
+                    rgb, target, *noise = (t.to(device) for t in draw_batch(train_set, tc, step))
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate(tc, step) * group.get("lr_mult", 1.0)
                     if device.type == "cpu":
                         rgb = rgb.contiguous(memory_format=torch.channels_last)
                     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                        pred = model(rgb)
+                        pred = model(rgb, *noise)
                     loss = loss_fn(pred.float(), target)
                     if not torch.isfinite(loss):
                         raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")

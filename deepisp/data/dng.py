@@ -16,7 +16,7 @@ from deepisp.atomic import atomic_path
 from deepisp.cfa import check_pattern
 
 # TIFF field types (TIFF 6.0 section 2).
-_BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _SRATIONAL = 1, 2, 3, 4, 5, 10
+_BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _SRATIONAL, _DOUBLE = 1, 2, 3, 4, 5, 10, 12
 _CFA_COLOR_CODE = {"R": 0, "G": 1, "B": 2}  # TIFF/EP CFAPattern colour codes
 _PHOTOMETRIC_CFA = 32803
 _ILLUMINANT_D65 = 21
@@ -46,6 +46,7 @@ def write_dng(
     orientation: int = 1,
     make: str = "deepisp",
     model: str = "synthetic",
+    noise_profile: tuple[float, float] | None = None,
 ) -> None:
     """Write an uncompressed Bayer DNG (DNG 1.4) atomically.
 
@@ -60,6 +61,8 @@ def write_dng(
         as_shot_neutral: camera RGB of a neutral surface under the scene light (1 / white-balance gains).
         orientation: TIFF/EXIF Orientation 1..8 (display rotation/mirroring of the stored frame).
         make, model: Make and Model tags; UniqueCameraModel is "<make> <model>".
+        noise_profile: (S, O) of the DNG NoiseProfile tag: the noise variance at normalised level x is S*x + O
+            (x = (DN - black) / (white - black)); None writes no tag.
     """
     cfa = np.asarray(cfa)
     if cfa.ndim != 2 or cfa.dtype != np.uint16:
@@ -77,6 +80,8 @@ def write_dng(
         raise ValueError(f"as_shot_neutral must be 3 positive values, got {as_shot_neutral}")
     if orientation not in range(1, 9):
         raise ValueError(f"orientation must be 1..8, got {orientation}")
+    if noise_profile is not None and not (len(noise_profile) == 2 and all(np.isfinite(v) and v >= 0 for v in noise_profile)):
+        raise ValueError(f"noise_profile must be two non-negative numbers (S, O), got {noise_profile}")
 
     # (code, type, count, value, write-once); tifffile adds the baseline image/strip tags itself.
     tags = [
@@ -95,6 +100,8 @@ def write_dng(
         (50728, _RATIONAL, 3, _rationals(neutral), True),  # AsShotNeutral
         (50778, _SHORT, 1, _ILLUMINANT_D65, True),  # CalibrationIlluminant1
     ]
+    if noise_profile is not None:
+        tags.append((51041, _DOUBLE, 2, tuple(float(v) for v in noise_profile), True))  # NoiseProfile
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,

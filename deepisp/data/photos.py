@@ -19,7 +19,9 @@ different mosaics, noise fields and (full ISP) white balances and exposures of t
 Flips and transposes are applied to the photo before it is mosaiced, so the CFA phase of every input is
 the true RGGB phase. Samples: input [3,c,c] bilinear-demosaiced linear RGB in [0,1]; target [3,c,c]
 (jdd: linear RGB; full: sRGB-encoded), float32, the interface of S7Dataset and MSRDataset
-(len, [i] full frame, crop_pair(i, rng)).
+(len, [i] full frame, crop_pair(i, rng)). With `noise_levels` (jdd; for noise-aware models) every sample
+carries a third tensor, the noise it was drawn with: [2] = (sqrt(b), sqrt(a)), deepisp.model's noise input.
+The draws are the same with or without it.
 
 Validation photos are held out of the same folders (`holdout`), never drawn for training.
 """
@@ -88,12 +90,23 @@ def _augment(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class PhotoDataset(torch.utils.data.Dataset):
     """Pairs simulated from photographs (module doc). Photos are held in memory as uint8 (~0.5 MB each)."""
 
-    def __init__(self, folders: Sequence[str | Path], mode: str, split: str = "train", crop: int = 128, augment: bool = True, balanced: bool = False):
+    def __init__(
+        self,
+        folders: Sequence[str | Path],
+        mode: str,
+        split: str = "train",
+        crop: int = 128,
+        augment: bool = True,
+        balanced: bool = False,
+        noise_levels: bool = False,
+    ):
         if mode not in MODES:
             raise DeepISPError(f"mode must be one of {MODES}, got {mode!r}")
         if balanced and mode != "full":
             raise DeepISPError("only full-ISP pairs can be white-balanced")
-        self.mode, self.crop, self.augment, self.balanced = mode, crop, augment, balanced
+        if noise_levels and mode != "jdd":
+            raise DeepISPError("only jdd pairs carry noise levels")
+        self.mode, self.crop, self.augment, self.balanced, self.noise_levels = mode, crop, augment, balanced, noise_levels
         loaded = [(p, load_photo(p)) for p in holdout(find_photos(folders), split)]
         small = [p for p, img in loaded if min(img.shape[:2]) < crop]
         if small:
@@ -115,11 +128,11 @@ class PhotoDataset(torch.utils.data.Dataset):
     def name(self, i: int) -> str:
         return self.paths[i].stem
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Photo i's whole frame, one fixed draw (seeded by i): (input [3,H,W], target [3,H,W])."""
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        """Photo i's whole frame, one fixed draw (seeded by i): (input [3,H,W], target [3,H,W][, noise [2]])."""
         return self._simulate(i, self.photos[i], np.random.default_rng([HOLDOUT_SEED, i]))
 
-    def crop_pair(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def crop_pair(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         """A random `crop` x `crop` pair of photo i (the crop, its symmetries and the noise drawn from `rng`)."""
         photo, c = self.photos[i], self.crop
         h, w = photo.shape[:2]
@@ -130,7 +143,7 @@ class PhotoDataset(torch.utils.data.Dataset):
             patch = _augment(patch, rng)
         return self._simulate(i, patch, rng)
 
-    def _simulate(self, i: int, photo: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _simulate(self, i: int, photo: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         linear = _SRGB_TO_LINEAR_LUT[photo]  # [h,w,3] float32
         if self.mode == "jdd":
             return self._jdd(linear, rng)
@@ -144,7 +157,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         target = torch.from_numpy(np.array(photo, dtype=np.float32)).permute(2, 0, 1) / 255.0
         return bilinear_demosaic(raw)[0], target
 
-    def _jdd(self, linear: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _jdd(self, linear: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         target = torch.from_numpy(np.ascontiguousarray(linear)).permute(2, 0, 1)
         if rng.random() < 0.5:
             target = target * float(rng.uniform(*JDD_GAIN_RANGE))
@@ -156,4 +169,6 @@ class PhotoDataset(torch.utils.data.Dataset):
         noisy = clean + np.sqrt(shot_a * clean + read_var) * rng.standard_normal(clean.shape)
         raw = np.round(np.clip(noisy, 0.0, 1.0) * 65535.0) / 65535.0
         rgb = bilinear_demosaic(torch.from_numpy(raw.astype(np.float32))[None, None])[0]
+        if self.noise_levels:
+            return rgb, target.float(), torch.tensor([np.sqrt(read_var), np.sqrt(shot_a)], dtype=torch.float32)
         return rgb, target.float()

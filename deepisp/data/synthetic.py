@@ -264,6 +264,7 @@ def _write_scene(scene: Path, photo: np.ndarray, pattern: str, rng: np.random.Ge
             as_shot_neutral=tuple(1.0 / np.asarray(params["wb_gains"])),
             make="deepisp",
             model="synthetic S7",
+            noise_profile=(params["noise_shot_a"], params["noise_read_b"]),  # expose()'s noise, normalised units
         )
     write_jpeg(scene / "medium_exposure.jpg", photo)
     write_jpeg(scene / "short_exposure.jpg", _render_camera_jpeg(frames["short_exposure"], pattern, np.asarray(params["wb_gains"])))

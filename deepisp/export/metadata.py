@@ -229,9 +229,17 @@ def _axis(plan: AxisPlan) -> list[dict]:
 
 
 def describe(
-    cfg: ModelConfig, window: tuple[int, int], frame: tuple[int, int], tile: tuple[int, int], backend: str, variant: str, files: dict[str, str]
+    cfg: ModelConfig,
+    window: tuple[int, int],
+    frame: tuple[int, int],
+    tile: tuple[int, int],
+    backend: str,
+    variant: str,
+    files: dict[str, str],
+    noise_profile: tuple[float, float] | None = None,
 ) -> ExportMetadata:
-    """The metadata of one exported variant; `files` maps graph name ("tile", "color") to file name."""
+    """The metadata of one exported variant; `files` maps graph name ("tile", "color") to file name;
+    `noise_profile`: the (S, O) a noise-aware model was folded at, recorded in the tile graph's entry."""
     layout = "NHWC" if backend == "tflite" else "NCHW"
     rows, cols = plan_axis(frame[0], tile[0], cfg, window[0]), plan_axis(frame[1], tile[1], cfg, window[1])
     a = alignment(cfg)
@@ -247,6 +255,12 @@ def describe(
             "outputs": {TileGraph.IMAGE: {"shape": spatial(3), "dtype": "float32", "meaning": "low-level image estimate, linear RGB (jdd: the final output)"}},
         }
     }
+    if noise_profile is not None:
+        graphs["tile"]["noise_profile"] = {
+            "S": noise_profile[0],
+            "O": noise_profile[1],
+            "meaning": "noise-aware model folded at this DNG NoiseProfile (variance S*x + O): exact for raws with this noise; export one graph per ISO",
+        }
     if cfg.mode == "full":
         cshape = [1, *cells_shape, cfg.hl_width] if layout == "NHWC" else [1, cfg.hl_width, *cells_shape]
         graphs["tile"]["outputs"][TileGraph.CELLS] = {

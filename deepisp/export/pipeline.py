@@ -31,13 +31,15 @@ EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """Shared export settings. tile: nominal core (rows, cols); frame: the sensor frame the plan is for."""
+    """Shared export settings. tile: nominal core (rows, cols); frame: the sensor frame the plan is for;
+    noise_profile: the (S, O) a noise-aware model was folded at (deepisp.model.fold_noise_level), or None."""
 
     out: Path
     tile: tuple[int, int]
     frame: tuple[int, int]
     min_psnr: float | None = None
     threads: int | None = None
+    noise_profile: tuple[float, float] | None = None
 
 
 @dataclass
@@ -73,7 +75,7 @@ def publish(
     """Stage, verify and (if accepted) publish one variant; returns its report: the sidecar's JSON (`ExportMetadata.to_json`)."""
     ext = EXTENSIONS[backend]
     files = {g: f"deepisp_{g}_{built.variant}{ext}" for g in built.graphs}
-    meta = describe(cfg, window, opts.frame, opts.tile, backend, built.variant, files)
+    meta = describe(cfg, window, opts.frame, opts.tile, backend, built.variant, files, opts.noise_profile)
     name = stem(backend, built.variant)
     opts.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=opts.out, prefix=".staging-") as tmp:
