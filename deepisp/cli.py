@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="Adam learning rate (default 5e-5, the paper's)")
     p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"], help="constant (paper, default) or cosine decay to 0 at --steps")
     p.add_argument("--alpha", type=float, help="MS-SSIM weight in the full-ISP loss (default 0.84)")
+    p.add_argument(
+        "--jdd-loss",
+        dest="jdd_loss",
+        choices=["l2", "l2+srgb"],
+        help="jdd loss: l2 on linear RGB (the paper's, default) or l2+srgb, plus the L2 of the sRGB-encoded images (weighs dark tones as a display does)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--ckpt-every", dest="ckpt_every", type=int, help="checkpoint period in steps (default 200)")
     p.add_argument("--val-every", dest="val_every", type=int, help="validation period in steps (default 200)")

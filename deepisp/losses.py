@@ -1,6 +1,7 @@
 """Training losses of the paper (section II-B).
 
-    jdd:  L2 (mean squared error) on linear RGB.
+    jdd:  L2 (mean squared error) on linear RGB; or, beyond the paper, "l2+srgb": that plus the L2 of the
+          sRGB-encoded images (linear L2 weighs the bright tones, where a display and the sRGB PSNR do not).
     full: (1 - alpha) * L1(Lab(pred), Lab(target)) / 100 + alpha * (1 - MS-SSIM(L(pred), L(target)))
           with MS-SSIM on the Lab lightness only, two scales, 5x5 Gaussian windows (paper IV-C).
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 
-from deepisp.color import srgb_to_lab
+from deepisp.color import linear_to_srgb, srgb_to_lab
 
 # The first two of Wang et al.'s five MS-SSIM scale weights, renormalised to sum to 1.
 TWO_SCALE_WEIGHTS = (0.0448 / (0.0448 + 0.2856), 0.2856 / (0.0448 + 0.2856))
@@ -44,6 +45,14 @@ class IspLoss:
         return (1 - self.alpha) * l1 + self.alpha * (1 - similarity)
 
 
+JDD_LOSSES = ("l2", "l2+srgb")
+
+
 def jdd_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L2 loss for joint denoising and demosaicing: pred/target [B,3,H,W] linear RGB."""
     return F.mse_loss(pred, target)
+
+
+def jdd_loss_with_srgb(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`jdd_loss` plus the L2 of the sRGB-encoded images (pred clamped to [0,1] for the curve); [B,3,H,W] linear RGB."""
+    return F.mse_loss(pred, target) + F.mse_loss(linear_to_srgb(pred.clamp(0, 1)), linear_to_srgb(target))

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from deepisp.atomic import atomic_path
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
 from deepisp.errors import DeepISPError
-from deepisp.losses import MIN_CROP, IspLoss, jdd_loss
+from deepisp.losses import JDD_LOSSES, MIN_CROP, IspLoss, jdd_loss, jdd_loss_with_srgb
 from deepisp.model import PRESETS, DeepISP, ModelConfig, fit_affine
 
 
@@ -63,6 +63,7 @@ class TrainConfig:
     color_head_lr_mult: float = 1.0  # learning-rate multiplier of the FC that gives W (see `param_groups`)
     init_from: str = ""  # start from this checkpoint's weights (same model config; new optimizer, step 0)
     noise_aware: bool = False  # jdd: the model is given its input's noise level (ModelConfig.noise_input)
+    jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
 
     def __post_init__(self) -> None:
         # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
@@ -230,6 +231,8 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
     state = None
     if tc.lr_schedule not in ("constant", "cosine"):
         raise DeepISPError(f"unknown --lr-schedule {tc.lr_schedule!r}: use constant or cosine")
+    if tc.jdd_loss not in JDD_LOSSES:
+        raise DeepISPError(f"unknown --jdd-loss {tc.jdd_loss!r}: use one of {', '.join(JDD_LOSSES)}")
     if resume:
         if not ckpt_path.exists():
             raise DeepISPError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
@@ -297,7 +300,7 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
                 f"{ckpt_path}: its optimizer state has other parameter groups than this version of deepisp trains with; "
                 "start a new run from its weights with --init-from"
             ) from None
-    loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == "full" else jdd_loss
+    loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == "full" else {"l2": jdd_loss, "l2+srgb": jdd_loss_with_srgb}[tc.jdd_loss]
 
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.csv"

@@ -7,7 +7,7 @@ from pytorch_msssim import ms_ssim
 from skimage.color import rgb2lab
 
 from deepisp.color import histogram_stretch, linear_to_srgb, srgb_to_lab, srgb_to_linear
-from deepisp.losses import TWO_SCALE_WEIGHTS, IspLoss, jdd_loss
+from deepisp.losses import TWO_SCALE_WEIGHTS, IspLoss, jdd_loss, jdd_loss_with_srgb
 
 
 def test_srgb_curve_round_trip_and_reference_points():
@@ -44,6 +44,23 @@ def test_isp_loss_is_zero_on_identical_images_and_weights_terms():
 def test_two_scale_ms_ssim_settings():
     assert len(TWO_SCALE_WEIGHTS) == 2 and sum(TWO_SCALE_WEIGHTS) == pytest.approx(1.0)
     assert IspLoss().window == 5
+
+
+def test_jdd_srgb_loss_weighs_dark_errors_as_a_display_does():
+    target = torch.full((1, 3, 4, 4), 0.01)
+    dark, bright = target + 0.005, target.clone()
+    bright[..., 0, 0] = 0.9  # one bright pixel off by much more in linear terms...
+    target_b = target.clone()
+    target_b[..., 0, 0] = 0.9 - 0.02
+    # ...same linear L2 order as the dark error, but the sRGB term ranks the dark one higher per linear unit
+    assert jdd_loss_with_srgb(dark, target).item() == pytest.approx(
+        jdd_loss(dark, target).item() + ((linear_to_srgb(dark) - linear_to_srgb(target)) ** 2).mean().item()
+    )
+    ratio_dark = jdd_loss_with_srgb(dark, target).item() / jdd_loss(dark, target).item()
+    ratio_bright = jdd_loss_with_srgb(bright, target_b).item() / jdd_loss(bright, target_b).item()
+    assert ratio_dark > 10 * ratio_bright
+    # prediction outside [0,1] is clamped for the curve only
+    assert torch.isfinite(jdd_loss_with_srgb(target - 0.5, target))
 
 
 def test_jdd_loss_is_mse():

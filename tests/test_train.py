@@ -145,3 +145,8 @@ def test_init_from_starts_a_new_run_from_weights_and_head_gets_its_own_rate(s7_r
     other = ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8)
     with pytest.raises(DeepISPError, match="init-from"):
         train(replace(second, out=str(tmp_path / "c")), progress=False, model_config=other)
+
+
+def test_unknown_jdd_loss_is_refused(tmp_path):
+    with pytest.raises(DeepISPError, match="--jdd-loss"):
+        train(TrainConfig(preset="tiny-jdd", jdd_loss="l1", out=str(tmp_path / "run")), progress=False)
