@@ -29,6 +29,15 @@ def _add_common_model_args(p: argparse.ArgumentParser) -> None:
         "--tile", type=int, default=DEFAULT_TILE, help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})"
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    p.add_argument(
+        "--noise-profile",
+        dest="noise_profile",
+        type=float,
+        nargs=2,
+        metavar=("S", "O"),
+        help="noise-aware jdd models: the noise variance S*x + O at normalised raw level x (a DNG's NoiseProfile tag); "
+        "process: for files without that tag or to override it (default: each file's own)",
+    )
 
 
 def cmd_make_synthetic(args: argparse.Namespace) -> None:
@@ -55,8 +64,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from deepisp.checkpoint import load_model
     from deepisp.evaluate import evaluate
+    from deepisp.process import at_noise_level, check_noise_profile
 
     model, _ = load_model(args.model)
+    noise = None if args.noise_profile is None else tuple(args.noise_profile)
+    check_noise_profile(model, noise)
+    if model.cfg.noise_input and noise is None:
+        raise DeepISPError("this noise-aware model needs the noise of the evaluation frames: pass --noise-profile S O (variance S*x + O)")
+    model = at_noise_level(model, noise)
     if model.cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
@@ -261,15 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=MAX_MEGAPIXELS,
         help=f"refuse raw frames larger than this, checked before decoding (default {MAX_MEGAPIXELS:g})",
-    )
-    p.add_argument(
-        "--noise-profile",
-        dest="noise_profile",
-        type=float,
-        nargs=2,
-        metavar=("S", "O"),
-        help="noise-aware jdd models: the noise variance S*x + O at normalised raw level x (a DNG's NoiseProfile tag), "
-        "for files without that tag or to override it (default: each file's own)",
     )
     _add_common_model_args(p)
     p.set_defaults(func=cmd_process)
