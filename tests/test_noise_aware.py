@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from benchmarks.quality import Method, jdd_model_method, run_jdd
-from deepisp.checkpoint import load_checkpoint, load_model, save_checkpoint
+from deepisp.cfa import mosaic
+from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model, save_checkpoint
 from deepisp.cli import main
 from deepisp.data.dng import write_dng
 from deepisp.data.photos import PhotoDataset
@@ -183,3 +184,18 @@ def test_quality_benchmark_gives_noise_aware_models_sigma(tmp_path, photo_dir):
     expected = run_tiled(fold_noise_level(model, noise_levels(5 / 255)), torch.from_numpy((cfa / 65535).astype(np.float32)), tile=256)
     assert np.allclose(method.run(cfa, 5 / 255), expected.double().numpy())
     assert len(rows) == 2
+
+
+def test_shipped_noise_aware_models_run_at_a_level_and_the_level_matters():
+    shipped = [p for p in sorted(DEFAULT_CHECKPOINT.parent.glob("*.pt")) if load_model(p)[0].cfg.noise_input]
+    assert shipped, "no shipped model is noise-aware"
+    rng = np.random.default_rng(0)
+    clean = torch.from_numpy(smooth_photo(64, 64, 3).astype(np.float32) / 255.0).permute(2, 0, 1)[None] ** 2.2
+    noisy = (mosaic(clean)[0, 0] + torch.from_numpy(rng.normal(0, 8 / 255, (64, 64)).astype(np.float32))).clamp(0, 1)
+    for path in shipped:
+        model, _ = load_model(path)
+        told = run_tiled(fold_noise_level(model, noise_levels(8 / 255)), noisy)
+        blind = run_tiled(fold_noise_level(model, noise_levels(0.0)), noisy)
+        assert torch.isfinite(told).all()
+        # told the true noise, it denoises better than when told there is none
+        assert float(((told - clean[0]) ** 2).mean()) < float(((blind - clean[0]) ** 2).mean()), path.name
