@@ -30,7 +30,8 @@ from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
 from deepisp.color import histogram_stretch
 from deepisp.data.s7 import S7Dataset
 from deepisp.errors import DeepISPError
-from deepisp.export.gate import compare, displayed, error_heat_map, reference_outputs
+from deepisp.export.gate import compare, displayed, error_heat_map, reference_model, reference_outputs
+from deepisp.export.metadata import ExportMetadata
 from deepisp.export.pipeline import delegate_verdict
 from deepisp.metrics import image_metrics
 from deepisp.runtime import ExportedModel
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         sidecars = sorted(args.exported.glob("deepisp_*.json"))
         if not sidecars:
             raise DeepISPError(f"no deepisp_*.json sidecars in {args.exported}: run export/to_tflite.py or export/to_onnx.py first")
-        model, _ = load_model(args.model)
+        model = reference_model(load_model(args.model)[0], [ExportMetadata.read(s) for s in sidecars])
         frames, targets = load_frames(args.data, args.split, args.limit, model.cfg.balanced_input)
         references = reference_outputs(model, frames)
         float_vs_target = [image_metrics(histogram_stretch(displayed(r, model.cfg.mode)), histogram_stretch(t)) for r, t in zip(references, targets)]

@@ -32,6 +32,7 @@ import torch
 from deepisp.atomic import atomic_path
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
 from deepisp.errors import DeepISPError
+from deepisp.export.gate import reference_model
 from deepisp.export.graphs import TileGraph
 from deepisp.export.metadata import ExportMetadata
 from deepisp.model import ModelConfig, flops_per_pixel
@@ -158,10 +159,10 @@ def main() -> int:
         return 2
     try:
         exported = [ExportMetadata.read(sidecar) for sidecar in sidecars]
+        model = reference_model(load_model(args.model)[0], exported)
     except DeepISPError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model, _ = load_model(args.model)
     flops = tile_flops(model.cfg)
     mpix = args.size**2 / 1e6
     rows = []

@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         const=True,
         help="jdd presets, with --photos: the model is given the noise level of its input (read sigma, shot gain), "
-        "FFDNet-style; `deepisp process` then reads it from the DNG's NoiseProfile or --noise-level (stored in the model)",
+        "FFDNet-style; `deepisp process` then reads it from the DNG's NoiseProfile or --noise-profile S O",
     )
     p.add_argument(
         "--init-from",

@@ -231,7 +231,7 @@ class LowLevelStage(nn.Module):
             return [None] * len(self.blocks)
         if noise is None or noise.ndim != 2 or noise.shape[1] != 2:
             raise ValueError(f"this model takes noise levels [B,2] (sqrt(read var), sqrt(shot gain)), got {None if noise is None else tuple(noise.shape)}")
-        offsets = self.noise_to_bias(noise * NOISE_INPUT_SCALE)
+        offsets = self.noise_to_bias(noise.to(self.noise_to_bias.weight) * NOISE_INPUT_SCALE)
         return list(offsets.split([b.out_channels() for b in self.blocks], dim=1))
 
     def forward(self, image: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -371,10 +371,12 @@ def fold_noise_level(model: DeepISP, noise: torch.Tensor) -> DeepISP:
     if not model.cfg.noise_input:
         model.low_level.bias_offsets(noise)  # refuses a level for a blind model
         return model
-    folded = DeepISP(replace(model.cfg, noise_input=False)).to(model.low_level.noise_to_bias.weight.device)
+    if tuple(noise.shape) != (1, 2):
+        raise ValueError(f"fold_noise_level bakes one noise level [1,2], got {tuple(noise.shape)}")
+    folded = DeepISP(replace(model.cfg, noise_input=False)).to(model.low_level.noise_to_bias.weight)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("low_level.noise_to_bias.")}
     folded.load_state_dict(state)
-    for block, offset in zip(folded.low_level.blocks, model.low_level.bias_offsets(noise.to(model.low_level.noise_to_bias.weight.device))):
+    for block, offset in zip(folded.low_level.blocks, model.low_level.bias_offsets(noise)):
         n = 0 if block.conv_features is None else block.conv_features.out_channels
         if block.conv_features is not None:
             block.conv_features.bias += offset[0, :n]

@@ -95,7 +95,9 @@ def check_noise_profile(model: DeepISP | ExportedModel, noise_profile: tuple[flo
     """Refuse a noise profile for a model that cannot use it, and malformed ones."""
     if noise_profile is None:
         return
-    if not (isinstance(model, DeepISP) and model.cfg.noise_input):
+    if isinstance(model, ExportedModel):
+        raise DeepISPError("exported graphs have their noise level baked in (the sidecar's graphs.tile.noise_profile); re-export with another --noise-profile")
+    if not model.cfg.noise_input:
         raise DeepISPError("--noise-profile is for noise-aware jdd models (deepisp train --noise-aware); this model takes no noise level")
     if len(noise_profile) != 2 or not all(np.isfinite(v) and v >= 0 for v in noise_profile):
         raise DeepISPError(f"--noise-profile takes two non-negative numbers S O (variance S*x + O), got {noise_profile}")

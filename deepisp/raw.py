@@ -186,7 +186,10 @@ def _check_not_plain_tiff(tags: dict[int, object] | None) -> None:
 
 def _noise_profile(tags: dict[int, object] | None) -> tuple[float, float] | None:
     """The NoiseProfile tag's (S, O) pairs (one, or one per colour plane) averaged; None if absent or malformed."""
-    values = np.atleast_1d(np.asarray((tags or {}).get(_NOISE_PROFILE, ()), dtype=np.float64))
+    try:
+        values = np.atleast_1d(np.asarray((tags or {}).get(_NOISE_PROFILE, ()), dtype=np.float64))
+    except (TypeError, ValueError):
+        return None
     if values.size < 2 or values.size % 2 or not np.all(np.isfinite(values)) or values.min() < 0:
         return None
     s, o = values.reshape(-1, 2).mean(axis=0)

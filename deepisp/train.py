@@ -281,7 +281,7 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         init = load_checkpoint(tc.init_from)
         init_cfg = ModelConfig(**init["model_config"])
         # A blind model may start a noise-aware one: its noise offsets start at zero, the same function.
-        if replace(init_cfg, noise_input=cfg.noise_input) != cfg or (init_cfg.noise_input and not cfg.noise_input):
+        if replace(cfg, noise_input=init_cfg.noise_input) != init_cfg or (init_cfg.noise_input and not cfg.noise_input):
             raise DeepISPError(f"--init-from {tc.init_from} is a {init_cfg} model, not this run's {cfg}")
         model.load_state_dict(init["model"], strict=init_cfg.noise_input == cfg.noise_input)
     elif cfg.mode == "full":

@@ -16,6 +16,7 @@ from deepisp.data.dng import write_dng
 from deepisp.data.photos import PhotoDataset
 from deepisp.errors import DeepISPError
 from deepisp.export.commands import run as export_run
+from deepisp.export.gate import reference_model
 from deepisp.export.metadata import ExportMetadata, describe
 from deepisp.model import PRESETS, DeepISP, fold_noise_level, noise_levels
 from deepisp.raw import read_raw
@@ -163,7 +164,14 @@ def test_export_needs_a_noise_profile_and_records_it(tmp_path, capsys):
     assert meta.graphs["tile"]["noise_profile"]["S"] == 1e-4
     again = ExportMetadata.from_json(meta.to_json(), "test")
     assert again.graphs["tile"]["noise_profile"]["O"] == 2e-5
-    assert "noise_profile" not in describe(PRESETS["tiny-jdd"], (64, 64), (128, 128), (32, 32), "onnx", "fp32", files).graphs["tile"]
+    plain = describe(PRESETS["tiny-jdd"], (64, 64), (128, 128), (32, 32), "onnx", "fp32", files)
+    assert "noise_profile" not in plain.graphs["tile"] and plain.noise_profile is None
+    # the accuracy and latency benchmarks compare exports against the model folded at their baked level
+    model = trained_like(TINY)
+    rgb = torch.rand(1, 3, 16, 16)
+    assert torch.allclose(reference_model(model, [meta, again])(rgb), model(rgb, noise_levels(2e-5**0.5, 1e-4)), atol=1e-6)
+    with pytest.raises(DeepISPError, match="noise levels"):
+        reference_model(model, [meta, plain])
 
 
 def test_quality_benchmark_gives_noise_aware_models_sigma(tmp_path, photo_dir):
@@ -199,3 +207,24 @@ def test_shipped_noise_aware_models_run_at_a_level_and_the_level_matters():
         assert torch.isfinite(told).all()
         # told the true noise, it denoises better than when told there is none
         assert float(((told - clean[0]) ** 2).mean()) < float(((blind - clean[0]) ** 2).mean()), path.name
+
+
+def test_noise_profile_tags_of_every_form():
+    from deepisp.raw import _noise_profile
+
+    assert _noise_profile({51041: (1e-4, 2e-5, 3e-4, 4e-5, 2e-4, 3e-5)}) == pytest.approx((2e-4, 3e-5))  # one pair per plane
+    for bad in ((1e-4,), (1e-4, 2e-5, 3e-4), (-1e-4, 2e-5), (float("nan"), 0.0), b"garbage", "text"):
+        assert _noise_profile({51041: bad}) is None, bad
+    assert _noise_profile(None) is None and _noise_profile({}) is None
+
+
+def test_fold_and_init_refusals_are_clear(photo_dir, tmp_path):
+    model = trained_like(TINY)
+    with pytest.raises(ValueError, match=r"\[1,2\]"):
+        fold_noise_level(model, torch.zeros(2, 2))
+    assert model(torch.rand(1, 3, 16, 16), torch.zeros(1, 2, dtype=torch.float64)).isfinite().all()  # a float64 level is fine
+    full = tmp_path / "full.pt"
+    save_checkpoint(full, DeepISP(PRESETS["tiny-full"]), PRESETS["tiny-full"])
+    cfg = TrainConfig(photos=(str(photo_dir),), preset="tiny-jdd", steps=1, crop=32, noise_aware=True, init_from=str(full), out=str(tmp_path / "run"))
+    with pytest.raises(DeepISPError, match="init-from"):
+        train(cfg, progress=False)

@@ -20,8 +20,10 @@ from PIL import Image
 
 from deepisp.atomic import atomic_path
 from deepisp.color import histogram_stretch, linear_to_srgb
+from deepisp.errors import DeepISPError
+from deepisp.export.metadata import ExportMetadata
 from deepisp.metrics import image_metrics
-from deepisp.model import DeepISP
+from deepisp.model import DeepISP, fold_noise_level, noise_levels
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_full_frame
 
@@ -37,6 +39,18 @@ MIN_PSNR = {"fp32": 60.0, "fp16": 60.0, "dynamic": 50.0, "int8": 24.0, "int8-mix
 def displayed(x: torch.Tensor, mode: str) -> torch.Tensor:
     """A model output [3,H,W] as it is written to an image: sRGB in [0,1]."""
     return (linear_to_srgb(x.clamp(0, 1)) if mode == "jdd" else x).clamp(0, 1)
+
+
+def reference_model(model: DeepISP, exports: list[ExportMetadata]) -> DeepISP:
+    """The float model `exports` were made from: a noise-aware model folded at the noise level baked into
+    them (all must share one), any other model as it is."""
+    if not model.cfg.noise_input:
+        return model
+    levels = {meta.noise_profile for meta in exports}
+    if len(levels) != 1 or None in levels:
+        raise DeepISPError(f"the exports were baked at noise levels {sorted(levels, key=str)}; compare a noise-aware model against exports of one level")
+    shot, read_var = levels.pop()
+    return fold_noise_level(model, noise_levels(read_var**0.5, shot))
 
 
 def reference_outputs(model: DeepISP, frames: list[tuple[str, np.ndarray]]) -> list[torch.Tensor]:

@@ -103,6 +103,12 @@ class ExportMetadata:
     measured: Measured | None = None
 
     @property
+    def noise_profile(self) -> tuple[float, float] | None:
+        """The (S, O) a noise-aware model was folded at for this export, None for other models."""
+        baked = self.graphs["tile"].get("noise_profile")
+        return None if baked is None else (float(baked["S"]), float(baked["O"]))
+
+    @property
     def files(self) -> dict[str, str]:
         """Graph name ("tile", "color") -> its file name, next to the sidecar."""
         return {name: graph["file"] for name, graph in self.graphs.items()}
