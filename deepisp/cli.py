@@ -19,6 +19,7 @@ from pathlib import Path
 
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError
+from deepisp.process import add_noise_profile_argument
 from deepisp.raw import MAX_MEGAPIXELS
 from deepisp.tiling import DEFAULT_TILE
 
@@ -29,13 +30,9 @@ def _add_common_model_args(p: argparse.ArgumentParser) -> None:
         "--tile", type=int, default=DEFAULT_TILE, help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})"
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
-    p.add_argument(
-        "--noise-profile",
-        dest="noise_profile",
-        type=float,
-        nargs=2,
-        metavar=("S", "O"),
-        help="noise-aware jdd models: the noise variance S*x + O at normalised raw level x (a DNG's NoiseProfile tag); "
+    add_noise_profile_argument(
+        p,
+        "noise-aware jdd models: the noise variance S*x + O at normalised raw level x (a DNG's NoiseProfile tag); "
         "process: for files without that tag or to override it (default: each file's own)",
     )
 
@@ -64,14 +61,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from deepisp.checkpoint import load_model
     from deepisp.evaluate import evaluate
-    from deepisp.process import at_noise_level, check_noise_profile
+    from deepisp.process import at_given_noise_level
 
     model, _ = load_model(args.model)
     noise = None if args.noise_profile is None else tuple(args.noise_profile)
-    check_noise_profile(model, noise)
-    if model.cfg.noise_input and noise is None:
-        raise DeepISPError("this noise-aware model needs the noise of the evaluation frames: pass --noise-profile S O (variance S*x + O)")
-    model = at_noise_level(model, noise)
+    model = at_given_noise_level(model, noise, "for the evaluation frames")
     if model.cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 

@@ -16,6 +16,7 @@ encoders release the GIL), with results, and any error, reported in input order.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -91,6 +92,12 @@ def decode(
     return raw, torch.from_numpy(balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic)
 
 
+def add_noise_profile_argument(p: argparse.ArgumentParser, help: str) -> None:
+    """The `--noise-profile S O` flag (a DNG NoiseProfile: noise variance S*x + O) of every command that runs a
+    noise-aware model; `help` says what the command does with it."""
+    p.add_argument("--noise-profile", dest="noise_profile", type=float, nargs=2, metavar=("S", "O"), default=None, help=help)
+
+
 def check_noise_profile(model: DeepISP | ExportedModel, noise_profile: tuple[float, float] | None) -> None:
     """Refuse a noise profile for a model that cannot use it, and malformed ones."""
     if noise_profile is None:
@@ -114,6 +121,15 @@ def at_noise_level(model: DeepISP, noise_profile: tuple[float, float] | None) ->
         )
     shot, read_var = noise_profile
     return fold_noise_level(model, noise_levels(read_var**0.5, shot))
+
+
+def at_given_noise_level(model: DeepISP, noise_profile: tuple[float, float] | None, purpose: str) -> DeepISP:
+    """`at_noise_level` where the level can only come from --noise-profile (eval, export): a noise-aware model
+    without one is refused, the message naming `purpose`; a blind model given one is refused too."""
+    check_noise_profile(model, noise_profile)
+    if model.cfg.noise_input and noise_profile is None:
+        raise DeepISPError(f"this noise-aware model needs --noise-profile S O (noise variance S*x + O) {purpose}")
+    return at_noise_level(model, noise_profile)
 
 
 def infer(

@@ -23,6 +23,8 @@ CALIBRATION_WINDOW = 256
 
 
 def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
+    from deepisp.process import add_noise_profile_argument
+
     what = {"tflite": "TFLite (LiteRT) graphs for phone GPU/NPU delegates", "onnx": "ONNX graphs (opset 18, dynamic window size)"}[backend]
     p = argparse.ArgumentParser(
         prog=f"export/to_{backend}.py",
@@ -79,14 +81,9 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
         default=None,
         help="accuracy floor in dB vs the float model for every variant (default: per-variant floors set from measurement, see deepisp/export/gate.py)",
     )
-    p.add_argument(
-        "--noise-profile",
-        dest="noise_profile",
-        type=float,
-        nargs=2,
-        metavar=("S", "O"),
-        default=None,
-        help="noise-aware jdd models (required for them): the noise variance S*x + O (a DNG NoiseProfile) baked into the graphs, "
+    add_noise_profile_argument(
+        p,
+        "noise-aware jdd models (required for them): the noise variance S*x + O (a DNG NoiseProfile) baked into the graphs, "
         "exact for raws with that noise; export one set per ISO",
     )
     p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out/)")
@@ -125,7 +122,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, raw_paths
     from deepisp.export.gate import reference_outputs
     from deepisp.export.pipeline import ExportOptions, publish, summary_line
-    from deepisp.process import at_noise_level, check_noise_profile
+    from deepisp.process import at_given_noise_level
     from deepisp.tiling import window_size
 
     if args.threads:
@@ -137,13 +134,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     _check_out(args.out)
     model, _ = load_model(args.model)
     noise = None if args.noise_profile is None else tuple(args.noise_profile)
-    if model.cfg.noise_input:
-        if noise is None:
-            raise DeepISPError("this model is noise-aware: pass --noise-profile S O, the noise (variance S*x + O) to bake into the graphs")
-        check_noise_profile(model, noise)
-        model = at_noise_level(model, noise)
-    elif noise is not None:
-        raise DeepISPError("--noise-profile is for noise-aware jdd models (deepisp train --noise-aware); this model takes no noise level")
+    model = at_given_noise_level(model, noise, "to bake into the graphs")
     cfg = model.cfg
     window = (window_size(args.frame[0], tile[0], cfg), window_size(args.frame[1], tile[1], cfg))
     opts = ExportOptions(args.out, tile, tuple(args.frame), args.min_psnr, args.threads, noise)

@@ -23,7 +23,8 @@ from deepisp.color import histogram_stretch, linear_to_srgb
 from deepisp.errors import DeepISPError
 from deepisp.export.metadata import ExportMetadata
 from deepisp.metrics import image_metrics
-from deepisp.model import DeepISP, fold_noise_level, noise_levels
+from deepisp.model import DeepISP
+from deepisp.process import at_noise_level
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_full_frame
 
@@ -49,8 +50,7 @@ def reference_model(model: DeepISP, exports: list[ExportMetadata]) -> DeepISP:
     levels = {meta.noise_profile for meta in exports}
     if len(levels) != 1 or None in levels:
         raise DeepISPError(f"the exports were baked at noise levels {sorted(levels, key=str)}; compare a noise-aware model against exports of one level")
-    shot, read_var = levels.pop()
-    return fold_noise_level(model, noise_levels(read_var**0.5, shot))
+    return at_noise_level(model, levels.pop())
 
 
 def reference_outputs(model: DeepISP, frames: list[tuple[str, np.ndarray]]) -> list[torch.Tensor]:
