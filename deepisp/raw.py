@@ -26,6 +26,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 # anything (a few-kB file can declare a frame of many GB). `read_raw(max_megapixels=...)` raises it.
 MAX_MEGAPIXELS = 100.0
 _MAKE, _DNG_VERSION, _NOISE_PROFILE, _SUB_IFDS = 271, 50706, 51041, 330
+_READ_TAGS = frozenset({_MAKE, _DNG_VERSION, _NOISE_PROFILE})
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,9 @@ def pattern_of(raw: rawpy.RawPy) -> str:
 
 
 def _tiff_tags(path: Path) -> dict[int, object] | None:
-    """{tag code: value} of IFD0 and, under codes it does not have, of its SubIFDs (where DNGs keep the raw
-    image's tags); None for files that are not TIFFs or that tifffile cannot parse."""
+    """{tag code: value} for the codes deepisp reads (_READ_TAGS) in IFD0 and, where IFD0 lacks them, in its
+    SubIFDs (where DNGs keep the raw image's tags); None for files that are not TIFFs or that tifffile cannot
+    parse. Other tags' values (maker notes, previews' tables) are never loaded."""
     with open(path, "rb") as f:
         if f.read(4) not in _TIFF_MAGIC:
             return None
@@ -164,11 +166,12 @@ def _tiff_tags(path: Path) -> dict[int, object] | None:
     try:
         with tifffile.TiffFile(path) as tif:
             ifd0 = tif.pages[0]
-            tags = {code: tag.value for code, tag in ifd0.tags.items()}
             subifds = (ifd0.pages or []) if _SUB_IFDS in ifd0.tags else []
-            for sub in subifds:
-                for code, tag in sub.tags.items():
-                    tags.setdefault(code, tag.value)
+            tags = {}
+            for ifd in (ifd0, *subifds):
+                for code in _READ_TAGS - tags.keys():
+                    if code in ifd.tags:
+                        tags[code] = ifd.tags[code].value
             return tags
     except Exception:  # any parse failure means "not for us to decide"
         return None
