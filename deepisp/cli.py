@@ -109,6 +109,8 @@ def cmd_process(args: argparse.Namespace) -> None:
         model, jobs, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels, noise_profile=noise
     ):
         print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
+        if "warning" in info:
+            print(f"warning: {info['input']}: {info['warning']}", file=sys.stderr)
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -211,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init-from",
         dest="init_from",
-        help="start from this checkpoint's weights (same preset; fresh optimizer, step 0); a blind jdd checkpoint may start a --noise-aware run",
+        help="start from this checkpoint's weights (fresh optimizer, step 0): the same preset, a blind jdd checkpoint for a --noise-aware run, "
+        "or a narrower/shallower model of the same kind, grown into this preset as the same function (new channels and identity blocks)",
     )
     p.add_argument(
         "--precision",

@@ -7,7 +7,8 @@ orientation -> clamp to [0,1] -> write JPEG (8-bit), PNG (8 or 16-bit) or TIFF (
 Full-ISP models output sRGB-encoded images; JDD models output linear sensor RGB, which gets the sRGB
 curve so it displays sensibly (no white balance or colour matrix: that is the full model's job).
 Noise-aware JDD models are told each file's noise: its DNG NoiseProfile, or `noise_profile` when given
-(deepisp.model.fold_noise_level bakes it into the network for that file).
+(deepisp.model.fold_noise_level bakes it into the network for that file). Graphs exported from such a model
+have one level baked in: a file whose NoiseProfile is another level gets a warning in its record.
 Outputs are written to a temp file and renamed, so a failure never leaves a partial image.
 Several files (`process_files`) run as a three-stage pipeline: the next file is decoded and the previous
 one encoded while the current one is in the network (LibRaw, torch, ONNX Runtime, TFLite and the image
@@ -40,6 +41,9 @@ from deepisp.white_balance import balance
 
 OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
 WHITE_BALANCE_MODES = ("camera", "off")
+# Relative difference of noise level (read sigma, sqrt shot gain) beyond which a file's NoiseProfile is
+# "another level" than the one baked into exported graphs (a third of an ISO stop is ~12% in sigma).
+NOISE_LEVEL_TOLERANCE = 0.25
 
 
 def check_output_path(path: Path, bits: int | None) -> int:
@@ -132,6 +136,23 @@ def at_given_noise_level(model: DeepISP, noise_profile: tuple[float, float] | No
     return at_noise_level(model, noise_profile)
 
 
+def baked_noise_mismatch(model: DeepISP | ExportedModel, file_profile: tuple[float, float] | None) -> str | None:
+    """For graphs exported from a noise-aware model (one level baked in): a warning when the file's own
+    NoiseProfile is another level (read sigma or shot gain off by more than NOISE_LEVEL_TOLERANCE), else None.
+    The graphs run anyway (a phone exports one graph per ISO band); the user is told which level they assume."""
+    baked = model.metadata.noise_profile if isinstance(model, ExportedModel) else None
+    if baked is None or file_profile is None:
+        return None
+    # compare the model's own inputs, (sqrt(O), sqrt(S)): what noise_levels gives the network
+    file_level, baked_level = (np.sqrt(file_profile[1]), np.sqrt(file_profile[0])), (np.sqrt(baked[1]), np.sqrt(baked[0]))
+    if all(abs(f - b) <= NOISE_LEVEL_TOLERANCE * max(f, b) for f, b in zip(file_level, baked_level)):
+        return None
+    return (
+        f"the file's NoiseProfile (S={file_profile[0]:.3g}, O={file_profile[1]:.3g}) is not the level these graphs were exported at "
+        f"(S={baked[0]:.3g}, O={baked[1]:.3g}); for this ISO, export again with --noise-profile {file_profile[0]:.3g} {file_profile[1]:.3g}"
+    )
+
+
 def infer(
     model: DeepISP | ExportedModel,
     raw: RawMosaic,
@@ -198,6 +219,9 @@ def process_files(
                     yield from report(written)  # the file before the failing one is still written and reported
                     raise
                 record = {"input": str(raw_path), "output": str(out_path), "height": img.shape[0], "width": img.shape[1], "bits": bits_of[i]}
+                warning = baked_noise_mismatch(model, raw.noise_profile)
+                if warning:
+                    record["warning"] = warning
                 record["seconds"] = time.perf_counter() - t0
                 yield from report(written)
                 written = (writer.submit(save_image, img, out_path, bits_of[i]), record)

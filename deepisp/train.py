@@ -36,7 +36,7 @@ from deepisp.atomic import atomic_path
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
 from deepisp.errors import DeepISPError
 from deepisp.losses import JDD_LOSSES, MIN_CROP, IspLoss, jdd_loss, jdd_loss_with_srgb
-from deepisp.model import PRESETS, DeepISP, ModelConfig, fit_affine
+from deepisp.model import PRESETS, DeepISP, ModelConfig, can_grow, fit_affine, grow
 
 
 @dataclass(frozen=True)
@@ -280,10 +280,16 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
     elif tc.init_from:
         init = load_checkpoint(tc.init_from)
         init_cfg = ModelConfig(**init["model_config"])
-        # A blind model may start a noise-aware one: its noise offsets start at zero, the same function.
-        if replace(cfg, noise_input=init_cfg.noise_input) != init_cfg or (init_cfg.noise_input and not cfg.noise_input):
-            raise DeepISPError(f"--init-from {tc.init_from} is a {init_cfg} model, not this run's {cfg}")
-        model.load_state_dict(init["model"], strict=init_cfg.noise_input == cfg.noise_input)
+        # A blind model may start a noise-aware one, and a smaller model a wider/deeper one (`grow`): both
+        # start as the same function.
+        if not can_grow(init_cfg, cfg):
+            raise DeepISPError(
+                f"--init-from {tc.init_from} is a {init_cfg} model; this run trains {cfg}, which it can start only if they differ in "
+                "nothing but a larger width, more low-level blocks or an added noise input"
+            )
+        small = DeepISP(init_cfg)
+        small.load_state_dict(init["model"])
+        model = grow(small, cfg, seed=tc.seed)
     elif cfg.mode == "full":
         model.set_color_init(affine_init(train_set, progress=progress))
     model.to(device).train()

@@ -1,5 +1,7 @@
 """The DeepISP network: monomials, W layout, residual-sum semantics, shapes, receptive field, W init."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from deepisp.model import (
     count_parameters,
     fit_affine,
     flops_per_pixel,
+    grow,
     quadratic_monomials,
 )
 
@@ -190,3 +193,32 @@ def test_merged_conv_inference_equals_the_two_conv_forward(mode, residual_scale)
     else:
         assert torch.allclose(block_input, torch.cat([features, image], 1), atol=1e-6)
     assert torch.equal(rgb, before)  # the in-place ops never touch the caller's tensor
+
+
+@pytest.mark.parametrize("mode", ["jdd", "full"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_grow_gives_a_wider_deeper_model_with_the_same_output(mode, packed):
+    small_cfg = ModelConfig(mode=mode, n_ll=3, n_hl=1, width=16, hl_width=8, residual_scale=True, packed=packed)
+    small = randomize(DeepISP(small_cfg), std=0.2).eval()
+    big_cfg = replace(small_cfg, width=22, n_ll=7)
+    big = grow(small, big_cfg).eval()
+    assert big.cfg == big_cfg and count_parameters(big) > count_parameters(small)
+    rgb = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(big(rgb), small(rgb), atol=1e-5)
+    # the grown model is not a copy in disguise: its new channels train (they have non-zero incoming weights)
+    assert big.low_level.blocks[0].conv_features.weight[small_cfg.n_features :].abs().sum() > 0
+
+
+def test_grow_keeps_the_noise_input_and_refuses_what_is_not_growth():
+    small_cfg = ModelConfig(mode="jdd", n_ll=2, width=8, residual_scale=True, noise_input=True)
+    small = randomize(DeepISP(small_cfg)).eval()
+    big = grow(small, replace(small_cfg, width=12, n_ll=5)).eval()
+    rgb, noise = torch.rand(2, 3, 16, 16), torch.tensor([[0.03, 0.02], [0.0, 0.0]])
+    with torch.no_grad():
+        assert torch.allclose(big(rgb, noise), small(rgb, noise), atol=1e-5)
+    for other in (replace(small_cfg, width=6), replace(small_cfg, n_ll=1), replace(small_cfg, noise_input=False), replace(small_cfg, residual_scale=False)):
+        with pytest.raises(ValueError, match="cannot grow"):
+            grow(small, other)
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow(small, ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8))

@@ -98,6 +98,15 @@ def test_a_blind_model_starts_its_noise_aware_twin(photo_dir, tmp_path):
         train(TrainConfig(photos=(str(photo_dir),), preset="tiny-jdd", steps=1, crop=32, init_from=str(aware_run), out=str(tmp_path / "x")), progress=False)
     with pytest.raises(DeepISPError, match="jdd presets"):
         train(TrainConfig(photos=(str(photo_dir),), preset="tiny-full", steps=1, crop=32, noise_aware=True, out=str(tmp_path / "y")), progress=False)
+    # a smaller noise-aware model starts a bigger one (deepisp.model.grow): lr 0 keeps its function
+    bigger = replace(aware.cfg, width=12, n_ll=5)
+    grown_run = train(
+        replace(base, steps=1, lr=0.0, noise_aware=True, init_from=str(aware_run), out=str(tmp_path / "grown")), progress=False, model_config=bigger
+    )
+    grown, _ = load_model(grown_run)
+    assert grown.cfg == bigger
+    with torch.no_grad():
+        assert torch.allclose(grown(rgb, noise_levels(0.04, 1e-3)), aware(rgb, noise_levels(0.04, 1e-3)), atol=1e-6)
     with pytest.raises(DeepISPError, match="--photos"):
         train(TrainConfig(data=str(tmp_path), preset="tiny-jdd", steps=1, noise_aware=True, out=str(tmp_path / "z")), progress=False)
 
@@ -228,3 +237,22 @@ def test_fold_and_init_refusals_are_clear(photo_dir, tmp_path):
     cfg = TrainConfig(photos=(str(photo_dir),), preset="tiny-jdd", steps=1, crop=32, noise_aware=True, init_from=str(full), out=str(tmp_path / "run"))
     with pytest.raises(DeepISPError, match="init-from"):
         train(cfg, progress=False)
+
+
+def test_exported_graphs_warn_when_the_files_noise_is_not_their_baked_level(tmp_path, s7_root, capsys):
+    ckpt = tmp_path / "aware.pt"
+    save_checkpoint(ckpt, trained_like(TINY), TINY)
+    common = ["--frame", "64", "80", "--tile", "32", "--data", str(s7_root), "--eval-images", "1"]
+    assert export_run("onnx", ["--model", str(ckpt), "--out", str(tmp_path / "out"), "--noise-profile", "1e-4", "2e-5", *common]) == 0
+    sidecar = tmp_path / "out" / "deepisp_onnx_fp32.json"
+    cfa = (np.random.default_rng(0).random((64, 80)) * 900 + 64).astype(np.uint16)
+    dng_args = dict(color_matrix=np.eye(3), as_shot_neutral=(1, 1, 1))
+    write_dng(tmp_path / "same.dng", cfa, noise_profile=(1.1e-4, 2e-5), **dng_args)
+    write_dng(tmp_path / "other.dng", cfa, noise_profile=(4e-4, 1e-4), **dng_args)
+    run = ["--backend", "onnx", "--model", str(sidecar), "--bits", "16"]
+    capsys.readouterr()
+    assert main(["process", str(tmp_path / "same.dng"), "-o", str(tmp_path / "a.png"), *run]) == 0
+    assert "warning" not in capsys.readouterr().err  # within a quarter of the baked level
+    assert main(["process", str(tmp_path / "other.dng"), "-o", str(tmp_path / "b.png"), *run]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "--noise-profile 0.0004 0.0001" in err and (tmp_path / "b.png").exists()
