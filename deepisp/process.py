@@ -8,7 +8,8 @@ Full-ISP models output sRGB-encoded images; JDD models output linear sensor RGB,
 curve so it displays sensibly (no white balance or colour matrix: that is the full model's job).
 Noise-aware JDD models are told each file's noise: its DNG NoiseProfile, or `noise_profile` when given
 (deepisp.model.fold_noise_level bakes it into the network for that file). Graphs exported from such a model
-have one level baked in: a file whose NoiseProfile is another level gets a warning in its record.
+have one level baked in: a file whose NoiseProfile is another level gets a warning in its record, and so
+does a level beyond the noise the model was trained on.
 Outputs are written to a temp file and renamed, so a failure never leaves a partial image.
 Several files (`process_files`) run as a three-stage pipeline: the next file is decoded and the previous
 one encoded while the current one is in the network (LibRaw, torch, ONNX Runtime, TFLite and the image
@@ -31,6 +32,7 @@ from PIL import Image
 
 from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
+from deepisp.data.photos import JDD_MAX_SIGMA, JDD_SHOT_RANGE
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, fold_noise_level, noise_levels
 from deepisp.pngio import write_png
@@ -136,20 +138,33 @@ def at_given_noise_level(model: DeepISP, noise_profile: tuple[float, float] | No
     return at_noise_level(model, noise_profile)
 
 
-def baked_noise_mismatch(model: DeepISP | ExportedModel, file_profile: tuple[float, float] | None) -> str | None:
-    """For graphs exported from a noise-aware model (one level baked in): a warning when the file's own
-    NoiseProfile is another level (read sigma or shot gain off by more than NOISE_LEVEL_TOLERANCE), else None.
-    The graphs run anyway (a phone exports one graph per ISO band); the user is told which level they assume."""
-    baked = model.metadata.noise_profile if isinstance(model, ExportedModel) else None
-    if baked is None or file_profile is None:
+def noise_level_warning(model: DeepISP | ExportedModel, file_profile: tuple[float, float] | None, given: tuple[float, float] | None = None) -> str | None:
+    """What a user should know about the noise level a noise-aware model runs at, or None:
+    - exported graphs (one level baked in): the file's NoiseProfile is another level (read sigma or sqrt shot
+      gain off by more than NOISE_LEVEL_TOLERANCE); they run anyway, a phone exports one set per ISO band;
+    - a PyTorch model: the level it is told (`given`, else the file's) is beyond what it was trained on
+      (deepisp.data.photos' JDD noise range), where its learned response is extrapolated."""
+    if isinstance(model, ExportedModel):
+        baked = model.metadata.noise_profile
+        if baked is None or file_profile is None:
+            return None
+        # compare the model's own inputs, (sqrt(O), sqrt(S)): what noise_levels gives the network
+        file_level, baked_level = (np.sqrt(file_profile[1]), np.sqrt(file_profile[0])), (np.sqrt(baked[1]), np.sqrt(baked[0]))
+        if all(abs(f - b) <= NOISE_LEVEL_TOLERANCE * max(f, b) for f, b in zip(file_level, baked_level)):
+            return None
+        return (
+            f"the file's NoiseProfile (S={file_profile[0]:.3g}, O={file_profile[1]:.3g}) is not the level these graphs were exported at "
+            f"(S={baked[0]:.3g}, O={baked[1]:.3g}); for this ISO, export again with --noise-profile {file_profile[0]:.3g} {file_profile[1]:.3g}"
+        )
+    level = given or file_profile
+    if not model.cfg.noise_input or level is None:
         return None
-    # compare the model's own inputs, (sqrt(O), sqrt(S)): what noise_levels gives the network
-    file_level, baked_level = (np.sqrt(file_profile[1]), np.sqrt(file_profile[0])), (np.sqrt(baked[1]), np.sqrt(baked[0]))
-    if all(abs(f - b) <= NOISE_LEVEL_TOLERANCE * max(f, b) for f, b in zip(file_level, baked_level)):
+    shot, read_sigma = level[0], np.sqrt(level[1])
+    if read_sigma <= JDD_MAX_SIGMA / 255 and shot <= JDD_SHOT_RANGE[1]:
         return None
     return (
-        f"the file's NoiseProfile (S={file_profile[0]:.3g}, O={file_profile[1]:.3g}) is not the level these graphs were exported at "
-        f"(S={baked[0]:.3g}, O={baked[1]:.3g}); for this ISO, export again with --noise-profile {file_profile[0]:.3g} {file_profile[1]:.3g}"
+        f"noise level S={shot:.3g}, O={level[1]:.3g} is beyond the training range (read sigma <= {JDD_MAX_SIGMA:g}/255, i.e. O <= "
+        f"{(JDD_MAX_SIGMA / 255) ** 2:.2g}; S <= {JDD_SHOT_RANGE[1]:g}): the model extrapolates, expect residual noise or smoothing"
     )
 
 
@@ -219,7 +234,7 @@ def process_files(
                     yield from report(written)  # the file before the failing one is still written and reported
                     raise
                 record = {"input": str(raw_path), "output": str(out_path), "height": img.shape[0], "width": img.shape[1], "bits": bits_of[i]}
-                warning = baked_noise_mismatch(model, raw.noise_profile)
+                warning = noise_level_warning(model, raw.noise_profile, noise_profile)
                 if warning:
                     record["warning"] = warning
                 record["seconds"] = time.perf_counter() - t0

@@ -154,13 +154,16 @@ def test_process_tells_the_model_the_files_noise(tmp_path, capsys):
     a, b, c = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int32) for n in "abc")
     assert np.array_equal(a, b)  # the tag and the flag tell the same
     assert np.abs(a - c).max() > 0  # and the override is used
-    capsys.readouterr()
+    assert "warning" not in capsys.readouterr().err
     assert main(["process", str(tmp_path / "untagged.dng"), "-o", str(tmp_path / "d.png"), *common]) == 2
     assert "NoiseProfile" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
     blind = tmp_path / "blind.pt"
     save_checkpoint(blind, DeepISP(PRESETS["tiny-jdd"]), PRESETS["tiny-jdd"])
     assert main(["process", str(tmp_path / "tagged.dng"), "-o", str(tmp_path / "e.png"), "--model", str(blind), "--noise-profile", "1e-4", "0"]) == 2
     assert "noise-aware" in capsys.readouterr().err and not (tmp_path / "e.png").exists()
+    # a level beyond the training range is run, with a warning saying so
+    assert main(["process", str(tmp_path / "tagged.dng"), "-o", str(tmp_path / "f.png"), *common, "--noise-profile", "4e-3", "1e-4"]) == 0
+    assert "beyond the training range" in capsys.readouterr().err and (tmp_path / "f.png").exists()
 
 
 def test_export_needs_a_noise_profile_and_records_it(tmp_path, capsys):
