@@ -20,7 +20,7 @@ thousandths; without s_k they sit in the bottom few codes of tanh's [-1,1] outpu
 int8 quantises with a fixed step of 1/128. With s_k (initialised to RESIDUAL_SCALE_INIT) tanh works in its
 whole range and the int8 step of the residual becomes s_k/128. One extra MUL per block in the graphs.
 
-`packed` (micro presets only, beyond the paper): both stages run on the 2x2 space-to-depth of the
+`packed` (micro presets and phone-jdd, beyond the paper): both stages run on the 2x2 space-to-depth of the
 bilinear image, 12 channels at half resolution (channel c*4 + dy*2 + dx, torch.pixel_unshuffle's order), so
 every conv costs a quarter per output pixel; the running image I_k is that 12-channel packing of the RGB
 image, and the output is its depth-to-space. The structure is DeepISP's; the receptive field per block
@@ -35,6 +35,10 @@ kernel's sum, so the planes are kept as what they are, a per-image offset of eve
 (`LowLevelStage.noise_to_bias`, zero at init: a noise-aware model starts as its blind twin).
 `fold_noise_level` bakes one level into those biases and gives an ordinary model: what tiling, `deepisp
 process` and the exported graphs run, exact for that level.
+
+`grow` (beyond the paper) turns a trained model into a wider and/or deeper one of the same kind that computes
+the same function (new feature channels with zero outgoing weights, identity blocks): a warm start for a
+bigger preset (`deepisp train --init-from` a smaller checkpoint; the shipped phone-jdd was grown from micro-jdd).
 
 High-level stage ("full" only): `n_hl` x [reflection pad 1, 3x3 conv stride 2, ReLU, 2x2 max-pool] over
 concat(features_n_ll, I_n_ll), a global mean, then one FC layer giving W in R^{3x10}, applied per pixel to
@@ -75,7 +79,7 @@ class ModelConfig:
     width: int = 64  # low-level channels per block: width - 3 features + 3 residual image channels
     hl_width: int = 64  # channels of the high-level convs
     residual_scale: bool = False  # learned scalar per block on the tanh residual (int8-friendly; not the paper)
-    packed: bool = False  # run on the 2x2 space-to-depth at half resolution (micro presets; not the paper)
+    packed: bool = False  # run on the 2x2 space-to-depth at half resolution (micro presets, phone-jdd; not the paper)
     noise_input: bool = False  # jdd only: told the noise level (sqrt(read var), sqrt(shot gain)); not the paper
     # Input contract of full models, not part of the network: "estimate" (paper: the raw as is, the network
     # estimates the white balance) or "as_shot" (the mosaic arrives balanced with the file's as-shot white
@@ -125,14 +129,16 @@ class ModelConfig:
 
 
 # Named sizes. Paper sizes are from sections III-A and IV-C. The phone sizes stay within 60 kFLOP per
-# pixel (PyNET-V2 Mobile's ~61 k), and their depth/width split was picked by validation quality of short
-# runs at equal cost (README, "Presets"): the paper's 64-wide low-level stage costs ~1 MFLOP per pixel,
-# far beyond what a phone spends on a 12 MP frame.
+# pixel (PyNET-V2 Mobile's ~61 k): the paper's 64-wide low-level stage costs ~1 MFLOP per pixel, far beyond
+# what a phone spends on a 12 MP frame. phone-full's depth/width split was picked by validation quality of
+# short runs at equal cost (README, "Presets"); phone-jdd runs on the packed image like the micro presets,
+# because the 9.4 k micro-jdd matched the full-resolution 57 k phone-jdd: at half resolution the same budget
+# buys 13 blocks of width 32 instead of 14 of width 16.
 PRESETS: dict[str, ModelConfig] = {
     "paper-full": ModelConfig(mode="full", n_ll=15, n_hl=3, width=64, hl_width=64),
     "paper-jdd": ModelConfig(mode="jdd", n_ll=20, n_hl=0, width=64, hl_width=64),
     "phone-full": ModelConfig(mode="full", n_ll=6, n_hl=3, width=24, hl_width=32, residual_scale=True),
-    "phone-jdd": ModelConfig(mode="jdd", n_ll=14, n_hl=0, width=16, hl_width=32, residual_scale=True),
+    "phone-jdd": ModelConfig(mode="jdd", n_ll=13, n_hl=0, width=32, hl_width=16, residual_scale=True, packed=True),
     # Real-time preview, <= 10 kFLOP per pixel (MicroISP ~3.5 k): half resolution on the packed image.
     "micro-full": ModelConfig(mode="full", n_ll=4, n_hl=2, width=24, hl_width=16, residual_scale=True, packed=True),
     "micro-jdd": ModelConfig(mode="jdd", n_ll=6, n_hl=0, width=20, hl_width=16, residual_scale=True, packed=True),

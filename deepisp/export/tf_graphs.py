@@ -10,7 +10,7 @@ with a 4x2 paddings tensor, the only form the GPU delegate takes.
     color: image [1,S_h,S_w,3], mean [1,C] -> {"output": [1,S_h,S_w,3]}
 
 Weight layouts: conv [O,I,kh,kw] -> [kh,kw,I,O]; the demosaic's 12 phase kernels are ordered for
-DEPTH_TO_SPACE (channel (dy*2+dx)*3 + c). Packed models (micro presets) keep those 12 phase channels as
+DEPTH_TO_SPACE (channel (dy*2+dx)*3 + c). Packed models (micro presets, phone-jdd) keep those 12 phase channels as
 their working image, so the demosaic's DEPTH_TO_SPACE moves to the end of the tile graph; PyTorch's packing
 orders channels c*4 + dy*2 + dx instead, so the image channels of their convs' weights are permuted. The FC that gives W is split into two FCs whose rows are
 permuted so they produce the 1x1-conv filter [1,1,9,3] of the quadratic monomials and the 3 offsets
