@@ -53,7 +53,7 @@ keep the two equal. A change to a block's ops here must be made there too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -224,7 +224,7 @@ class LowLevelStage(nn.Module):
             for k in range(cfg.n_ll)
         )
         # Noise-level input (cfg.noise_input): [B,2] levels -> every block's bias offsets, concatenated.
-        self.noise_to_bias = nn.Linear(2, sum(b.out_channels() for b in self.blocks), bias=False) if cfg.noise_input else None
+        self.noise_to_bias = nn.Linear(2, sum(self._out_channels()), bias=False) if cfg.noise_input else None
         if self.noise_to_bias is not None:
             nn.init.zeros_(self.noise_to_bias.weight)
 
@@ -238,11 +238,14 @@ class LowLevelStage(nn.Module):
         if noise is None or noise.ndim != 2 or noise.shape[1] != 2:
             raise ValueError(f"this model takes noise levels [B,2] (sqrt(read var), sqrt(shot gain)), got {None if noise is None else tuple(noise.shape)}")
         offsets = self.noise_to_bias(noise.to(self.noise_to_bias.weight) * NOISE_INPUT_SCALE)
-        return list(offsets.split([b.out_channels() for b in self.blocks], dim=1))
+        return list(offsets.split(self._out_channels(), dim=1))
 
     def bias_offsets_weight_rows(self) -> list[torch.Tensor]:
         """Per block, the rows of `noise_to_bias.weight` ([out_channels, 2] views) that give its offsets."""
-        return list(self.noise_to_bias.weight.split([b.out_channels() for b in self.blocks], dim=0))
+        return list(self.noise_to_bias.weight.split(self._out_channels(), dim=0))
+
+    def _out_channels(self) -> list[int]:
+        return [b.out_channels() for b in self.blocks]
 
     def forward(self, image: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
         x = image
@@ -396,12 +399,12 @@ def fold_noise_level(model: DeepISP, noise: torch.Tensor) -> DeepISP:
 
 def can_grow(small: ModelConfig, big: ModelConfig) -> bool:
     """`grow` can turn a `small` model into a `big` one: the same model but for more features per block
-    and/or more low-level blocks (a blind model may grow into a noise-aware one)."""
-    if small.mode != big.mode:
-        return False
-    fixed = replace(small, width=big.width, n_ll=big.n_ll, noise_input=big.noise_input)
+    and/or more low-level blocks (adding blocks needs >= 2 old ones to put them between); a blind model may
+    grow into a noise-aware one. jdd models have no high-level stage, so its fields are not compared."""
+    free = {"width", "n_ll", "noise_input"} | ({"n_hl", "hl_width"} if small.mode == "jdd" else set())
+    same = {k: v for k, v in asdict(small).items() if k not in free} == {k: v for k, v in asdict(big).items() if k not in free}
     return (
-        fixed == big
+        same
         and big.width >= small.width
         and big.n_ll >= small.n_ll
         and (big.noise_input or not small.noise_input)
@@ -422,8 +425,8 @@ def grow(model: DeepISP, cfg: ModelConfig, seed: int = 0) -> DeepISP:
     """
     small = model.cfg
     if not can_grow(small, cfg):
-        raise ValueError(f"cannot grow a {small} model into {cfg}: only width, n_ll (and a noise input) may grow")
-    with torch.random.fork_rng():  # the new channels' random init, without touching the caller's RNG
+        raise ValueError(f"cannot grow a {small} model into {cfg}: only width, n_ll (from >= 2 blocks) and a noise input may grow")
+    with torch.random.fork_rng(devices=[]):  # the new channels' random init, without touching the caller's RNG
         torch.manual_seed(seed)
         big = DeepISP(cfg).to(next(model.parameters()))
     nf0, nf1 = small.n_features, cfg.n_features
@@ -433,10 +436,10 @@ def grow(model: DeepISP, cfg: ModelConfig, seed: int = 0) -> DeepISP:
 
     def remap_inputs(w_old: torch.Tensor, w_new: torch.Tensor, reads_features: bool) -> None:
         # [out, in, ...] weights reading concat(features, image): old columns to their new place, new ones zero.
-        w_new.zero_()
-        if not reads_features:
+        if not reads_features:  # the first block reads the image alone
             w_new.copy_(w_old)
             return
+        w_new.zero_()
         w_new[:, :nf0] = w_old[:, :nf0]
         w_new[:, nf1:] = w_old[:, nf0:]
 
@@ -458,14 +461,12 @@ def grow(model: DeepISP, cfg: ModelConfig, seed: int = 0) -> DeepISP:
         block.conv_residual.bias.copy_(old.conv_residual.bias)
         if old.residual_scale is not None:
             block.residual_scale.copy_(old.residual_scale)
-        if new_rows is not None:
-            new_rows[j].zero_()
-            if old_offsets is not None:
-                rows_old, rows_new = old_offsets[old_index[j]], new_rows[j]
-                n_old_feat = 0 if old.conv_features is None else nf0
-                n_new_feat = 0 if block.conv_features is None else nf1
-                rows_new[:n_old_feat] = rows_old[:n_old_feat]
-                rows_new[n_new_feat:] = rows_old[n_old_feat:]
+        if old_offsets is not None:  # (new rows, and all rows of a blind model's growth, stay at their zero init)
+            rows_old, rows_new = old_offsets[old_index[j]], new_rows[j]
+            n_old_feat = 0 if old.conv_features is None else nf0
+            n_new_feat = 0 if block.conv_features is None else nf1
+            rows_new[:n_old_feat] = rows_old[:n_old_feat]
+            rows_new[n_new_feat:] = rows_old[n_old_feat:]
     if cfg.mode == "full":
         first = big.high_level.layers[1]
         remap_inputs(model.high_level.layers[1].weight, first.weight, True)

@@ -43,9 +43,13 @@ from deepisp.white_balance import balance
 
 OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
 WHITE_BALANCE_MODES = ("camera", "off")
-# Relative difference of noise level (read sigma, sqrt shot gain) beyond which a file's NoiseProfile is
-# "another level" than the one baked into exported graphs (a third of an ISO stop is ~12% in sigma).
+# Difference of noise level (read sigma, sqrt shot gain; relative to the larger) beyond which a file's
+# NoiseProfile is "another level" than the one baked into exported graphs. The shot gain S, and read sigma
+# where it scales with the analog gain, change 26% per third of an ISO stop (21% of the larger), so
+# neighbouring third stops pass and two thirds apart warn; differences under NOISE_LEVEL_FLOOR (on the [0,1]
+# scale, a quarter of a 0-255 code) never count.
 NOISE_LEVEL_TOLERANCE = 0.25
+NOISE_LEVEL_FLOOR = 0.25 / 255
 
 
 def check_output_path(path: Path, bits: int | None) -> int:
@@ -141,16 +145,19 @@ def at_given_noise_level(model: DeepISP, noise_profile: tuple[float, float] | No
 def noise_level_warning(model: DeepISP | ExportedModel, file_profile: tuple[float, float] | None, given: tuple[float, float] | None = None) -> str | None:
     """What a user should know about the noise level a noise-aware model runs at, or None:
     - exported graphs (one level baked in): the file's NoiseProfile is another level (read sigma or sqrt shot
-      gain off by more than NOISE_LEVEL_TOLERANCE); they run anyway, a phone exports one set per ISO band;
+      gain off by more than NOISE_LEVEL_TOLERANCE), or it has none; they run anyway, a phone exports one set
+      per ISO band;
     - a PyTorch model: the level it is told (`given`, else the file's) is beyond what it was trained on
       (deepisp.data.photos' JDD noise range), where its learned response is extrapolated."""
     if isinstance(model, ExportedModel):
         baked = model.metadata.noise_profile
-        if baked is None or file_profile is None:
+        if baked is None:
             return None
+        if file_profile is None:
+            return f"the file has no NoiseProfile; these graphs assume the level they were exported at (S={baked[0]:.3g}, O={baked[1]:.3g})"
         # compare the model's own inputs, (sqrt(O), sqrt(S)): what noise_levels gives the network
         file_level, baked_level = (np.sqrt(file_profile[1]), np.sqrt(file_profile[0])), (np.sqrt(baked[1]), np.sqrt(baked[0]))
-        if all(abs(f - b) <= NOISE_LEVEL_TOLERANCE * max(f, b) for f, b in zip(file_level, baked_level)):
+        if all(abs(f - b) <= max(NOISE_LEVEL_TOLERANCE * max(f, b), NOISE_LEVEL_FLOOR) for f, b in zip(file_level, baked_level)):
             return None
         return (
             f"the file's NoiseProfile (S={file_profile[0]:.3g}, O={file_profile[1]:.3g}) is not the level these graphs were exported at "
@@ -201,8 +208,9 @@ def process_files(
 ) -> Iterator[dict]:
     """Process (raw, output) pairs, decoding file i+1 and encoding file i-1 while file i is in the network.
     Yields one record per file once its output is written, in input order: input, output, height, width,
-    bits, seconds (decode-wait + inference for that file). The first error (bad raw, failed write) is raised
-    when its file's turn comes, after every earlier file is written; later files are not written. Outputs
+    bits, seconds (decode-wait + inference for that file), and `warning` when `noise_level_warning` has one.
+    The first error (bad raw, failed write) is raised when its file's turn comes, after every earlier file is
+    written; later files are not written. Outputs
     that would overwrite an input or each other, and unwritable ones, are refused before any processing.
     `noise_profile` (S, O): every file's noise for a noise-aware model, instead of its own NoiseProfile."""
     check_noise_profile(model, noise_profile)

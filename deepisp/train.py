@@ -285,7 +285,7 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         if not can_grow(init_cfg, cfg):
             raise DeepISPError(
                 f"--init-from {tc.init_from} is a {init_cfg} model; this run trains {cfg}, which it can start only if they differ in "
-                "nothing but a larger width, more low-level blocks or an added noise input"
+                "nothing but a larger width, more low-level blocks (added between its blocks, so it needs at least 2) or an added noise input"
             )
         small = DeepISP(init_cfg)
         small.load_state_dict(init["model"])

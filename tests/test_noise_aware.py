@@ -259,3 +259,6 @@ def test_exported_graphs_warn_when_the_files_noise_is_not_their_baked_level(tmp_
     assert main(["process", str(tmp_path / "other.dng"), "-o", str(tmp_path / "b.png"), *run]) == 0
     err = capsys.readouterr().err
     assert "warning" in err and "--noise-profile 0.0004 0.0001" in err and (tmp_path / "b.png").exists()
+    write_dng(tmp_path / "untagged.dng", cfa, **dng_args)
+    assert main(["process", str(tmp_path / "untagged.dng"), "-o", str(tmp_path / "c.png"), *run]) == 0
+    assert "no NoiseProfile" in capsys.readouterr().err and (tmp_path / "c.png").exists()
