@@ -432,7 +432,7 @@ def grow(model: DeepISP, cfg: ModelConfig, seed: int = 0) -> DeepISP:
     nf0, nf1 = small.n_features, cfg.n_features
     n_old, n_new = small.n_ll, cfg.n_ll
     extra = [(n_new - n_old) // max(n_old - 1, 1) + (g < (n_new - n_old) % max(n_old - 1, 1)) for g in range(n_old - 1)] + [0]
-    position = [k + sum(extra[:k]) for k in range(n_old)]  # new index of old block k
+    old_index = {k + sum(extra[:k]): k for k in range(n_old)}  # new block index -> the old block it copies
 
     def remap_inputs(w_old: torch.Tensor, w_new: torch.Tensor, reads_features: bool) -> None:
         # [out, in, ...] weights reading concat(features, image): old columns to their new place, new ones zero.
@@ -445,7 +445,6 @@ def grow(model: DeepISP, cfg: ModelConfig, seed: int = 0) -> DeepISP:
 
     old_offsets = model.low_level.bias_offsets_weight_rows() if small.noise_input else None
     new_rows = big.low_level.bias_offsets_weight_rows() if cfg.noise_input else None
-    old_index = {j: k for k, j in enumerate(position)}
     for j, block in enumerate(big.low_level.blocks):
         old = model.low_level.blocks[old_index[j]] if j in old_index else None
         if old is None:  # identity block (its noise offsets start at zero like a new model's)

@@ -129,8 +129,13 @@ def at_noise_level(model: DeepISP, noise_profile: tuple[float, float] | None) ->
             "this noise-aware model needs the file's noise level and the file has no DNG NoiseProfile: pass --noise-profile S O "
             "(noise variance S*x + O at normalised level x; e.g. exiftool -NoiseProfile of a DNG from the same camera and ISO)"
         )
+    return fold_noise_level(model, profile_levels(noise_profile))
+
+
+def profile_levels(noise_profile: tuple[float, float]) -> torch.Tensor:
+    """A noise profile (S, O), variance S*x + O, as the network's noise input [1,2]: (read sigma, sqrt(S))."""
     shot, read_var = noise_profile
-    return fold_noise_level(model, noise_levels(read_var**0.5, shot))
+    return noise_levels(read_var**0.5, shot)
 
 
 def at_given_noise_level(model: DeepISP, noise_profile: tuple[float, float] | None, purpose: str) -> DeepISP:
@@ -155,8 +160,8 @@ def noise_level_warning(model: DeepISP | ExportedModel, file_profile: tuple[floa
             return None
         if file_profile is None:
             return f"the file has no NoiseProfile; these graphs assume the level they were exported at (S={baked[0]:.3g}, O={baked[1]:.3g})"
-        # compare the model's own inputs, (sqrt(O), sqrt(S)): what noise_levels gives the network
-        file_level, baked_level = (np.sqrt(file_profile[1]), np.sqrt(file_profile[0])), (np.sqrt(baked[1]), np.sqrt(baked[0]))
+        # compare the network's own inputs, (read sigma, sqrt(S))
+        file_level, baked_level = profile_levels(file_profile)[0].tolist(), profile_levels(baked)[0].tolist()
         if all(abs(f - b) <= max(NOISE_LEVEL_TOLERANCE * max(f, b), NOISE_LEVEL_FLOOR) for f, b in zip(file_level, baked_level)):
             return None
         return (
@@ -166,11 +171,11 @@ def noise_level_warning(model: DeepISP | ExportedModel, file_profile: tuple[floa
     level = given or file_profile
     if not model.cfg.noise_input or level is None:
         return None
-    shot, read_sigma = level[0], np.sqrt(level[1])
-    if read_sigma <= JDD_MAX_SIGMA / 255 and shot <= JDD_SHOT_RANGE[1]:
+    shot, read_var = level
+    if read_var**0.5 <= JDD_MAX_SIGMA / 255 and shot <= JDD_SHOT_RANGE[1]:
         return None
     return (
-        f"noise level S={shot:.3g}, O={level[1]:.3g} is beyond the training range (read sigma <= {JDD_MAX_SIGMA:g}/255, i.e. O <= "
+        f"noise level S={shot:.3g}, O={read_var:.3g} is beyond the training range (read sigma <= {JDD_MAX_SIGMA:g}/255, i.e. O <= "
         f"{(JDD_MAX_SIGMA / 255) ** 2:.2g}; S <= {JDD_SHOT_RANGE[1]:g}): the model extrapolates, expect residual noise or smoothing"
     )
 
@@ -210,8 +215,8 @@ def process_files(
     Yields one record per file once its output is written, in input order: input, output, height, width,
     bits, seconds (decode-wait + inference for that file), and `warning` when `noise_level_warning` has one.
     The first error (bad raw, failed write) is raised when its file's turn comes, after every earlier file is
-    written; later files are not written. Outputs
-    that would overwrite an input or each other, and unwritable ones, are refused before any processing.
+    written; later files are not written. Outputs that would overwrite an input or each other, and
+    unwritable ones, are refused before any processing.
     `noise_profile` (S, O): every file's noise for a noise-aware model, instead of its own NoiseProfile."""
     check_noise_profile(model, noise_profile)
     inputs, outputs = {raw.resolve() for raw, _ in jobs}, set()
