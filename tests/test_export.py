@@ -225,6 +225,19 @@ def test_calibration_covers_the_datas_input_range():
             calibration_windows(dark, (32, 48), 5, input_max=bad)
 
 
+def test_jdd_models_calibrate_on_raws_as_shot(s7_root):
+    """A JDD model develops raws as shot, so int8 calibrates (and the accuracy check runs) on the S7 set's
+    normal exposure, whose values span the whole range; a low-light full ISP on its 1/4-exposure inputs."""
+    from deepisp.export.calibration import calibration_windows, load_mosaics, model_exposure, raw_paths
+
+    assert model_exposure("full", "mimic") == "medium_exposure"
+    jdd, full = (raw_paths(s7_root, ("train",), model_exposure(mode)) for mode in ("jdd", "full"))
+    assert len(jdd) == len(full) > 0
+    assert all(p.stem == "medium_exposure" for p in jdd) and all(p.stem == "short_exposure" for p in full)
+    top_jdd, top_full = (calibration_windows([m for _, m in load_mosaics(paths)], (32, 32), 2)[0].max() for paths in (jdd, full))
+    assert top_jdd > 2 * top_full
+
+
 @pytest.mark.parametrize("case", ["missing_model", "unknown_quant", "unwritable_out", "no_raw_files", "bad_tile", "bad_calib_max", "zero_calib_max"])
 def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
     out = tmp_path / "out"

@@ -1,7 +1,7 @@
 """Real raw data for export: calibration windows for int8/int16 and held-out frames for accuracy checks.
 
-A source is either an S7-layout root (its short-exposure raws, the model's input; see deepisp.data.s7)
-or a folder of raw files (any Bayer raw LibRaw opens). The default is the S7-layout set the project
+A source is either an S7-layout root (the raws of the exposure the model takes: `model_exposure`; see
+deepisp.data.s7) or a folder of raw files (any Bayer raw LibRaw opens). The default is the S7-layout set the project
 renders from the Kodak photographs in ../shared/data (deepisp.data.DEFAULT_EVAL_SET, built on first use by
 `default_s7_root`): its train split calibrates, its val and test splits check accuracy, so calibration and
 checks never share a scene.
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from deepisp.data import DEFAULT_EVAL_SET, SHARED_DATA
-from deepisp.data.s7 import RAW_EXTENSIONS, scan_s7
+from deepisp.data.s7 import PAIRS, RAW_EXTENSIONS, scan_s7
 from deepisp.data.splits import split_names
 from deepisp.errors import DeepISPError
 from deepisp.raw import read_raw
@@ -41,8 +41,15 @@ def default_s7_root(root: Path = DEFAULT_EVAL_SET, progress: bool = True) -> Pat
     return root
 
 
-def raw_paths(source: Path, splits: tuple[str, ...]) -> list[Path]:
-    """The raw files of `source`: short-exposure raws of the given splits (S7 root) or every raw file."""
+def model_exposure(mode: str, pair: str = "low_light") -> str:
+    """The S7 exposure whose raws a model takes: a full ISP model its training pair's input (the paper's
+    low-light 1/4 exposure by default); a JDD model the normal exposure, since it develops raws as shot (the
+    well-exposed raws span the whole [0,1]: calibrated on low-light raws, int8 would saturate at ~0.3)."""
+    return "medium_exposure" if mode == "jdd" else PAIRS[pair][0]
+
+
+def raw_paths(source: Path, splits: tuple[str, ...], exposure: str = "short_exposure") -> list[Path]:
+    """The raw files of `source`: the `exposure` raws of the given splits (S7 root) or every raw file."""
     source = Path(source)
     if not source.exists():
         raise DeepISPError(f"calibration/data folder {source} not found: pass raw files or an S7-layout folder")
@@ -54,7 +61,7 @@ def raw_paths(source: Path, splits: tuple[str, ...]) -> list[Path]:
     if any(p.is_dir() for p in source.iterdir()):
         scenes, _ = scan_s7(source)
         names = {n for split in splits for n in split_names([s.name for s in scenes], split)}
-        return [s.files[("short_exposure", "raw")] for s in scenes if s.name in names]
+        return [s.files[(exposure, "raw")] for s in scenes if s.name in names and (exposure, "raw") in s.files]
     raise DeepISPError(f"no raw files ({', '.join(RAW_FILE_EXTENSIONS)}) or S7 scene folders in {source}")
 
 

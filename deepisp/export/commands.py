@@ -119,7 +119,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     import torch
 
     from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
-    from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, raw_paths
+    from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, model_exposure, raw_paths
     from deepisp.export.gate import reference_outputs
     from deepisp.export.pipeline import ExportOptions, publish, summary_line
     from deepisp.process import at_given_noise_level
@@ -132,7 +132,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
         raise DeepISPError("--tile takes one size or two (H W)")
     tile = (args.tile[0], args.tile[-1])
     _check_out(args.out)
-    model, _ = load_model(args.model)
+    model, state = load_model(args.model)
     noise = None if args.noise_profile is None else tuple(args.noise_profile)
     model = at_given_noise_level(model, noise, "to bake into the graphs")
     cfg = model.cfg
@@ -145,7 +145,8 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
 
     data = args.data or default_s7_root()
     balanced = cfg.balanced_input
-    frames = load_mosaics(raw_paths(data, ("val", "test"))[: args.eval_images], balanced)
+    exposure = model_exposure(cfg.mode, state.get("train_config", {}).get("pair", "low_light"))
+    frames = load_mosaics(raw_paths(data, ("val", "test"), exposure)[: args.eval_images], balanced)
     if not frames:
         raise DeepISPError(f"no held-out raw frames in {data} for the accuracy check; pass --data")
     references = reference_outputs(model, frames)
@@ -154,7 +155,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     if calibrated:
         source = args.calib or default_s7_root()
         size = (min(CALIBRATION_WINDOW, window[0]), min(CALIBRATION_WINDOW, window[1]))
-        mosaics = [m for _, m in load_mosaics(raw_paths(source, ("train",)), balanced)]
+        mosaics = [m for _, m in load_mosaics(raw_paths(source, ("train",), exposure), balanced)]
         for v in calibrated:
             top = args.calib_input_max
             if top is None and v in getattr(exporter, "WHOLE_INPUT_RANGE", ()):
