@@ -28,10 +28,12 @@ trained model through it; the checkpoint it writes is an ordinary model.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from deepisp.demosaic import bilinear_demosaic
 from deepisp.model import DeepISP, apply_color_transform, check_input
 
 # TFLite's int8 TANH output: scale 1/128, zero point 0.
@@ -43,17 +45,27 @@ RANGE_MOMENTUM = 0.01
 class ActivationQuant(nn.Module):
     """Per-tensor asymmetric int8 fake quantization of any tensor, range = moving average of batch min/max.
 
-    Training mode updates the range from each batch (the first batch sets it); eval mode uses it as is."""
+    Training mode updates the range from each batch (the first batch sets it); eval mode uses it as is.
+    `observing`: no rounding, the range grows to hold every value seen (calibration)."""
 
     def __init__(self, momentum: float = RANGE_MOMENTUM):
         super().__init__()
         self.momentum = momentum
+        self.observing = False
+        self.active = True  # False: passes values through (`point_costs` rounds one point at a time)
         self.register_buffer("lo", torch.zeros(()))
         self.register_buffer("hi", torch.zeros(()))
         self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
+        if not self.active:
+            return x
+        if self.observing:
+            lo, hi = torch.aminmax(x.detach())
+            self.lo.copy_(torch.minimum(self.lo, lo))
+            self.hi.copy_(torch.maximum(self.hi, hi))
+            return x
         if self.training:
             with torch.no_grad():
                 lo, hi = torch.aminmax(x)
@@ -87,6 +99,9 @@ class QuantizedTile(nn.Module):
     def __init__(self, model: DeepISP):
         super().__init__()
         self.model = model
+        # Weights' and tanh's rounding, on unless a calibration or a cost report turns them off.
+        self.round_weights = True
+        self.round_tanh = True
         names = ["input"]
         for k, block in enumerate(model.low_level.blocks):
             convs = (["features"] if block.conv_features is not None else []) + ["residual"]
@@ -97,6 +112,9 @@ class QuantizedTile(nn.Module):
             names += ["hl0_on_features", "hl0_on_image"] + [f"hl{k}" for k in range(model.cfg.n_hl)]
         self.ranges = nn.ModuleDict({n: ActivationQuant() for n in names})
 
+    def _weight(self, w: torch.Tensor) -> torch.Tensor:
+        return quantize_weight(w) if self.round_weights else w
+
     def _split_conv(
         self, features: torch.Tensor | None, image: torch.Tensor, conv: nn.Conv2d, name: str, offset: torch.Tensor | None = None, stride: int = 1
     ) -> torch.Tensor:
@@ -105,10 +123,10 @@ class QuantizedTile(nn.Module):
         the bias (noise-level offsets, which export folds into it)."""
         n = 0 if features is None else features.shape[1]
         bias = (conv.bias[None] if offset is None else conv.bias + offset)[:, :, None, None]  # [1 or B,O,1,1]
-        on_image = F.conv2d(image, quantize_weight(conv.weight[:, n:]), None, stride)
+        on_image = F.conv2d(image, self._weight(conv.weight[:, n:]), None, stride)
         if features is None:
             return on_image + bias
-        on_features = F.conv2d(features, quantize_weight(conv.weight[:, :n]), None, stride) + bias
+        on_features = F.conv2d(features, self._weight(conv.weight[:, :n]), None, stride) + bias
         return self.ranges[f"{name}_on_features"](on_features) + self.ranges[f"{name}_on_image"](on_image)
 
     def low_level(self, image: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -122,7 +140,8 @@ class QuantizedTile(nn.Module):
                 pre = self._split_conv(*padded, block.conv_features, f"b{k}_features", None if offset is None else offset[:, :n])
                 features = q[f"b{k}_features"](F.relu(pre))
             pre = self._split_conv(*padded, block.conv_residual, f"b{k}_residual", None if offset is None else offset[:, n:])
-            residual = quantize_tanh(torch.tanh(q[f"b{k}_residual"](pre)))
+            residual = torch.tanh(q[f"b{k}_residual"](pre))
+            residual = quantize_tanh(residual) if self.round_tanh else residual
             if block.residual_scale is not None:
                 residual = q[f"b{k}_scaled"](residual * block.residual_scale)
             image = q[f"b{k}_image"](image + residual)
@@ -135,7 +154,7 @@ class QuantizedTile(nn.Module):
             if k == 0:
                 pre = self._split_conv(_pad(features), _pad(image), conv, "hl0", stride=2)
             else:
-                pre = F.conv2d(_pad(x), quantize_weight(conv.weight), conv.bias, 2)
+                pre = F.conv2d(_pad(x), self._weight(conv.weight), conv.bias, 2)
             x = F.max_pool2d(self.ranges[f"hl{k}"](F.relu(pre)), 2)
         return x
 
@@ -154,3 +173,52 @@ class QuantizedTile(nn.Module):
         if cells is None:
             return image
         return apply_color_transform(self.model.color_head(self.model.global_features(cells)), image)
+
+
+@torch.no_grad()
+def calibrated_ranges(model: DeepISP, windows: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+    """The int8 range of every quantization point: min and max of the float network's values over the
+    calibration windows (what TFLite's calibration measures, per point; see deepisp.export.tf_graphs for
+    why the exported int8 graph takes these instead of the converter's own).
+
+    windows: [S_h,S_w] float32 mosaics (deepisp.export.calibration.calibration_windows), the model's input
+    (balanced for `as_shot` models)."""
+    sim = QuantizedTile(model).eval()
+    sim.round_weights = sim.round_tanh = False
+    for q in sim.ranges.values():
+        q.observing = True
+    for w in windows:
+        sim.tile(_rgb(w))
+    return {name: (float(q.lo), float(q.hi)) for name, q in sim.ranges.items()}
+
+
+def _rgb(window: np.ndarray) -> torch.Tensor:
+    """A calibration window [S_h,S_w] -> the network's input [1,3,S_h,S_w] (bilinear)."""
+    return bilinear_demosaic(torch.as_tensor(window, dtype=torch.float32)[None, None])
+
+
+@torch.no_grad()
+def point_costs(model: DeepISP, ranges: dict[str, tuple[float, float]], windows: list[np.ndarray], top: int = 10) -> list[dict]:
+    """Where int8 loses: per quantization point, the tile graph's image with only that point rounded, as PSNR
+    against the float image (linear, peak 1) on `windows`; also "weights" (all conv weights alone) and "tanh"
+    (TANH's fixed step alone). The `top` costliest, worst first, with each point's range and step."""
+    sim = QuantizedTile(model).eval()
+    for name, q in sim.ranges.items():
+        q.lo.fill_(ranges[name][0])
+        q.hi.fill_(ranges[name][1])
+    rgb = [_rgb(w) for w in windows]
+
+    def image_psnr(point: str | None, weights: bool = False, tanh: bool = False) -> float:
+        for name, q in sim.ranges.items():
+            q.active = name == point
+        sim.round_weights, sim.round_tanh = weights, tanh
+        errors = []
+        for x in rgb:
+            float_image = model.unpack(model.low_level(model.pack(x))[1])
+            errors.append((sim.tile(x)[0] - float_image).pow(2).mean())
+        return float(-10 * torch.log10(torch.stack(errors).mean().clamp(min=1e-20)))
+
+    rows = [{"point": name, "range": list(ranges[name]), "step": (ranges[name][1] - ranges[name][0]) / 255, "psnr_alone": image_psnr(name)} for name in ranges]
+    rows.append({"point": "weights", "range": None, "step": None, "psnr_alone": image_psnr(None, weights=True)})
+    rows.append({"point": "tanh", "range": [-1.0, 127 * TANH_STEP], "step": TANH_STEP, "psnr_alone": image_psnr(None, tanh=True)})
+    return sorted(rows, key=lambda r: r["psnr_alone"])[:top]

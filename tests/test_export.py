@@ -139,8 +139,10 @@ def test_quantized_variants_meet_their_floors(tflite_export_dir):
     # int16 activations are more precise than int8 ones, and int8 is really quantized (not float).
     assert acc["int16x8"]["psnr"] > acc["int8"]["psnr"]
     assert acc["int8"]["psnr"] < acc["fp16"]["psnr"]
-    layers = measured(tflite_export_dir, "int8").extra["int8_layers"]
-    assert layers and all(r["rmse"] >= 0 for r in layers)
+    points = measured(tflite_export_dir, "int8").extra["int8_points"]
+    assert points and all(a["psnr_alone"] <= b["psnr_alone"] for a, b in zip(points, points[1:]))  # worst first
+    assert all(r["point"] in ("weights", "tanh") or r["point"].startswith(("input", "b", "hl")) for r in points)
+    assert all(r["step"] is None or r["step"] == pytest.approx((r["range"][1] - r["range"][0]) / 255) for r in points)
     assert (tflite_export_dir / "deepisp_int8_error.png").is_file()
 
 

@@ -167,11 +167,18 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
         from deepisp.export.delegates import check
         from deepisp.export.metadata import embed_tflite as embed
         from deepisp.export.tf_graphs import tf_graphs
+        from deepisp.qat import calibrated_ranges, point_costs
 
         graphs = tf_graphs(model)
 
         def build(v: str):
-            return exporter.build(graphs, v, window=window, hl_width=cfg.hl_width, calibration=calibration.get(v))
+            if v not in exporter.OWN_RANGES:
+                return exporter.build(graphs, v, window=window, hl_width=cfg.hl_width, calibration=calibration.get(v))
+            # The graph carries our own per-point ranges (tf_graphs doc: the converter's widen ADD operands').
+            ranges = calibrated_ranges(model, calibration[v])
+            built = exporter.build(tf_graphs(model, ranges), v, window=window, hl_width=cfg.hl_width, calibration=calibration[v])
+            built.extra["int8_points"] = point_costs(model, ranges, calibration[v][1:3])
+            return built
     else:
         check, embed = None, exporter.embed
         build = partial(exporter.build, model, window)
@@ -183,8 +190,9 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
         report = publish(build(v), backend, cfg, window, opts, frames, references, embed, check)
         refused += not report["accepted"]
         print(summary_line(report, args.out) + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
-        for layer in report.get("int8_layers", [])[:5]:
-            print(f"          int8 error: {layer['tensor']} ({layer['op']}) RMSE {layer['rmse']:.4f} = {layer['rmse_per_step']:.2f} steps")
+        for point in report.get("int8_points", [])[:5]:
+            step = "" if point["step"] is None else f" (int8 step {point['step']:.2g})"
+            print(f"          int8 cost: {point['point']} rounded alone: image {point['psnr_alone']:.1f} dB from float{step}")
     if refused:
         print(f"error: {refused} variant(s) refused; nothing was written for them", file=sys.stderr)
         return 1

@@ -21,6 +21,13 @@ first, the first high-level conv) is written as a conv over the features plus a 
 same weights, split by input channel, the same MACs). TFLite's quantizer gives a CONCATENATION's inputs one
 shared scale, so a concatenated image would be rounded at the ReLU features' step (~0.01-0.02, up to 5x the
 image's own range / 256) at every block; split, the image keeps its own scale and int8 loses far less.
+
+int8 ranges (`ranges`, deepisp.qat.calibrated_ranges): TFLite's converter calibrates every tensor's range
+itself, but it widens the range of an ADD operand to the ADD's result (measured: each block's residual
+s*tanh, at most +-0.07, got the running image's range, up to 0.47, so a 3-7x coarser step than its own).
+Given ranges, the graph carries a FakeQuant at every point where the converter quantizes (the names of
+deepisp.qat.QuantizedTile), and the converter takes those ranges as they are: the exported int8 graph
+then rounds exactly where and how QuantizedTile simulates.
 """
 
 from __future__ import annotations
@@ -62,17 +69,34 @@ def _conv(x: tf.Tensor, conv: nn.Conv2d, stride: int = 1, inputs: list[int] | No
 
 
 def _conv_features_and_image(
-    features: tf.Tensor | None, image: tf.Tensor, conv: nn.Conv2d, image_order: list[int] | None, stride: int = 1, outputs: list[int] | None = None
+    features: tf.Tensor | None,
+    image: tf.Tensor,
+    conv: nn.Conv2d,
+    image_order: list[int] | None,
+    stride: int = 1,
+    outputs: list[int] | None = None,
+    ranges: dict[str, tuple[float, float]] | None = None,
+    name: str = "",
 ) -> tf.Tensor:
     """The conv over PyTorch's block input [features, image] (both already reflect-padded), as a conv over the
     features plus a conv over the image (module docstring: no shared quantization scale). `features` None:
-    the image is the whole input (the first block). `image_order`: the PyTorch image channel of each TF one."""
+    the image is the whole input (the first block). `image_order`: the PyTorch image channel of each TF one.
+    With `ranges`, each part gets the range of point `name`_on_features / `name`_on_image."""
     n_features = 0 if features is None else features.shape[-1]
     image_inputs = [n_features + c for c in (image_order or range(image.shape[-1]))]
     on_image = _conv(image, conv, stride, inputs=image_inputs, outputs=outputs, bias=features is None)
     if features is None:
         return on_image
-    return _conv(features, conv, stride, inputs=list(range(n_features)), outputs=outputs) + on_image
+    on_features = _conv(features, conv, stride, inputs=list(range(n_features)), outputs=outputs)
+    return _quantized(on_features, ranges, f"{name}_on_features") + _quantized(on_image, ranges, f"{name}_on_image")
+
+
+def _quantized(x: tf.Tensor, ranges: dict[str, tuple[float, float]] | None, name: str) -> tf.Tensor:
+    """x with the int8 range of quantization point `name` fixed (a FakeQuant), or unchanged without ranges."""
+    if ranges is None:
+        return x
+    lo, hi = ranges[name]
+    return tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8)
 
 
 def _reflect(x: tf.Tensor) -> tf.Tensor:
@@ -104,30 +128,33 @@ def check_translatable(model: DeepISP) -> None:
         raise DeepISPError(f"the TFLite exporter does not know {', '.join(unknown)}: add it to deepisp/export/tf_graphs.py")
 
 
-def tile_forward(model: DeepISP, mosaic: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Pass 1, the same function as `deepisp.export.graphs.TileGraph` (the concatenations written as split convs)."""
+def tile_forward(model: DeepISP, mosaic: tf.Tensor, ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, tf.Tensor]:
+    """Pass 1, the same function as `deepisp.export.graphs.TileGraph` (the concatenations written as split convs);
+    `ranges`: int8 ranges of the quantization points (module doc), or None."""
     cfg = model.cfg
-    image = demosaic(mosaic, packed=cfg.packed)
+    image = _quantized(demosaic(mosaic, packed=cfg.packed), ranges, "input")
     image_order = _TORCH_OF_TF if cfg.packed else None  # PyTorch channel behind each TF image channel
     features = None
-    for block in model.low_level.blocks:
+    for k, block in enumerate(model.low_level.blocks):
         padded = (None if features is None else _reflect(features), _reflect(image))  # the block's input
-        residual = tf.tanh(_conv_features_and_image(*padded, block.conv_residual, image_order, outputs=image_order))
+        pre = _conv_features_and_image(*padded, block.conv_residual, image_order, outputs=image_order, ranges=ranges, name=f"b{k}_residual")
+        residual = tf.tanh(_quantized(pre, ranges, f"b{k}_residual"))
         if block.residual_scale is not None:
-            residual = residual * tf.constant(_np(block.residual_scale))
+            residual = _quantized(residual * tf.constant(_np(block.residual_scale)), ranges, f"b{k}_scaled")
         if block.conv_features is not None:
-            features = tf.nn.relu(_conv_features_and_image(*padded, block.conv_features, image_order))
-        image = image + residual
+            pre = _conv_features_and_image(*padded, block.conv_features, image_order, ranges=ranges, name=f"b{k}_features")
+            features = _quantized(tf.nn.relu(pre), ranges, f"b{k}_features")
+        image = _quantized(image + residual, ranges, f"b{k}_image")
     out = {TileGraph.IMAGE: tf.nn.depth_to_space(image, 2) if cfg.packed else image}
     if cfg.mode == "jdd":
         return out
     x = None
     for k, conv in enumerate(model.high_level.layers[1::4]):
         if k == 0:  # reads the last block's output [features, image]
-            x = tf.nn.relu(_conv_features_and_image(_reflect(features), _reflect(image), conv, image_order, stride=2))
+            pre = _conv_features_and_image(_reflect(features), _reflect(image), conv, image_order, stride=2, ranges=ranges, name="hl0")
         else:
-            x = tf.nn.relu(_conv(_reflect(x), conv, stride=2))
-        x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+            pre = _conv(_reflect(x), conv, stride=2)
+        x = tf.nn.max_pool2d(_quantized(tf.nn.relu(pre), ranges, f"hl{k}"), 2, 2, "VALID")
     return {**out, TileGraph.CELLS: x}
 
 
@@ -144,8 +171,9 @@ def color_forward(model: DeepISP, image: tf.Tensor, mean: tf.Tensor) -> dict[str
     return {ColorGraph.OUTPUT: tf.nn.conv2d(mono, filt, strides=1, padding="VALID") + offset}
 
 
-def tf_graphs(model: DeepISP) -> dict[str, tf.Module]:
-    """The graphs {"tile": ..., "color": ... (full only)} with symbolic height and width.
+def tf_graphs(model: DeepISP, ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, tf.Module]:
+    """The graphs {"tile": ..., "color": ... (full only)} with symbolic height and width; `ranges`: the tile
+    graph's int8 ranges (module doc: for the int8 variant), or None.
 
     Each is a tf.Module whose `serve` method is the graph; the module is what the TFLite converter needs
     to write a SignatureDef, so apps and runners find inputs and outputs by name. The spatial size is left
@@ -156,7 +184,7 @@ def tf_graphs(model: DeepISP) -> dict[str, tf.Module]:
     check_translatable(model)
     graphs = {"tile": tf.Module()}
     graphs["tile"].serve = tf.function(
-        lambda mosaic: tile_forward(model, mosaic), input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32, name=TileGraph.MOSAIC)]
+        lambda mosaic: tile_forward(model, mosaic, ranges), input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32, name=TileGraph.MOSAIC)]
     )
     if cfg.mode == "full":
         graphs["color"] = tf.Module()

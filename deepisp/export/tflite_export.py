@@ -21,14 +21,12 @@ the calibrator's logging kernels take seconds per megapixel): graphs are convert
 and width, then `set_static_shapes` writes the exported window's shape into every tensor (the shapes the
 interpreter propagates from the input), so delegates see a static graph.
 
-For int8 the converter's QuantizationDebugger measures, per quantized tensor, the error against float
-on calibration windows; the report ranks layers by RMSE relative to their quantization step.
+int8's tile graph carries its quantization ranges (OWN_RANGES, tf_graphs), and the export reports where it
+loses (deepisp.qat.point_costs, sidecar key "int8_points").
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterator
 
@@ -53,6 +51,9 @@ WHOLE_INPUT_RANGE = ("int16x8",)
 # steps of rounding noise to the image at every block (see the int8 layer report). Denylisting ADD also keeps in
 # float the sums of the split convs' feature and image halves (tf_graphs: no CONCATENATION in the tile graph).
 MIXED_FLOAT_OPS = ("TANH", "MUL", "ADD")
+# Variants whose tile graph is built with the ranges of deepisp.qat.calibrated_ranges fixed in it (FakeQuant,
+# see tf_graphs): the converter's own calibration gives each residual the running image's coarser range.
+OWN_RANGES = ("int8",)
 TARGETS = {
     "fp32": {"tile": "gpu", "color": "gpu"},
     "fp16": {"tile": "gpu", "color": "gpu"},
@@ -121,22 +122,15 @@ def _no_delegates(interpreter_class):
     return importlib.import_module(interpreter_class.__module__).OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
 
-def build(
-    graphs: dict[str, tf.Module], variant: str, window: tuple[int, int], hl_width: int, calibration: list[np.ndarray] | None = None, layer_report: int = 2
-) -> BuiltVariant:
-    """Convert the tile (and color) graph for one variant at a static `window`; int8 also gets the
-    per-layer error report measured on the first `layer_report` calibration windows (0 = skip)."""
+def build(graphs: dict[str, tf.Module], variant: str, window: tuple[int, int], hl_width: int, calibration: list[np.ndarray] | None = None) -> BuiltVariant:
+    """Convert the tile (and color) graph for one variant at a static `window`."""
     h, w = window
     tile = mixed_int8(graphs["tile"], calibration) if variant == "int8-mixed" else converter(graphs["tile"], variant, calibration).convert()
     blobs = {"tile": set_static_shapes(tile, {TileGraph.MOSAIC: [1, h, w, 1]})}
     if "color" in graphs:
         color = converter(graphs["color"], "fp16" if variant == "fp16" else "fp32").convert()
         blobs["color"] = set_static_shapes(color, {ColorGraph.IMAGE: [1, h, w, 3], ColorGraph.MEAN: [1, hl_width]})
-    targets = {g: TARGETS[variant][g] for g in blobs}
-    extra = {}
-    if variant == "int8" and layer_report:
-        extra["int8_layers"] = int8_layer_errors(graphs["tile"], calibration, calibration[:layer_report])
-    return BuiltVariant(variant, blobs, targets, extra)
+    return BuiltVariant(variant, blobs, {g: TARGETS[variant][g] for g in blobs})
 
 
 def mixed_int8(module: tf.Module, calibration: list[np.ndarray]) -> bytes:
@@ -148,34 +142,3 @@ def mixed_int8(module: tf.Module, calibration: list[np.ndarray]) -> bytes:
             converter=converter(module, "int8", calibration), debug_dataset=lambda: _samples(calibration[:1]), debug_options=options
         )
         return debugger.get_nondebug_quantized_model()
-
-
-def int8_layer_errors(module: tf.Module, calibration: list[np.ndarray], debug: list[np.ndarray], top: int = 10) -> list[dict]:
-    """The `top` quantized tensors of the int8 tile graph with the largest error against float.
-
-    Uses tf.lite.experimental.QuantizationDebugger: each quantized op's output is compared with the float
-    op fed the same (dequantized) input, so the error is the op's own, not inherited. `rmse_per_step` is
-    RMSE / quantization scale: ~0.29 is pure rounding (1/sqrt(12)), larger means the range is too coarse.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter(module, "int8", calibration), debug_dataset=lambda: _samples(debug))
-        debugger.run()
-    buf = io.StringIO()
-    debugger.layer_statistics_dump(buf)
-    rows = []
-    for r in csv.DictReader(io.StringIO(buf.getvalue())):
-        scale = float(r["scale"]) if r.get("scale") else 0.0
-        rmse = float(r["mean_squared_error"]) ** 0.5
-        rows.append(
-            {
-                "op": r["op_name"],
-                "tensor": r["tensor_name"],
-                "rmse": rmse,
-                "scale": scale,
-                "rmse_per_step": rmse / scale if scale else float("nan"),
-                "max_abs_error": float(r["max_abs_error"]),
-            }
-        )
-    rows.sort(key=lambda r: -r["rmse"])
-    return rows[:top]
