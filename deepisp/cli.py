@@ -217,12 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
         "or a narrower/shallower model of the same kind, grown into this preset as the same function (new channels and identity blocks)",
     )
     p.add_argument(
-        "--qat",
-        action="store_true",
-        help="quantization-aware fine-tuning of the --init-from model: train through the full-integer int8 tile graph's rounding "
-        "(deepisp.qat), so `to_tflite.py --quant int8` loses less; the checkpoint is an ordinary model",
-    )
-    p.add_argument(
         "--precision",
         choices=["auto", "bf16", "fp32"],
         help="auto (default): bf16 autocast where the processor computes bf16 natively (weights, optimizer and loss stay fp32); fp32: no autocast",

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 from tqdm import tqdm
 
 from deepisp.atomic import atomic_path
@@ -38,7 +37,6 @@ from deepisp.checkpoint import load_checkpoint, save_checkpoint
 from deepisp.errors import DeepISPError
 from deepisp.losses import JDD_LOSSES, MIN_CROP, IspLoss, jdd_loss, jdd_loss_with_srgb
 from deepisp.model import PRESETS, DeepISP, ModelConfig, can_grow, fit_affine, grow
-from deepisp.qat import QuantizedTile
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,6 @@ class TrainConfig:
     init_from: str = ""  # start from this checkpoint's weights (same model config; new optimizer, step 0)
     noise_aware: bool = False  # jdd: the model is given its input's noise level (ModelConfig.noise_input)
     jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
-    qat: bool = False  # train through the int8 tile graph's rounding (deepisp.qat); fine-tunes init_from
 
     def __post_init__(self) -> None:
         # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
@@ -169,7 +166,7 @@ def pick_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, dataset, loss_fn, tc: TrainConfig, device: torch.device, n: int = 8) -> float:
+def validation_loss(model: DeepISP, dataset, loss_fn, tc: TrainConfig, device: torch.device, n: int = 8) -> float:
     """Mean loss over fixed crops of the first `n` validation images (same crops every time)."""
     model.eval()
     losses = []
@@ -259,8 +256,6 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
             if cfg.mode != "jdd":
                 raise DeepISPError("--noise-aware is for jdd presets (the full ISP's training pairs carry no noise level)")
             cfg = replace(cfg, noise_input=True)
-        if tc.qat and not tc.init_from:
-            raise DeepISPError("--qat fine-tunes a trained model for int8: pass the checkpoint to start from with --init-from")
         if not tc.data and not tc.photos:
             raise DeepISPError("--data or --photos is required: an S7-layout folder (full presets), an MSR-layout folder (jdd presets), or sRGB photo folders")
     if cfg.mode == "full" and tc.crop < max(MIN_CROP, cfg.min_size):
@@ -297,11 +292,7 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         model = grow(small, cfg, seed=tc.seed)
     elif cfg.mode == "full":
         model.set_color_init(affine_init(train_set, progress=progress))
-    # What the loop runs: the model, or (--qat) the model through the int8 tile graph's rounding.
-    net = QuantizedTile(model) if tc.qat else model
-    if tc.qat and state is not None:
-        net.ranges.load_state_dict(state["qat_ranges"])
-    net.to(device).train()
+    model.to(device).train()
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
     amp_dtype = autocast_dtype(tc.precision, device)
@@ -324,10 +315,7 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
             csv.writer(f).writerow(["step", "loss", "val_loss", "seconds", "pixels_per_s"])
 
     def checkpoint() -> None:
-        extra = {"optimizer": optimizer.state_dict(), "step": step, "train_config": asdict(tc)}
-        if tc.qat:
-            extra["qat_ranges"] = net.ranges.state_dict()
-        save_checkpoint(ckpt_path, model, cfg, extra=extra)
+        save_checkpoint(ckpt_path, model, cfg, extra={"optimizer": optimizer.state_dict(), "step": step, "train_config": asdict(tc)})
         plot_losses(log_path, out / "loss.png")
 
     bar = tqdm(total=tc.steps, initial=step, desc=f"train {cfg.mode}", disable=not progress, unit="step")
@@ -343,7 +331,7 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
                     if device.type == "cpu":
                         rgb = rgb.contiguous(memory_format=torch.channels_last)
                     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                        pred = net(rgb, *noise)
+                        pred = model(rgb, *noise)
                     loss = loss_fn(pred.float(), target)
                     if not torch.isfinite(loss):
                         raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
@@ -355,7 +343,7 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
                     pixels_per_s = rgb.shape[0] * rgb.shape[2] * rgb.shape[3] / seconds
                     val = ""
                     if step % tc.val_every == 0 or step == tc.steps:
-                        val = f"{validation_loss(net, val_set, loss_fn, tc, device):.6f}"
+                        val = f"{validation_loss(model, val_set, loss_fn, tc, device):.6f}"
                     log.writerow([step, f"{loss.item():.6f}", val, f"{seconds:.4f}", f"{pixels_per_s:.0f}"])
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.4f}", px_s=f"{pixels_per_s:,.0f}", **({"val": val} if val else {}))

@@ -15,7 +15,8 @@ sum is done by the app (fp32), not the graph, which also sidesteps fp16 overflow
 
 Modules: `graphs` (the two graphs in PyTorch, exported to ONNX), `tf_graphs` (the same graphs in
 TensorFlow, NHWC, for the TFLite converter), `onnx_export`, `tflite_export` (quantization variants),
-`calibration` (raw windows for int8), `delegates` (GPU / NNAPI compatibility rules), `metadata` (what an
-app needs to run the graphs), `accuracy` (an exported variant against the float PyTorch model),
-`pipeline` (stage, check and publish a variant), `cli` (export/to_tflite.py and export/to_onnx.py).
+`calibration` (raw windows for int8), `int8` (the int8 tile graph simulated: its ranges and where it
+loses), `delegates` (GPU / NNAPI compatibility rules), `metadata` (what an app needs to run the graphs),
+`accuracy` (an exported variant against the float PyTorch model), `pipeline` (stage, check and publish a
+variant), `cli` (export/to_tflite.py and export/to_onnx.py).
 """

@@ -165,9 +165,9 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
 
     if backend == "tflite":
         from deepisp.export.delegates import check
+        from deepisp.export.int8 import calibrated_ranges, point_costs
         from deepisp.export.metadata import embed_tflite as embed
         from deepisp.export.tf_graphs import tf_graphs
-        from deepisp.qat import calibrated_ranges, point_costs
 
         graphs = tf_graphs(model)
 

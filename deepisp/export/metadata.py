@@ -50,7 +50,7 @@ class Measured:
     bytes: graph name -> file size; targets: graph name -> the processor it must run on wholly ("gpu",
     "npu", or "cpu": not gated); accuracy: `deepisp.export.gate.compare`'s summary plus the floor_psnr
     applied; delegates: graph name -> `deepisp.export.delegates.check` verdict ({} for ONNX); extra: backend
-    findings (e.g. int8_points, where int8 loses: deepisp.qat.point_costs); accepted: published; problems: why not.
+    findings (e.g. int8_points, where int8 loses: deepisp.export.int8.point_costs); accepted: published; problems: why not.
     """
 
     bytes: dict[str, int]

@@ -22,11 +22,11 @@ same weights, split by input channel, the same MACs). TFLite's quantizer gives a
 shared scale, so a concatenated image would be rounded at the ReLU features' step (~0.01-0.02, up to 5x the
 image's own range / 256) at every block; split, the image keeps its own scale and int8 loses far less.
 
-int8 ranges (`ranges`, deepisp.qat.calibrated_ranges): TFLite's converter calibrates every tensor's range
+int8 ranges (`ranges`, deepisp.export.int8.calibrated_ranges): TFLite's converter calibrates every tensor's range
 itself, but it widens the range of an ADD operand to the ADD's result (measured: each block's residual
 s*tanh, at most +-0.07, got the running image's range, up to 0.47, so a 3-7x coarser step than its own).
 Given ranges, the graph carries a FakeQuant at every point where the converter quantizes (the names of
-deepisp.qat.QuantizedTile), and the converter takes those ranges as they are: the exported int8 graph
+deepisp.export.int8.QuantizedTile), and the converter takes those ranges as they are: the exported int8 graph
 then rounds exactly where and how QuantizedTile simulates.
 """
 

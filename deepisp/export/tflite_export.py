@@ -22,7 +22,7 @@ and width, then `set_static_shapes` writes the exported window's shape into ever
 interpreter propagates from the input), so delegates see a static graph.
 
 int8's tile graph carries its quantization ranges (OWN_RANGES, tf_graphs), and the export reports where it
-loses (deepisp.qat.point_costs, sidecar key "int8_points").
+loses (deepisp.export.int8.point_costs, sidecar key "int8_points").
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ WHOLE_INPUT_RANGE = ("int16x8",)
 # steps of rounding noise to the image at every block (see the int8 layer report). Denylisting ADD also keeps in
 # float the sums of the split convs' feature and image halves (tf_graphs: no CONCATENATION in the tile graph).
 MIXED_FLOAT_OPS = ("TANH", "MUL", "ADD")
-# Variants whose tile graph is built with the ranges of deepisp.qat.calibrated_ranges fixed in it (FakeQuant,
+# Variants whose tile graph is built with the ranges of deepisp.export.int8.calibrated_ranges fixed in it (FakeQuant,
 # see tf_graphs): the converter's own calibration gives each residual the running image's coarser range.
 OWN_RANGES = ("int8",)
 TARGETS = {

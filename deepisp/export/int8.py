@@ -1,29 +1,28 @@
-"""Quantization-aware fine-tuning (beyond the paper): the full-integer int8 tile graph simulated in PyTorch.
+"""The full-integer int8 tile graph simulated in PyTorch: where it rounds, its ranges, and what each costs.
 
-`export/to_tflite.py --quant int8` rounds every tensor of the tile graph to 256 levels (post-training
-quantization, ranges from calibration windows). Fine-tuning through a simulation of that rounding (fake
-quantization with a straight-through gradient, the standard QAT recipe) lets the weights adapt to it. The
-exported graph is still calibrated by TFLite's converter (deepisp.export.tflite_export), so the simulation
-only has to round where the converter does, at similar steps. The tile graph (deepisp.export.tf_graphs)
-writes each conv over [features, image] as a conv over each plus an ADD, and TFLite quantizes:
+`export/to_tflite.py --quant int8` rounds every tensor of the tile graph to 256 levels. The tile graph
+(deepisp.export.tf_graphs) writes each conv over [features, image] as a conv over each plus an ADD, and the
+int8 graph quantizes at these points (the names are the keys of `QuantizedTile.ranges`):
 
-    tensor                                                   int8 step
-    the input image (the demosaic's output)                  its range / 255
-    a split conv's part over the features, over the image    its range / 255
-    the sum of the parts (ADD, ReLU fused for features)      its range / 255
-    TANH's output                                            1/128, fixed by TFLite's int8 TANH kernel
-    residual * s (MUL), the running image (ADD)              its range / 255
-    high-level convs (ReLU fused; max-pool keeps the step)   its range / 255
-    conv weights                                             per output channel, max|w| / 127 (symmetric)
+    point                                                    int8 step
+    input         the demosaic's output (the network input)  its range / 255
+    b{k}_{conv}_on_features, _on_image  a split conv's parts its range / 255
+    b{k}_features, b{k}_residual  the parts' sum (ADD;        its range / 255
+                  ReLU fused for features, before tanh for the residual)
+    (TANH's output                                           1/128, fixed by TFLite's int8 TANH kernel)
+    b{k}_scaled   residual * s (MUL), b{k}_image the running image (ADD)   its range / 255
+    hl0_on_features, hl0_on_image, hl{k}  high-level convs   its range / 255
+    (conv weights                                            per output channel, max|w| / 127)
 
-A range is the exponential moving average of each training batch's min and max (what TensorFlow's own QAT
-keeps), widened to include 0 as TFLite's asymmetric int8 does. Gradients pass straight through inside the
-range and are zero outside it. Biases (int32 in TFLite) stay float. The colour transform after the tile
-graph stays float, as the exported color graph is.
+`calibrated_ranges` measures each point's range (min and max over calibration windows, zero included as
+TFLite's asymmetric int8 needs); the exported int8 graph carries exactly these (tf_graphs: the converter's
+own calibration gives each residual the running image's range). `QuantizedTile` computes a model with that
+rounding (fake quantization), so what int8 loses can be measured in PyTorch point by point: `point_costs`,
+the exporter's int8 report. Biases (int32 in TFLite) stay float.
 
-`QuantizedTile(model)` computes `model`'s function with that rounding; it trains `model`'s parameters and its
-own state is only the ranges (`QuantizedTile.ranges`). `deepisp train --qat --init-from CKPT` fine-tunes a
-trained model through it; the checkpoint it writes is an ordinary model.
+Fine-tuning through this simulation (quantization-aware training, straight-through gradients) was tried on
+both shipped phone models and gained nothing (README, "Variants"): int8's loss here is the rounding of the
+running image itself, which no weight can undo.
 """
 
 from __future__ import annotations
@@ -34,28 +33,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.model import DeepISP, apply_color_transform, check_input
+from deepisp.model import DeepISP, check_input
 
 # TFLite's int8 TANH output: scale 1/128, zero point 0.
 TANH_STEP = 1.0 / 128
-# Moving-average rate of the ranges: ~100 batches of memory.
-RANGE_MOMENTUM = 0.01
 
 
 class ActivationQuant(nn.Module):
-    """Per-tensor asymmetric int8 fake quantization of any tensor, range = moving average of batch min/max.
+    """Per-tensor asymmetric int8 fake quantization to the range [lo, hi] (buffers, lo <= 0 <= hi).
 
-    Training mode updates the range from each batch (the first batch sets it); eval mode uses it as is.
-    `observing`: no rounding, the range grows to hold every value seen (calibration)."""
+    `observing`: no rounding, the range grows to hold every value seen (calibration); `active` False: values
+    pass through (one point rounded at a time, `point_costs`)."""
 
-    def __init__(self, momentum: float = RANGE_MOMENTUM):
+    def __init__(self):
         super().__init__()
-        self.momentum = momentum
         self.observing = False
-        self.active = True  # False: passes values through (`point_costs` rounds one point at a time)
+        self.active = True
         self.register_buffer("lo", torch.zeros(()))
         self.register_buffer("hi", torch.zeros(()))
-        self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
@@ -66,13 +61,6 @@ class ActivationQuant(nn.Module):
             self.lo.copy_(torch.minimum(self.lo, lo))
             self.hi.copy_(torch.maximum(self.hi, hi))
             return x
-        if self.training:
-            with torch.no_grad():
-                lo, hi = torch.aminmax(x)
-                m = torch.where(self.seen, torch.tensor(self.momentum), torch.tensor(1.0))
-                self.lo.lerp_(lo.clamp(max=0), m)
-                self.hi.lerp_(hi.clamp(min=0), m)
-                self.seen.fill_(True)
         scale = ((self.hi - self.lo) / 255).clamp(min=1e-8)
         zero_point = (-128 - torch.round(self.lo / scale)).clamp(-128, 127).to(torch.int32)
         return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, -128, 127)
@@ -93,8 +81,8 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
 
 
 class QuantizedTile(nn.Module):
-    """`model`'s forward ([B,3,H,W] bilinear raw RGB in [0,1] -> [B,3,H,W], see deepisp.model) with the int8
-    tile graph's rounding (module doc); `model` is a submodule, so its parameters train through this."""
+    """`model`'s tile graph (bilinear raw RGB [B,3,H,W] in [0,1] -> low-level image and cells, see
+    deepisp.model) with the int8 graph's rounding at the ranges in `ranges` (module doc)."""
 
     def __init__(self, model: DeepISP):
         super().__init__()
@@ -115,32 +103,25 @@ class QuantizedTile(nn.Module):
     def _weight(self, w: torch.Tensor) -> torch.Tensor:
         return quantize_weight(w) if self.round_weights else w
 
-    def _split_conv(
-        self, features: torch.Tensor | None, image: torch.Tensor, conv: nn.Conv2d, name: str, offset: torch.Tensor | None = None, stride: int = 1
-    ) -> torch.Tensor:
+    def _split_conv(self, features: torch.Tensor | None, image: torch.Tensor, conv: nn.Conv2d, name: str, stride: int = 1) -> torch.Tensor:
         """The conv over [features, image] (both padded) as the tile graph has it: a conv over each part, each
-        part rounded, summed (the sum not yet rounded: its activation comes first). `offset` [B,O] adds to
-        the bias (noise-level offsets, which export folds into it)."""
+        part rounded, summed (the sum not yet rounded: its activation comes first)."""
         n = 0 if features is None else features.shape[1]
-        bias = (conv.bias[None] if offset is None else conv.bias + offset)[:, :, None, None]  # [1 or B,O,1,1]
-        on_image = F.conv2d(image, self._weight(conv.weight[:, n:]), None, stride)
+        on_image = F.conv2d(image, self._weight(conv.weight[:, n:]), conv.bias if features is None else None, stride)
         if features is None:
-            return on_image + bias
-        on_features = F.conv2d(features, self._weight(conv.weight[:, :n]), None, stride) + bias
+            return on_image
+        on_features = F.conv2d(features, self._weight(conv.weight[:, :n]), conv.bias, stride)
         return self.ranges[f"{name}_on_features"](on_features) + self.ranges[f"{name}_on_image"](on_image)
 
-    def low_level(self, image: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def low_level(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """LowLevelStage.forward with the rounding; working domain in and out."""
         q = self.ranges
         features = None
-        for k, (block, offset) in enumerate(zip(self.model.low_level.blocks, self.model.low_level.bias_offsets(noise))):
+        for k, block in enumerate(self.model.low_level.blocks):
             padded = (None if features is None else _pad(features), _pad(image))
-            n = 0 if block.conv_features is None else block.conv_features.out_channels
             if block.conv_features is not None:
-                pre = self._split_conv(*padded, block.conv_features, f"b{k}_features", None if offset is None else offset[:, :n])
-                features = q[f"b{k}_features"](F.relu(pre))
-            pre = self._split_conv(*padded, block.conv_residual, f"b{k}_residual", None if offset is None else offset[:, n:])
-            residual = torch.tanh(q[f"b{k}_residual"](pre))
+                features = q[f"b{k}_features"](F.relu(self._split_conv(*padded, block.conv_features, f"b{k}_features")))
+            residual = torch.tanh(q[f"b{k}_residual"](self._split_conv(*padded, block.conv_residual, f"b{k}_residual")))
             residual = quantize_tanh(residual) if self.round_tanh else residual
             if block.residual_scale is not None:
                 residual = q[f"b{k}_scaled"](residual * block.residual_scale)
@@ -158,21 +139,20 @@ class QuantizedTile(nn.Module):
             x = F.max_pool2d(self.ranges[f"hl{k}"](F.relu(pre)), 2)
         return x
 
-    def tile(self, rgb: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def tile(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """What the int8 tile graph gives for rgb [B,3,H,W]: the low-level image [B,3,H,W] (linear) and the
-        high-level cell map (None for jdd)."""
+        high-level cell map (None for jdd). A noise-aware model runs after fold_noise_level, as exported."""
         m = self.model
         check_input(rgb, m.cfg)
-        features, image = self.low_level(self.ranges["input"](m.pack(rgb)), noise)
+        features, image = self.low_level(self.ranges["input"](m.pack(rgb)))
         cells = self.high_level(features, image) if m.cfg.mode == "full" else None
         return m.unpack(image), cells
 
-    def forward(self, rgb: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """rgb [B,3,H,W] -> [B,3,H,W] like DeepISP.forward, the colour transform in float."""
-        image, cells = self.tile(rgb, noise)
-        if cells is None:
-            return image
-        return apply_color_transform(self.model.color_head(self.model.global_features(cells)), image)
+    def set_ranges(self, ranges: dict[str, tuple[float, float]]) -> None:
+        """Round at these ranges (`calibrated_ranges`' output)."""
+        for name, q in self.ranges.items():
+            q.lo.fill_(ranges[name][0])
+            q.hi.fill_(ranges[name][1])
 
 
 @torch.no_grad()
@@ -203,9 +183,7 @@ def point_costs(model: DeepISP, ranges: dict[str, tuple[float, float]], windows:
     against the float image (linear, peak 1) on `windows`; also "weights" (all conv weights alone) and "tanh"
     (TANH's fixed step alone). The `top` costliest, worst first, with each point's range and step."""
     sim = QuantizedTile(model).eval()
-    for name, q in sim.ranges.items():
-        q.lo.fill_(ranges[name][0])
-        q.hi.fill_(ranges[name][1])
+    sim.set_ranges(ranges)
     rgb = [_rgb(w) for w in windows]
 
     def image_psnr(point: str | None, weights: bool = False, tanh: bool = False) -> float:

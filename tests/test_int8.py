@@ -1,17 +1,12 @@
-"""Quantization-aware fine-tuning: the simulation rounds like TFLite's int8 tile graph, and `--qat` trains
-through it into an ordinary checkpoint."""
-
-from dataclasses import replace
+"""The int8 simulation (deepisp.export.int8): its grids, and the exported int8 graph rounding where and how it
+does, at the calibrated ranges."""
 
 import numpy as np
 import pytest
 import torch
 
-from deepisp.checkpoint import load_checkpoint, load_model
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.errors import DeepISPError
-from deepisp.qat import TANH_STEP, ActivationQuant, QuantizedTile, calibrated_ranges, quantize_tanh, quantize_weight
-from deepisp.train import TrainConfig, train
+from deepisp.export.int8 import TANH_STEP, ActivationQuant, QuantizedTile, calibrated_ranges, quantize_tanh, quantize_weight
 from tests.conftest import smooth_photo
 from tests.test_micro import PACKED_FULL
 from tests.test_tiling import trained_like
@@ -28,8 +23,11 @@ def test_int8_grids():
     for row in w:  # symmetric per output channel: max |w| is code 127
         step = row.abs().max() / 127
         assert torch.allclose(row / step, (row / step).round(), atol=1e-3)
-    q = ActivationQuant().train()
+    q = ActivationQuant()
+    q.observing = True
     x = torch.rand(10000) * 0.3 + 0.1  # a range that excludes 0: int8's range is widened to hold it
+    assert torch.equal(q(x), x)  # observing: no rounding
+    q.observing = False
     y = q(x)
     assert q.lo == 0 and torch.isclose(q.hi, x.max()) and len(torch.unique(y)) <= 256
     assert rms(y, x) < (x.max() / 255).item()
@@ -66,9 +64,7 @@ def test_exported_int8_graph_rounds_where_and_how_the_simulation_does(tmp_path):
     ranges = calibrated_ranges(model, calibration)
     assert all(lo <= 0 <= hi for lo, hi in ranges.values())
     sim = QuantizedTile(model).eval()
-    for name, q in sim.ranges.items():
-        q.lo.fill_(ranges[name][0])
-        q.hi.fill_(ranges[name][1])
+    sim.set_ranges(ranges)
 
     test = torch.from_numpy(mosaic[:64, 160:224].copy())  # not in the calibration windows
     float_out = TorchRunner(model).low_level(test)
@@ -96,19 +92,3 @@ def test_exported_int8_graph_rounds_where_and_how_the_simulation_does(tmp_path):
         want = ranges[f"b{k}_scaled"]
         assert lo == pytest.approx(want[0], abs=(want[1] - want[0]) / 100) and hi == pytest.approx(want[1], abs=(want[1] - want[0]) / 100)
         assert chi - clo > hi - lo  # the converter's is wider
-
-
-def test_train_qat_fine_tunes_into_an_ordinary_checkpoint(s7_root, tmp_path):
-    torch.set_num_threads(1)
-    base = TrainConfig(data=str(s7_root), preset="tiny-full", batch=2, crop=72, ckpt_every=2, val_every=2, lr=2e-3, steps=2, out=str(tmp_path / "a"))
-    with pytest.raises(DeepISPError, match="--init-from"):
-        train(replace(base, qat=True), progress=False)
-    train(base, progress=False)
-    qat = replace(base, qat=True, init_from=str(tmp_path / "a" / "last.pt"), out=str(tmp_path / "b"), steps=1)
-    train(qat, progress=False)
-    train(replace(qat, steps=2), resume=True, progress=False)  # the ranges come back with the run
-    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
-    assert b["step"] == 2 and b["train_config"]["qat"] and b["qat_ranges"]["input.seen"]
-    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    model, _ = load_model(tmp_path / "b" / "last.pt")  # a plain DeepISP: exports and runs like any other
-    assert type(model).__name__ == "DeepISP"
