@@ -7,6 +7,7 @@ import torch
 
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.export.int8 import TANH_STEP, ActivationQuant, QuantizedTile, calibrated_ranges, quantize_tanh, quantize_weight
+from deepisp.model import DeepISP, ModelConfig
 from tests.conftest import smooth_photo
 from tests.test_micro import PACKED_FULL
 from tests.test_tiling import trained_like
@@ -63,8 +64,7 @@ def test_exported_int8_graph_rounds_where_and_how_the_simulation_does(tmp_path):
     calibration = calibration_windows([mosaic[:, :128]], window, 8, input_max=0.25)
     ranges = calibrated_ranges(model, calibration)
     assert all(lo <= 0 <= hi for lo, hi in ranges.values())
-    sim = QuantizedTile(model).eval()
-    sim.set_ranges(ranges)
+    sim = QuantizedTile(model, ranges).eval()
 
     test = torch.from_numpy(mosaic[:64, 160:224].copy())  # not in the calibration windows
     float_out = TorchRunner(model).low_level(test)
@@ -88,7 +88,47 @@ def test_exported_int8_graph_rounds_where_and_how_the_simulation_does(tmp_path):
 
     int8_tile_graph(tmp_path, model, calibration, window)  # the converter's own ranges, for comparison
     own, converter = mul_ranges(tmp_path / "tile_own.tflite"), mul_ranges(tmp_path / "tile_converter.tflite")
+    assert len(own) == len(converter) == PACKED_FULL.n_ll
     for k, ((lo, hi), (clo, chi)) in enumerate(zip(own, converter)):
         want = ranges[f"b{k}_scaled"]
         assert lo == pytest.approx(want[0], abs=(want[1] - want[0]) / 100) and hi == pytest.approx(want[1], abs=(want[1] - want[0]) / 100)
         assert chi - clo > hi - lo  # the converter's is wider
+
+
+MIRRORED = [
+    PACKED_FULL,
+    ModelConfig(mode="jdd", n_ll=3, width=16, residual_scale=True, packed=True),  # last block: no feature conv
+    ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8),  # unpacked, no residual scale, one high-level layer
+    ModelConfig(mode="jdd", n_ll=2, width=8, residual_scale=True),
+]
+
+
+@pytest.mark.parametrize("cfg", MIRRORED, ids=["packed-full", "packed-jdd", "full-n_hl1", "jdd"])
+@pytest.mark.parametrize("fresh", [False, True], ids=["trained", "fresh"])
+def test_tf_twin_rounds_at_the_same_points_as_the_simulation(cfg, fresh):
+    """With ranges, the TF twin's FakeQuants are the simulation's points, by name and place, for every layout:
+    both with only the activations rounded agree to float precision. A fresh model (residual convs at their
+    zero init, so some points are zero everywhere) gets usable ranges too."""
+    tf = pytest.importorskip("tensorflow", reason="needs the export extras")
+    from deepisp.export.tf_graphs import tf_graphs
+
+    model = DeepISP(cfg).eval() if fresh else trained_like(cfg, seed=6)
+    windows = [np.random.default_rng(k).uniform(0, 0.3, (64, 96)).astype(np.float32) for k in range(2)]
+    ranges = calibrated_ranges(model, windows)
+    assert all(hi > lo for lo, hi in ranges.values())
+    sim = QuantizedTile(model, ranges).eval()
+    sim.round_weights = sim.round_tanh = False
+    test = np.random.default_rng(9).uniform(0, 0.3, (64, 96)).astype(np.float32)
+    rgb = bilinear_demosaic(torch.from_numpy(test)[None, None])
+    out = tf_graphs(model, ranges)["tile"].serve(tf.constant(test[None, :, :, None]))
+    with torch.no_grad():
+        image, cells = sim.tile(rgb)
+    tf_image = torch.from_numpy(out["image"].numpy()[0]).permute(2, 0, 1)
+    step = (ranges[f"b{cfg.n_ll - 1}_image"][1] - ranges[f"b{cfg.n_ll - 1}_image"][0]) / 255
+    # The same grid: outputs differ only where float round-off puts a value on the other side of a step.
+    assert (tf_image - image[0]).abs().mean() < 0.05 * step
+    with torch.no_grad():  # and that grid is really applied: both are away from the float network by rounding
+        float_image = model.unpack(model.low_level(model.pack(rgb))[1])[0]
+    assert (float_image - image[0]).abs().mean() > 0.1 * step
+    if cells is not None:
+        assert np.abs(out["cells"].numpy()[0].transpose(2, 0, 1) - cells[0].numpy()).mean() < 1e-3

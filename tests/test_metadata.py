@@ -25,7 +25,7 @@ MEASURED = Measured(
     targets={"tile": "gpu", "color": "gpu"},
     accuracy={"psnr": 80.0, "psnr_min": 79.0, "floor_psnr": 60.0},
     delegates={},
-    extra={"int8_layers": [{"tensor": "conv", "rmse": 0.1}]},
+    extra={"int8_points": [{"point": "b0_image", "psnr_alone": 50.0}]},
     accepted=False,
     problems=["too slow"],
 )
@@ -55,7 +55,7 @@ def test_sidecar_adds_the_measured_keys_after_the_metadata(tmp_path):
     meta = replace(tiny(), measured=MEASURED)
     meta.write(tmp_path / "deepisp_fp32.json")
     data = json.loads((tmp_path / "deepisp_fp32.json").read_text())
-    assert list(data) == [*KEYS, "bytes", "targets", "accuracy", "delegates", "int8_layers", "accepted", "problems"]
+    assert list(data) == [*KEYS, "bytes", "targets", "accuracy", "delegates", "int8_points", "accepted", "problems"]
     assert ExportMetadata.read(tmp_path / "deepisp_fp32.json") == meta
     assert as_read(tiny()) == {k: v for k, v in data.items() if k in KEYS}  # what the graphs embed
     refused(data | {"accepted": "yes"}, "deepisp_fp32.json: accepted is malformed; re-export")

@@ -1,10 +1,10 @@
 """Real raw data for export: calibration windows for int8/int16 and held-out frames for accuracy checks.
 
 A source is either an S7-layout root (the raws of the exposure the model takes: `model_exposure`; see
-deepisp.data.s7) or a folder of raw files (any Bayer raw LibRaw opens). The default is the S7-layout set the project
-renders from the Kodak photographs in ../shared/data (deepisp.data.DEFAULT_EVAL_SET, built on first use by
-`default_s7_root`): its train split calibrates, its val and test splits check accuracy, so calibration and
-checks never share a scene.
+deepisp.data.s7) or a folder of raw files (any Bayer raw LibRaw opens). The default is the S7-layout set
+the project renders from the Kodak photographs in ../shared/data (deepisp.data.DEFAULT_EVAL_SET, built on
+first use by `default_s7_root`): its train split calibrates, its val and test splits check accuracy, so
+calibration and checks never share a scene.
 
 Windows: [S_h,S_w] float32 mosaics in [0,1], canonical RGGB, cut at even offsets. Frames smaller than a
 window are repeated periodically (np.pad "wrap", which keeps the Bayer phase of even-sized frames) to

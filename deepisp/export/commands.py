@@ -148,7 +148,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     exposure = model_exposure(cfg.mode, state.get("train_config", {}).get("pair", "low_light"))
     frames = load_mosaics(raw_paths(data, ("val", "test"), exposure)[: args.eval_images], balanced)
     if not frames:
-        raise DeepISPError(f"no held-out raw frames in {data} for the accuracy check; pass --data")
+        raise DeepISPError(f"no held-out raw frames ({exposure} raws of an S7 layout, or raw files) in {data} for the accuracy check; pass --data")
     references = reference_outputs(model, frames)
     calibration = {}  # variant -> its calibration windows
     calibrated = [v for v in variants if v in getattr(exporter, "CALIBRATED", ())]
@@ -177,7 +177,8 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
             # The graph carries our own per-point ranges (tf_graphs doc: the converter's widen ADD operands').
             ranges = calibrated_ranges(model, calibration[v])
             built = exporter.build(tf_graphs(model, ranges), v, window=window, hl_width=cfg.hl_width, calibration=calibration[v])
-            built.extra["int8_points"] = point_costs(model, ranges, calibration[v][1:3])
+            # Two data windows: window 0 is the calibration ramp, not an image (only it, with --calib-windows 1).
+            built.extra["int8_points"] = point_costs(model, ranges, calibration[v][1:3] or calibration[v][:1])
             return built
     else:
         check, embed = None, exporter.embed
@@ -192,7 +193,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
         print(summary_line(report, args.out) + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         for point in report.get("int8_points", [])[:5]:
             step = "" if point["step"] is None else f" (int8 step {point['step']:.2g})"
-            print(f"          int8 cost: {point['point']} rounded alone: image {point['psnr_alone']:.1f} dB from float{step}")
+            print(f"          int8 cost: {point['point']} rounded alone: output {point['psnr_alone']:.1f} dB from float{step}")
     if refused:
         print(f"error: {refused} variant(s) refused; nothing was written for them", file=sys.stderr)
         return 1

@@ -2,17 +2,24 @@
 
 `export/to_tflite.py --quant int8` rounds every tensor of the tile graph to 256 levels. The tile graph
 (deepisp.export.tf_graphs) writes each conv over [features, image] as a conv over each plus an ADD, and the
-int8 graph quantizes at these points (the names are the keys of `QuantizedTile.ranges`):
+int8 graph quantizes at these points after the demosaic (the names are the keys of `QuantizedTile.ranges`;
+each point's int8 step is its range / 255):
 
-    point                                                    int8 step
-    input         the demosaic's output (the network input)  its range / 255
-    b{k}_{conv}_on_features, _on_image  a split conv's parts its range / 255
-    b{k}_features, b{k}_residual  the parts' sum (ADD;        its range / 255
-                  ReLU fused for features, before tanh for the residual)
-    (TANH's output                                           1/128, fixed by TFLite's int8 TANH kernel)
-    b{k}_scaled   residual * s (MUL), b{k}_image the running image (ADD)   its range / 255
-    hl0_on_features, hl0_on_image, hl{k}  high-level convs   its range / 255
-    (conv weights                                            per output channel, max|w| / 127)
+    input                      the demosaic's output, the network's input
+    b{k}_features              block k's ReLU features: the sum of the conv's two parts (ReLU fused into
+                               the ADD); for k = 0 the conv's output itself
+    b{k}_residual              block k's residual conv before tanh, likewise
+    b{k}_{conv}_on_features,   the two parts of each split conv (blocks k >= 1)
+    b{k}_{conv}_on_image
+    b{k}_scaled                residual * s (MUL; residual_scale models)
+    b{k}_image                 the running image after the block (ADD)
+    hl0_on_features,           the first high-level conv's two parts
+    hl0_on_image
+    hl{k}                      high-level conv k after ReLU (the max-pool keeps its step)
+
+Fixed steps besides: TANH's output 1/128 (TFLite's int8 TANH kernel) and the conv weights, per output
+channel, max|w| / 127. The mosaic before the demosaic is quantized too, at the converter's own range (the
+calibration's input range), which this simulation leaves out.
 
 `calibrated_ranges` measures each point's range (min and max over calibration windows, zero included as
 TFLite's asymmetric int8 needs); the exported int8 graph carries exactly these (tf_graphs: the converter's
@@ -21,7 +28,7 @@ rounding (fake quantization), so what int8 loses can be measured in PyTorch poin
 the exporter's int8 report. Biases (int32 in TFLite) stay float.
 
 Fine-tuning through this simulation (quantization-aware training, straight-through gradients) was tried on
-both shipped phone models and gained nothing (README, "Variants"): int8's loss here is the rounding of the
+micro-full and phone-jdd and gained nothing (README, "Variants"): int8's loss here is the rounding of the
 running image itself, which no weight can undo.
 """
 
@@ -33,10 +40,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.model import DeepISP, check_input
+from deepisp.model import DeepISP, apply_color_transform, check_input
 
 # TFLite's int8 TANH output: scale 1/128, zero point 0.
 TANH_STEP = 1.0 / 128
+# The narrowest range a point gets (calibrated_ranges).
+MIN_RANGE = 1e-6
 
 
 class ActivationQuant(nn.Module):
@@ -73,6 +82,7 @@ def quantize_weight(w: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_tanh(t: torch.Tensor) -> torch.Tensor:
+    """tanh's output t in [-1,1] on TFLite's fixed int8 TANH grid (step 1/128, zero point 0)."""
     return torch.fake_quantize_per_tensor_affine(t.float(), TANH_STEP, 0, -128, 127)
 
 
@@ -84,8 +94,10 @@ class QuantizedTile(nn.Module):
     """`model`'s tile graph (bilinear raw RGB [B,3,H,W] in [0,1] -> low-level image and cells, see
     deepisp.model) with the int8 graph's rounding at the ranges in `ranges` (module doc)."""
 
-    def __init__(self, model: DeepISP):
+    def __init__(self, model: DeepISP, ranges: dict[str, tuple[float, float]] | None = None):
         super().__init__()
+        if model.low_level.noise_to_bias is not None:
+            raise ValueError("a noise-aware model is simulated at one level, as exported: run deepisp.model.fold_noise_level(model, noise) first")
         self.model = model
         # Weights' and tanh's rounding, on unless a calibration or a cost report turns them off.
         self.round_weights = True
@@ -99,6 +111,8 @@ class QuantizedTile(nn.Module):
         if model.cfg.mode == "full":
             names += ["hl0_on_features", "hl0_on_image"] + [f"hl{k}" for k in range(model.cfg.n_hl)]
         self.ranges = nn.ModuleDict({n: ActivationQuant() for n in names})
+        if ranges is not None:
+            self.set_ranges(ranges)
 
     def _weight(self, w: torch.Tensor) -> torch.Tensor:
         return quantize_weight(w) if self.round_weights else w
@@ -114,7 +128,8 @@ class QuantizedTile(nn.Module):
         return self.ranges[f"{name}_on_features"](on_features) + self.ranges[f"{name}_on_image"](on_image)
 
     def low_level(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """LowLevelStage.forward with the rounding; working domain in and out."""
+        """LowLevelStage.forward with the rounding, working domain in and out: (the features of the last block
+        with a feature conv, the image estimate)."""
         q = self.ranges
         features = None
         for k, block in enumerate(self.model.low_level.blocks):
@@ -169,7 +184,9 @@ def calibrated_ranges(model: DeepISP, windows: list[np.ndarray]) -> dict[str, tu
         q.observing = True
     for w in windows:
         sim.tile(_rgb(w))
-    return {name: (float(q.lo), float(q.hi)) for name, q in sim.ranges.items()}
+    # A point that is zero everywhere (a residual conv still at its zero init, a dead ReLU) gets a tiny range:
+    # TensorFlow's FakeQuant needs min < max.
+    return {name: (float(q.lo), max(float(q.hi), float(q.lo) + MIN_RANGE)) for name, q in sim.ranges.items()}
 
 
 def _rgb(window: np.ndarray) -> torch.Tensor:
@@ -179,24 +196,27 @@ def _rgb(window: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def point_costs(model: DeepISP, ranges: dict[str, tuple[float, float]], windows: list[np.ndarray], top: int = 10) -> list[dict]:
-    """Where int8 loses: per quantization point, the tile graph's image with only that point rounded, as PSNR
-    against the float image (linear, peak 1) on `windows`; also "weights" (all conv weights alone) and "tanh"
-    (TANH's fixed step alone). The `top` costliest, worst first, with each point's range and step."""
-    sim = QuantizedTile(model).eval()
-    sim.set_ranges(ranges)
+    """Where int8 loses: per quantization point, the model's output with only that point rounded, as PSNR
+    against the float output (peak 1) on `windows` [S_h,S_w] mosaics; also "weights" (all conv weights alone)
+    and "tanh" (TANH's fixed step alone). A full model's output goes through the float colour transform, as
+    the exported color graph does, so the high-level points count through W. The `top` costliest, worst
+    first, with each point's range and step."""
+    sim = QuantizedTile(model, ranges).eval()
     rgb = [_rgb(w) for w in windows]
+    reference = [model(x) for x in rgb]
 
-    def image_psnr(point: str | None, weights: bool = False, tanh: bool = False) -> float:
+    def output(x: torch.Tensor) -> torch.Tensor:
+        image, cells = sim.tile(x)
+        return image if cells is None else apply_color_transform(model.color_head(model.global_features(cells)), image)
+
+    def output_psnr(point: str | None, weights: bool = False, tanh: bool = False) -> float:
         for name, q in sim.ranges.items():
             q.active = name == point
         sim.round_weights, sim.round_tanh = weights, tanh
-        errors = []
-        for x in rgb:
-            float_image = model.unpack(model.low_level(model.pack(x))[1])
-            errors.append((sim.tile(x)[0] - float_image).pow(2).mean())
-        return float(-10 * torch.log10(torch.stack(errors).mean().clamp(min=1e-20)))
+        mse = torch.stack([(output(x) - ref).pow(2).mean() for x, ref in zip(rgb, reference)]).mean()
+        return float(-10 * torch.log10(mse.clamp(min=1e-20)))
 
-    rows = [{"point": name, "range": list(ranges[name]), "step": (ranges[name][1] - ranges[name][0]) / 255, "psnr_alone": image_psnr(name)} for name in ranges]
-    rows.append({"point": "weights", "range": None, "step": None, "psnr_alone": image_psnr(None, weights=True)})
-    rows.append({"point": "tanh", "range": [-1.0, 127 * TANH_STEP], "step": TANH_STEP, "psnr_alone": image_psnr(None, tanh=True)})
+    rows = [{"point": name, "range": list(ranges[name]), "step": (ranges[name][1] - ranges[name][0]) / 255, "psnr_alone": output_psnr(name)} for name in ranges]
+    rows.append({"point": "weights", "range": None, "step": None, "psnr_alone": output_psnr(None, weights=True)})
+    rows.append({"point": "tanh", "range": [-1.0, 127 * TANH_STEP], "step": TANH_STEP, "psnr_alone": output_psnr(None, tanh=True)})
     return sorted(rows, key=lambda r: r["psnr_alone"])[:top]

@@ -48,7 +48,7 @@ class BuiltVariant:
 
     graphs: graph name ("tile", "color") -> model bytes without metadata.
     targets: graph name -> the processor it must run on wholly: "gpu", "npu", or "cpu" (not gated).
-    extra: backend findings for the sidecar (`Measured.extra`, e.g. the int8 per-layer error report).
+    extra: backend findings for the sidecar (`Measured.extra`, e.g. the int8 report, int8_points).
     """
 
     variant: str

@@ -25,9 +25,10 @@ image's own range / 256) at every block; split, the image keeps its own scale an
 int8 ranges (`ranges`, deepisp.export.int8.calibrated_ranges): TFLite's converter calibrates every tensor's range
 itself, but it widens the range of an ADD operand to the ADD's result (measured: each block's residual
 s*tanh, at most +-0.07, got the running image's range, up to 0.47, so a 3-7x coarser step than its own).
-Given ranges, the graph carries a FakeQuant at every point where the converter quantizes (the names of
-deepisp.export.int8.QuantizedTile), and the converter takes those ranges as they are: the exported int8 graph
-then rounds exactly where and how QuantizedTile simulates.
+Given ranges, the graph carries a FakeQuant at every point after the demosaic where the converter quantizes
+(the names of deepisp.export.int8.QuantizedTile), and the converter takes those ranges as they are: the
+exported int8 graph then rounds where QuantizedTile simulates, at the same steps (the mosaic before the
+demosaic keeps the converter's range; biases and integer arithmetic round slightly differently).
 """
 
 from __future__ import annotations

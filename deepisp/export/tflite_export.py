@@ -48,7 +48,7 @@ WHOLE_INPUT_RANGE = ("int16x8",)
 # int8-mixed keeps the image path in float: each block's tanh residual, its learned scale (MUL, in
 # `residual_scale` models) and the running sum it is added to. TFLite fixes TANH's int8 output step at
 # 1/128 while the residuals are a few thousandths, so in int8 a model without residual scales adds ~0.3
-# steps of rounding noise to the image at every block (see the int8 layer report). Denylisting ADD also keeps in
+# steps of rounding noise to the image at every block (the int8 report, deepisp.export.int8.point_costs). Denylisting ADD also keeps in
 # float the sums of the split convs' feature and image halves (tf_graphs: no CONCATENATION in the tile graph).
 MIXED_FLOAT_OPS = ("TANH", "MUL", "ADD")
 # Variants whose tile graph is built with the ranges of deepisp.export.int8.calibrated_ranges fixed in it (FakeQuant,
