@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from deepisp.cfa import mosaic as rggb_mosaic
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.export.int8 import TANH_STEP, ActivationQuant, QuantizedTile, calibrated_ranges, quantize_tanh, quantize_weight
 from deepisp.model import DeepISP, ModelConfig
 from tests.conftest import smooth_photo
-from tests.test_micro import PACKED_FULL
+from tests.test_micro import PACKED_FULL, PACKED_JDD
 from tests.test_tiling import trained_like
 
 
@@ -56,10 +57,8 @@ def test_exported_int8_graph_rounds_where_and_how_the_simulation_does(tmp_path):
     from deepisp.tiling import TorchRunner
 
     model = trained_like(PACKED_FULL, seed=3)
-    photo = smooth_photo(160, 224, seed=5).astype(np.float32) / 255
-    mosaic = np.zeros(photo.shape[:2], np.float32)  # RGGB at a low-light level
-    for (dy, dx), c in (((0, 0), 0), ((0, 1), 1), ((1, 0), 1), ((1, 1), 2)):
-        mosaic[dy::2, dx::2] = 0.25 * photo[dy::2, dx::2, c]
+    photo = torch.from_numpy(smooth_photo(160, 224, seed=5)).permute(2, 0, 1)[None].float() / 255
+    mosaic = (0.25 * rggb_mosaic(photo))[0, 0].numpy()  # at a low-light level
     window = (64, 64)
     calibration = calibration_windows([mosaic[:, :128]], window, 8, input_max=0.25)
     ranges = calibrated_ranges(model, calibration)
@@ -97,7 +96,7 @@ def test_exported_int8_graph_rounds_where_and_how_the_simulation_does(tmp_path):
 
 MIRRORED = [
     PACKED_FULL,
-    ModelConfig(mode="jdd", n_ll=3, width=16, residual_scale=True, packed=True),  # last block: no feature conv
+    PACKED_JDD,  # last block: no feature conv
     ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8),  # unpacked, no residual scale, one high-level layer
     ModelConfig(mode="jdd", n_ll=2, width=8, residual_scale=True),
 ]
