@@ -211,10 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
         "FFDNet-style; `deepisp process` then reads it from the DNG's NoiseProfile or --noise-profile S O",
     )
     p.add_argument(
+        "--compand",
+        choices=["none", "sqrt"],
+        help="jdd presets: the network's working domain. none (default, the paper): linear raw; sqrt: the "
+        "square-root-companded raw, which full-integer int8 rounds about evenly in perceptual terms (input and "
+        "output stay linear)",
+    )
+    p.add_argument(
         "--init-from",
         dest="init_from",
         help="start from this checkpoint's weights (fresh optimizer, step 0): the same preset, a blind jdd checkpoint for a --noise-aware run, "
-        "or a narrower/shallower model of the same kind, grown into this preset as the same function (new channels and identity blocks)",
+        "or a narrower/shallower model of the same kind, grown into this preset as the same function (new channels and identity blocks); "
+        "with --compand, a model of the other working domain (a warm start: the same weights, not the same function)",
     )
     p.add_argument(
         "--precision",

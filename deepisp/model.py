@@ -36,6 +36,17 @@ kernel's sum, so the planes are kept as what they are, a per-image offset of eve
 `fold_noise_level` bakes one level into those biases and gives an ordinary model: what tiling, `deepisp
 process` and the exported graphs run, exact for that level.
 
+`compand` (jdd models only, beyond the paper): "sqrt" makes the network work on the square-root-companded
+raw: the input's measured samples are companded (x -> sign(x) sqrt|x|; bilinear interpolation keeps them, so
+`forward` re-samples the mosaic from its bilinear input, compands it and demosaics again) and the network's
+last image is expanded back (y -> y |y|). Input and output stay linear; only the working domain changes.
+What it buys is int8: a linear image rounded at a uniform step loses the shadows that the sRGB curve
+expands (phone-jdd's full-integer int8 lost 3.4 dB sRGB PSNR against the truth), a companded one is
+rounded about evenly in perceptual terms, and square-root companding also makes shot noise about equally
+strong at every level. Runners that work on windows (`deepisp.tiling.run_tiled`, the exported graphs)
+compand the whole mosaic before the network and expand its image after (`compand`, `uncompand`); an
+exported graph's input and output are in the companded domain.
+
 `grow` (beyond the paper) turns a trained model into a wider and/or deeper one of the same kind that computes
 the same function (new feature channels with zero outgoing weights, identity blocks): a warm start for a
 bigger preset (`deepisp train --init-from` a smaller checkpoint; the shipped phone-jdd was grown from micro-jdd).
@@ -59,6 +70,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from deepisp.cfa import mosaic
+from deepisp.demosaic import bilinear_demosaic
+
 # Initial s_k of `residual_scale` blocks: a block's residual starts limited to +-0.05 of full scale.
 RESIDUAL_SCALE_INIT = 0.05
 # Row-major upper triangle of [r,g,b,1]^T [r,g,b,1]; W[c, m] multiplies monomial m for output channel c.
@@ -69,6 +83,8 @@ AFFINE_COLUMNS = (MONOMIAL_ORDER.index("r"), MONOMIAL_ORDER.index("g"), MONOMIAL
 # Noise levels (full-scale units) are multiplied by this before `noise_to_bias`: a read-noise sigma of 10/255
 # becomes ~1, so the offsets learn at the pace of the other weights.
 NOISE_INPUT_SCALE = 25.5
+# Working domains of `compand`: the linear raw itself, or its signed square root.
+COMPANDINGS = ("none", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,7 @@ class ModelConfig:
     # estimates the white balance) or "as_shot" (the mosaic arrives balanced with the file's as-shot white
     # balance, deepisp.white_balance). Stored in checkpoints and exported metadata so every runner applies it.
     white_balance: str = "estimate"
+    compand: str = "none"  # jdd only: "sqrt" = the network works on the square-root-companded raw (not the paper)
 
     def __post_init__(self) -> None:
         if self.mode not in ("jdd", "full"):
@@ -97,6 +114,8 @@ class ModelConfig:
             raise ValueError(f"white_balance must be 'estimate' or (full models) 'as_shot', got {self.white_balance!r}")
         if self.noise_input and self.mode != "jdd":
             raise ValueError("noise_input is for jdd models (the full ISP's training pairs carry no noise level)")
+        if self.compand not in COMPANDINGS or (self.mode != "jdd" and self.compand != "none"):
+            raise ValueError(f"compand must be one of {COMPANDINGS} ('sqrt' for jdd models only), got {self.compand!r}")
 
     @property
     def balanced_input(self) -> bool:
@@ -356,9 +375,11 @@ class DeepISP(nn.Module):
     def forward_with_w(self, rgb: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Like forward, also returning W [B,3,10] (None in jdd mode)."""
         check_input(rgb, self.cfg)
+        if self.cfg.compand != "none":
+            rgb = bilinear_demosaic(compand(mosaic(rgb), self.cfg))
         features, image = self.low_level(self.pack(rgb), noise)
         if self.cfg.mode == "jdd":
-            return self.unpack(image), None
+            return uncompand(self.unpack(image), self.cfg), None
         cells = self.high_level(torch.cat([features, image], dim=1))
         w = self.color_head(self.global_features(cells))
         return apply_color_transform(w, self.unpack(image)), w
@@ -366,6 +387,16 @@ class DeepISP(nn.Module):
     def forward(self, rgb: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """rgb [B,3,H,W] (module doc); noise [B,2] noise levels, for `noise_input` models only."""
         return self.forward_with_w(rgb, noise)[0]
+
+
+def compand(raw: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """Linear raw values (any shape, [0,1] scale) -> the network's working domain (`cfg.compand`)."""
+    return raw.sign() * raw.abs().sqrt() if cfg.compand == "sqrt" else raw
+
+
+def uncompand(image: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """Inverse of `compand`: the network's image in its working domain -> linear."""
+    return image * image.abs() if cfg.compand == "sqrt" else image
 
 
 def noise_levels(read_sigma: float, shot_gain: float = 0.0) -> torch.Tensor:

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.model import DeepISP, ModelConfig, apply_color_transform
+from deepisp.model import DeepISP, ModelConfig, apply_color_transform, compand, uncompand
 
 # Default nominal core for PyTorch processing on the host. Large windows waste little on overlap (a 12 MP
 # frame computes 1.25x its pixels at 1024, 1.57x at 448: the high-level stage's 64-row margins), and the
@@ -155,7 +155,8 @@ class WindowRunner(Protocol):
     cfg: ModelConfig
 
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Pass 1. window [S_h,S_w] mosaic -> (image [3,S_h,S_w], cells [hl_width,h,w] or None for jdd)."""
+        """Pass 1. window [S_h,S_w] mosaic -> (image [3,S_h,S_w], cells [hl_width,h,w] or None for jdd); both
+        in the network's working domain (`compand`ed mosaic in, companded image out for `cfg.compand` models)."""
 
     def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Pass 2. image [3,h,w] low-level estimate, mean [hl_width] global mean -> [3,h,w] output."""
@@ -238,6 +239,7 @@ def run_tiled(
         window = None if window is None else (window[0] + h % 2, window[1] + w % 2)
         return run_tiled(runner, even_frame(mosaic), tile, progress, window)[:, :h, :w]
     tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    mosaic = compand(mosaic, cfg)  # windows run in the network's working domain (ModelConfig.compand)
     rows = plan_axis(h, tile_h, cfg, None if window is None else window[0])
     cols = plan_axis(w, tile_w, cfg, None if window is None else window[1])
     a = alignment(cfg)
@@ -253,7 +255,7 @@ def run_tiled(
             (p0, p1), (q0, q1) = r.cells, c.cells
             cell_sum += cells[:, p0 - y0 // a : p1 - y0 // a, q0 - x0 // a : q1 - x0 // a].double().sum(dim=(1, 2))
     if cell_sum is None:
-        return image
+        return uncompand(image, cfg)
     mean = (cell_sum / (cell_count(h, cfg) * cell_count(w, cfg))).float()
     out = torch.empty_like(image)
     for y0, y1 in pointwise_blocks(h, rows.size):

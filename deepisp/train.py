@@ -64,6 +64,7 @@ class TrainConfig:
     init_from: str = ""  # start from this checkpoint's weights (same model config; new optimizer, step 0)
     noise_aware: bool = False  # jdd: the model is given its input's noise level (ModelConfig.noise_input)
     jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
+    compand: str = "none"  # jdd: the network's working domain (ModelConfig.compand): "none" (paper) or "sqrt"
 
     def __post_init__(self) -> None:
         # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
@@ -256,6 +257,10 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
             if cfg.mode != "jdd":
                 raise DeepISPError("--noise-aware is for jdd presets (the full ISP's training pairs carry no noise level)")
             cfg = replace(cfg, noise_input=True)
+        if tc.compand != cfg.compand:
+            if cfg.mode != "jdd":
+                raise DeepISPError("--compand is for jdd presets (the full ISP's colour transform needs its linear input)")
+            cfg = replace(cfg, compand=tc.compand)
         if not tc.data and not tc.photos:
             raise DeepISPError("--data or --photos is required: an S7-layout folder (full presets), an MSR-layout folder (jdd presets), or sRGB photo folders")
     if cfg.mode == "full" and tc.crop < max(MIN_CROP, cfg.min_size):
@@ -279,9 +284,10 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         step = state["step"]
     elif tc.init_from:
         init = load_checkpoint(tc.init_from)
-        init_cfg = ModelConfig(**init["model_config"])
         # A blind model may start a noise-aware one, and a smaller model a wider/deeper one (`grow`): both
-        # start as the same function.
+        # start as the same function. A model of one working domain warm-starts one of another (--compand):
+        # the same weights, not the same function; training adapts them.
+        init_cfg = replace(ModelConfig(**init["model_config"]), compand=cfg.compand)
         if not can_grow(init_cfg, cfg):
             raise DeepISPError(
                 f"--init-from {tc.init_from} is a {init_cfg} model; this run trains {cfg}, which it can start only if they differ in "

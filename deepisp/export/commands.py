@@ -122,6 +122,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, model_exposure, raw_paths
     from deepisp.export.gate import reference_outputs
     from deepisp.export.pipeline import ExportOptions, publish, summary_line
+    from deepisp.model import compand
     from deepisp.process import at_given_noise_level
     from deepisp.tiling import window_size
 
@@ -160,7 +161,9 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
             top = args.calib_input_max
             if top is None and v in getattr(exporter, "WHOLE_INPUT_RANGE", ()):
                 top = 1.0
-            calibration[v] = calibration_windows(mosaics, size, args.calib_windows, input_max=top)
+            # The tile graphs take the mosaic in the network's working domain (ModelConfig.compand).
+            windows = calibration_windows(mosaics, size, args.calib_windows, input_max=top)
+            calibration[v] = [compand(torch.from_numpy(w), cfg).numpy() for w in windows]
             print(f"calibration {v}: {args.calib_windows} windows of {size[0]}x{size[1]} from {source}, input range [0, {calibration[v][0].max():.3g}]")
 
     if backend == "tflite":

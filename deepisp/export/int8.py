@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.model import DeepISP, apply_color_transform, check_input
+from deepisp.model import DeepISP, apply_color_transform, check_input, uncompand
 
 # TFLite's int8 TANH output: scale 1/128, zero point 0.
 TANH_STEP = 1.0 / 128
@@ -92,7 +92,8 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
 
 class QuantizedTile(nn.Module):
     """`model`'s tile graph (bilinear raw RGB [B,3,H,W] in [0,1] -> low-level image and cells, see
-    deepisp.model) with the int8 graph's rounding at the ranges in `ranges` (module doc)."""
+    deepisp.model; both in the network's working domain, companded for `compand` models) with the int8
+    graph's rounding at the ranges in `ranges` (module doc)."""
 
     def __init__(self, model: DeepISP, ranges: dict[str, tuple[float, float]] | None = None):
         super().__init__()
@@ -155,7 +156,7 @@ class QuantizedTile(nn.Module):
         return x
 
     def tile(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What the int8 tile graph gives for rgb [B,3,H,W]: the low-level image [B,3,H,W] (linear) and the
+        """What the int8 tile graph gives for rgb [B,3,H,W]: the low-level image [B,3,H,W] (working domain) and the
         high-level cell map (None for jdd). A noise-aware model runs after fold_noise_level, as exported."""
         m = self.model
         check_input(rgb, m.cfg)
@@ -176,8 +177,8 @@ def calibrated_ranges(model: DeepISP, windows: list[np.ndarray]) -> dict[str, tu
     calibration windows (what TFLite's calibration measures, per point; see deepisp.export.tf_graphs for
     why the exported int8 graph takes these instead of the converter's own).
 
-    windows: [S_h,S_w] float32 mosaics (deepisp.export.calibration.calibration_windows), the model's input
-    (balanced for `as_shot` models)."""
+    windows: [S_h,S_w] float32 mosaics (deepisp.export.calibration.calibration_windows) as the tile graph
+    takes them (balanced for `as_shot` models, companded for `compand` ones)."""
     sim = QuantizedTile(model).eval()
     sim.round_weights = sim.round_tanh = False
     for q in sim.ranges.values():
@@ -200,14 +201,15 @@ def point_costs(model: DeepISP, ranges: dict[str, tuple[float, float]], windows:
     against the float output (peak 1) on `windows` [S_h,S_w] mosaics; also "weights" (all conv weights alone)
     and "tanh" (TANH's fixed step alone). A full model's output goes through the float colour transform, as
     the exported color graph does, so the high-level points count through W. The `top` costliest, worst
-    first, with each point's range and step."""
+    first, with each point's range and step. `windows` as for `calibrated_ranges`; a companded model's output
+    is compared linear."""
     sim = QuantizedTile(model, ranges).eval()
     rgb = [_rgb(w) for w in windows]
-    reference = [model(x) for x in rgb]
+    reference = [model(_rgb(uncompand(torch.as_tensor(w), model.cfg))) for w in windows]
 
     def output(x: torch.Tensor) -> torch.Tensor:
         image, cells = sim.tile(x)
-        return image if cells is None else apply_color_transform(model.color_head(model.global_features(cells)), image)
+        return uncompand(image, model.cfg) if cells is None else apply_color_transform(model.color_head(model.global_features(cells)), image)
 
     def output_psnr(point: str | None, weights: bool = False, tanh: bool = False) -> float:
         for name, q in sim.ranges.items():

@@ -261,6 +261,10 @@ def describe(
             "outputs": {TileGraph.IMAGE: {"shape": spatial(3), "dtype": "float32", "meaning": "low-level image estimate, linear RGB (jdd: the final output)"}},
         }
     }
+    if cfg.compand == "sqrt":
+        tile_graph = graphs["tile"]
+        tile_graph["inputs"][TileGraph.MOSAIC]["meaning"] += "; square-root companded: feed sign(m) * sqrt(|m|) of the normalised mosaic m"
+        tile_graph["outputs"][TileGraph.IMAGE]["meaning"] = "final output, square-root companded: linear RGB = y * |y| (model_config.compand)"
     if noise_profile is not None:
         graphs["tile"]["noise_profile"] = {
             "S": noise_profile[0],
