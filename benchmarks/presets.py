@@ -70,11 +70,12 @@ def rows_by_file(rows: dict, files) -> dict[str, dict]:
 
 def shipped_quality(quality: dict, preset: ModelConfig, shipped: dict[str, ModelConfig]) -> str:
     """The quality.json rows of the `shipped` files (name -> config) whose network is this preset, any
-    white-balance contract, blind or noise-aware ("" if none)."""
+    white-balance contract, blind or noise-aware, linear or companded ("" if none)."""
     full = rows_by_file(quality.get("full", {}).get("mean", {}), shipped)
     jdd = rows_by_file(quality.get("jdd", {}).get("mean", {}), shipped)
     rows = []
-    for file in (f for f, cfg in shipped.items() if replace(cfg, white_balance=preset.white_balance, noise_input=preset.noise_input) == preset):
+    contract = {"white_balance": preset.white_balance, "noise_input": preset.noise_input, "compand": preset.compand}
+    for file in (f for f, cfg in shipped.items() if replace(cfg, **contract) == preset):
         if file in full:
             rows.append(f"{full[file]['psnr']:.2f} dB / ΔE {full[file]['ciede2000']:.2f} ({file})")
         if file in jdd:

@@ -205,10 +205,12 @@ def classical_methods(workdir: Path) -> list[Method]:
 
 
 def model_label(path: Path | None, state: dict) -> str:
-    """'DeepISP <preset>[ noise-aware] (<file>, <steps> steps)' from a checkpoint's saved training config."""
+    """'DeepISP <preset>[ noise-aware][ sqrt-companded] (<file>, <steps> steps)' from a checkpoint's saved configs."""
     preset = state.get("train_config", {}).get("preset", "custom")
     if state["model_config"].get("noise_input"):
         preset += " noise-aware"
+    if state["model_config"].get("compand", "none") != "none":
+        preset += f" {state['model_config']['compand']}-companded"
     where = "shipped" if path is None else Path(path).name
     steps = f", {state['step']} steps" if "step" in state else ""
     return f"DeepISP {preset} ({where}{steps})"
