@@ -339,7 +339,8 @@ def run(args: argparse.Namespace) -> int:
         source = device_accuracy.load_source(args.tiles)
         for m, g in graphs.items():
             if device_accuracy.unsupported_reason(g) is None:
-                tiles[m] = device_accuracy.cut_tiles(source, args.num_tiles, g.inputs[0].shape[1], g.inputs[0].shape[2])
+                cut = device_accuracy.cut_tiles(source, args.num_tiles, g.inputs[0].shape[1], g.inputs[0].shape[2])
+                tiles[m] = device_accuracy.to_graph_domain(cut, m)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

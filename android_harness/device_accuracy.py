@@ -7,7 +7,8 @@ OutputSaver in tflite/tools/benchmark/benchmark_tflite_model.cc). So the numbers
 phone's GPU/NPU computes, with no app in between. This module makes the input tiles, encodes and decodes
 those byte files, and writes one `.npz` per variant x delegate:
 
-    inputs          [N, S_h, S_w, 1] float32, the tiles fed (normalised raw, canonical RGGB, in [0,1])
+    inputs          [N, S_h, S_w, 1] float32, the tiles fed (normalised raw, canonical RGGB, in [0,1]; square-root
+                    companded for a companded model, as its graph takes them: `to_graph_domain`)
     output_<k>      [N, ...] the k-th graph output for each tile, as the device computed it
     output_names    the graph's output tensor names, in k order
     model, delegate, device   what produced them
@@ -84,6 +85,21 @@ def cut_tiles(source: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
     ys = np.linspace(0, rows - h, n).astype(int) // 2 * 2
     xs = np.linspace(0, cols - w, n).astype(int) // 2 * 2
     return np.stack([source[y : y + h, x : x + w] for y, x in zip(ys, xs)])
+
+
+def to_graph_domain(tiles: np.ndarray, model: Path) -> np.ndarray:
+    """Normalised raw tiles -> what `model`'s tile graph takes: square-root companded for a companded jdd
+    model (`model_config.compand` in its embedded deepisp metadata, deepisp.model.compand), else as they are."""
+    from deepisp.export.metadata import read_tflite
+
+    meta = read_tflite(model.read_bytes()) or {}
+    if meta.get("model_config", {}).get("compand", "none") == "none":
+        return tiles
+    import torch  # only paid for companded models
+
+    from deepisp.model import ModelConfig, compand
+
+    return compand(torch.from_numpy(tiles), ModelConfig(**meta["model_config"])).numpy()
 
 
 def encode_input(tile: np.ndarray, tensor: TensorInfo) -> bytes:

@@ -41,7 +41,7 @@ raw: the input's measured samples are companded (x -> sign(x) sqrt|x|; bilinear 
 `forward` re-samples the mosaic from its bilinear input, compands it and demosaics again) and the network's
 last image is expanded back (y -> y |y|). Input and output stay linear; only the working domain changes.
 What it buys is int8: a linear image rounded at a uniform step loses the shadows that the sRGB curve
-expands (phone-jdd's full-integer int8 lost 3.4 dB sRGB PSNR against the truth), a companded one is
+expands (phone-jdd's full-integer int8 lost 3.2 dB sRGB PSNR against the truth), a companded one is
 rounded about evenly in perceptual terms, and square-root companding also makes shot noise about equally
 strong at every level. Runners that work on windows (`deepisp.tiling.run_tiled`, the exported graphs)
 compand the whole mosaic before the network and expand its image after (`compand`, `uncompand`); an

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -287,7 +288,14 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         # A blind model may start a noise-aware one, and a smaller model a wider/deeper one (`grow`): both
         # start as the same function. A model of one working domain warm-starts one of another (--compand):
         # the same weights, not the same function; training adapts them.
-        init_cfg = replace(ModelConfig(**init["model_config"]), compand=cfg.compand)
+        init_cfg = ModelConfig(**init["model_config"])
+        if init_cfg.compand != cfg.compand:
+            print(
+                f"--init-from {tc.init_from}: a {init_cfg.compand!r}-domain model warm-starts this {cfg.compand!r}-domain run "
+                "(--compand): same weights, not the same function",
+                file=sys.stderr,
+            )
+            init_cfg = replace(init_cfg, compand=cfg.compand)
         if not can_grow(init_cfg, cfg):
             raise DeepISPError(
                 f"--init-from {tc.init_from} is a {init_cfg} model; this run trains {cfg}, which it can start only if they differ in "

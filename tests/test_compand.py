@@ -4,6 +4,7 @@ runner compands the mosaic before the network and expands its image after, and e
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -12,12 +13,15 @@ from deepisp.cfa import mosaic
 from deepisp.checkpoint import load_model, save_checkpoint
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.model import PRESETS, DeepISP, ModelConfig, compand, uncompand
-from deepisp.tiling import run_full_frame
+from deepisp.model import PRESETS, DeepISP, ModelConfig, compand, fold_noise_level, noise_levels, uncompand
+from deepisp.tiling import run_full_frame, run_tiled
 from deepisp.train import TrainConfig, train
 from tests.conftest import smooth_photo
 from tests.test_tiling import trained_like
 
+# int8 against float on the fixture's frames: 49.4 dB measured; calibrated on linear instead of companded
+# windows (the bug this guards against) it gave 43.9.
+INT8_MIN_PSNR = 46.0
 SQRT_JDD = ModelConfig(mode="jdd", n_ll=3, width=16, residual_scale=True, packed=True, compand="sqrt")
 
 
@@ -45,7 +49,21 @@ def test_a_companded_model_is_its_network_on_the_companded_raw():
         replace(PRESETS["tiny-jdd"], compand="log")
 
 
-def test_a_linear_checkpoint_warm_starts_a_companded_run(tmp_path):
+def test_a_noise_aware_companded_model_folds_and_tiles_exactly():
+    """The shipped combination: told its noise, folded at one level (what tiles and exports run), companded."""
+    model = trained_like(replace(SQRT_JDD, noise_input=True), seed=3)
+    with torch.no_grad():
+        model.low_level.noise_to_bias.weight.normal_(0, 0.1)
+        noise = noise_levels(0.03, 1e-4)
+        folded = fold_noise_level(model, noise)
+        assert folded.cfg == SQRT_JDD
+        raw = torch.rand(38, 54)
+        told = model(bilinear_demosaic(raw[None, None]), noise)[0]
+        assert (run_tiled(folded, raw, tile=16) - told).abs().max() < 1e-5
+        assert (told - model(bilinear_demosaic(raw[None, None]), noise_levels(0.0))[0]).abs().max() > 1e-3
+
+
+def test_a_linear_checkpoint_warm_starts_a_companded_run(tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(13):
@@ -53,6 +71,7 @@ def test_a_linear_checkpoint_warm_starts_a_companded_run(tmp_path):
     base = TrainConfig(photos=(str(folder),), preset="tiny-jdd", batch=2, crop=32)
     linear_run = train(replace(base, steps=2, out=str(tmp_path / "linear")), progress=False)
     sqrt_run = train(replace(base, steps=1, lr=0.0, compand="sqrt", init_from=str(linear_run), out=str(tmp_path / "sqrt")), progress=False)
+    assert "warm-starts this 'sqrt'-domain run" in capsys.readouterr().err
     linear, _ = load_model(linear_run)
     companded, state = load_model(sqrt_run)
     assert companded.cfg == replace(linear.cfg, compand="sqrt") and state["train_config"]["compand"] == "sqrt"
@@ -62,31 +81,56 @@ def test_a_linear_checkpoint_warm_starts_a_companded_run(tmp_path):
         train(replace(base, preset="tiny-full", steps=1, compand="sqrt", out=str(tmp_path / "full")), progress=False)
 
 
-def test_companded_exports_take_and_give_the_companded_domain(tmp_path, s7_root):
-    """fp32 graphs through the runtime equal the PyTorch model (the runner compands and expands); the sidecar
-    tells a phone app to do the same; int8 calibrates on companded windows and its cost report compares the
-    expanded output with the model's."""
-    pytest.importorskip("tensorflow", reason="needs the export extras")
+@pytest.fixture(scope="module")
+def companded_checkpoint(tmp_path_factory):
+    model = trained_like(SQRT_JDD, seed=2)
+    ckpt = tmp_path_factory.mktemp("sqrt") / "sqrt.pt"
+    save_checkpoint(ckpt, model, SQRT_JDD)
+    return model, ckpt
+
+
+def _check_runtime(sidecar, model):
+    """The exported graphs through the runtime (which compands and expands) equal the PyTorch model, and the
+    sidecar tells a phone app to do the same."""
     from deepisp.runtime import ExportedModel
+
+    exported = ExportedModel(sidecar)
+    assert exported.cfg.compand == "sqrt"
+    tile_graph = exported.metadata.graphs["tile"]
+    assert "companded" in json.dumps(tile_graph["inputs"]) and "y * |y|" in json.dumps(tile_graph["outputs"])
+    for size in (FRAME, (97, 131)):  # the export's frame, and an odd one (the runner pads packed frames)
+        mosaic_ = torch.rand(size) * 0.8
+        assert (exported.run(mosaic_) - run_full_frame(model, mosaic_)).abs().max() < 1e-4
+
+
+FRAME, TILE = (166, 230), (64, 64)
+
+
+def test_companded_onnx_export_takes_and_gives_the_companded_domain(tmp_path, s7_root, companded_checkpoint):
     from tests.test_export import export
 
-    model = trained_like(SQRT_JDD, seed=2)
-    ckpt = tmp_path / "sqrt.pt"
-    save_checkpoint(ckpt, model, SQRT_JDD)
-    frame, tile = (166, 230), (64, 64)
-    result = export(tmp_path / "tflite", "tflite", ["fp32", "int8"], ckpt, s7_root, frame=frame, tile=tile)
+    model, ckpt = companded_checkpoint
+    result = export(tmp_path, "onnx", ["fp32"], ckpt, s7_root, frame=FRAME, tile=TILE)
     assert result.returncode == 0, result.stdout + result.stderr
-    result = export(tmp_path / "onnx", "onnx", ["fp32"], ckpt, s7_root, frame=frame, tile=tile)
+    _check_runtime(tmp_path / "deepisp_onnx_fp32.json", model)
+
+
+def test_companded_tflite_export_and_its_int8(tmp_path, s7_root, companded_checkpoint):
+    """fp32 as for ONNX; int8 calibrates on companded windows (its accuracy against float holds), its cost
+    report compares the expanded output with the model's, and the Android harness feeds it companded tiles."""
+    pytest.importorskip("tensorflow", reason="needs the export extras")
+    from android_harness.device_accuracy import to_graph_domain
+    from tests.test_export import export
+
+    model, ckpt = companded_checkpoint
+    result = export(tmp_path, "tflite", ["fp32", "int8"], ckpt, s7_root, frame=FRAME, tile=TILE)
     assert result.returncode == 0, result.stdout + result.stderr
-    mosaic_ = torch.rand(frame) * 0.8
-    for sidecar in (tmp_path / "tflite" / "deepisp_fp32.json", tmp_path / "onnx" / "deepisp_onnx_fp32.json"):
-        exported = ExportedModel(sidecar)
-        assert exported.cfg.compand == "sqrt"
-        tile_graph = exported.metadata.graphs["tile"]
-        assert "companded" in json.dumps(tile_graph["inputs"]) and "y * |y|" in json.dumps(tile_graph["outputs"])
-        assert (exported.run(mosaic_) - run_full_frame(model, mosaic_)).abs().max() < 1e-4
-    int8 = json.loads((tmp_path / "tflite" / "deepisp_int8.json").read_text())
+    _check_runtime(tmp_path / "deepisp_fp32.json", model)
+    int8 = json.loads((tmp_path / "deepisp_int8.json").read_text())
     assert int8["accepted"] and int8["delegates"]["tile"]["npu"]["ok"]
+    assert int8["accuracy"]["psnr_min"] > INT8_MIN_PSNR, int8["accuracy"]
     # Each point rounded alone costs little against the float output: the report compares like with like
     # (a report comparing the companded image with the linear output would sit near 20 dB).
     assert min(p["psnr_alone"] for p in int8["int8_points"]) > 35, int8["int8_points"]
+    tiles = np.random.default_rng(0).uniform(0, 1, (2, 8, 8)).astype(np.float32)
+    assert np.allclose(to_graph_domain(tiles, tmp_path / "deepisp_tile_int8.tflite"), np.sqrt(tiles))

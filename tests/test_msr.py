@@ -198,7 +198,8 @@ def test_dataset_items(msr_root):
         x, t = ds.crop_pair(0, np.random.default_rng(seed))
         assert x.shape == t.shape == (3, 32, 32)
         y0, x0, fh, fv = _find_window(target, t)
-        assert y0 % 2 == 0 and x0 % 2 == 0
+        # the frame's pixel that lands at the crop's (0,0) is a red site: the crop is in RGGB phase, flipped or not
+        assert (y0 + 31 * fv) % 2 == 0 and (x0 + 31 * fh) % 2 == 0
         un = x.flip(-1) if fh else x
         un = un.flip(-2) if fv else un
         assert torch.equal(rgb[:, y0 : y0 + 32, x0 : x0 + 32], un)  # input got the same window and flips

@@ -203,8 +203,8 @@ class MSRDataset(torch.utils.data.Dataset):
 
     `dataset[i]` is image i's full frame (bilinear-demosaiced input [3,H,W], target [3,H,W]), both linear
     camera RGB float32 in [0,1]; `frame(i)` the same before demosaicing (mosaic [H,W], target); and
-    `crop_pair(i, rng)` a `crop` x `crop` training window at even offsets, with random left-right and
-    top-bottom flips when `flips` (paper III-A), all randomness from the caller's `rng`.
+    `crop_pair(i, rng)` a `crop` x `crop` training window with random left-right and top-bottom flips when
+    `flips` (paper III-A), always in RGGB phase, all randomness from the caller's `rng`.
     `val_count` is passed to `msr_split`. Decoded samples are cached (about 0.5 MB each at 132x220).
     """
 
@@ -254,20 +254,21 @@ class MSRDataset(torch.utils.data.Dataset):
         """Image i demosaiced, cropped and flipped as configured, with randomness from `rng`."""
         # Demosaic the full frame before cropping so crop borders get true neighbours, not reflections.
         rgb, target = self[i]
-        if self.crop is not None:
-            h, w = rgb.shape[1:]
-            c = self.crop
-            if c > h or c > w:
-                raise DeepISPError(f"MSR image {self.names[i]} is {h}x{w}, smaller than the {c}px crop: use crop <= {min(h, w)}")
-            y = 2 * int(rng.integers(0, (h - c) // 2 + 1))
-            x = 2 * int(rng.integers(0, (w - c) // 2 + 1))
-            rgb, target = rgb[:, y : y + c, x : x + c], target[:, y : y + c, x : x + c]
-        # Bilinear demosaicing commutes with flips, so flipping after it equals demosaicing a flipped mosaic.
-        if self.flips:
-            if rng.random() < 0.5:
-                rgb, target = rgb.flip(-1), target.flip(-1)
-            if rng.random() < 0.5:
-                rgb, target = rgb.flip(-2), target.flip(-2)
+        h, w = rgb.shape[1:]
+        c_h, c_w = (h, w) if self.crop is None else (self.crop, self.crop)
+        if c_h > h or c_w > w:
+            raise DeepISPError(f"MSR image {self.names[i]} is {h}x{w}, smaller than the {self.crop}px crop: use crop <= {min(h, w)}")
+        # Flip the whole frame, then crop where its CFA phase is RGGB again: flipping an axis of length n puts
+        # old index n-1-j at j, so the crop starts at an index of n-1's parity. Bilinear demosaicing commutes
+        # with flips, so the crop is the bilinear image of an RGGB mosaic, as every model expects (packed and
+        # companded ones re-sample that phase). A flip with no room for that start is skipped.
+        for axis, n, c in ((-1, w, c_w), (-2, h, c_h)):
+            start_parity = 0
+            if self.flips and rng.random() < 0.5 and n - c >= (n - 1) % 2:
+                rgb, target = rgb.flip(axis), target.flip(axis)
+                start_parity = (n - 1) % 2
+            start = start_parity + 2 * int(rng.integers(0, (n - c - start_parity) // 2 + 1))
+            rgb, target = rgb.narrow(axis, start, c), target.narrow(axis, start, c)
         return rgb.contiguous(), target.contiguous()
 
 

@@ -29,7 +29,8 @@ the exporter's int8 report. Biases (int32 in TFLite) stay float.
 
 Fine-tuning through this simulation (quantization-aware training, straight-through gradients) was tried on
 micro-full and phone-jdd and gained nothing (README, "Variants"): int8's loss here is the rounding of the
-running image itself, which no weight can undo.
+running image itself, which no weight can undo. What moved the JDD model was its working domain
+(deepisp.model, `compand`): windows and outputs here are in that domain.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ handful of op types, so writing it once in TF gives full control of the TFLite g
 on the GPU delegate's list (see `delegates`), there are no TRANSPOSE ops, and mirror padding is REFLECT
 with a 4x2 paddings tensor, the only form the GPU delegate takes.
 
-    tile:  mosaic [1,S_h,S_w,1] -> {"image": [1,S_h,S_w,3], "cells": [1,S_h/A,S_w/A,C]}  (cells: full only)
+    tile:  mosaic [1,S_h,S_w,1] -> {"image": [1,S_h,S_w,3], "cells": [1,S_h/A,S_w/A,C]}  (cells: full only;
+           mosaic and image companded for `compand` models, as in deepisp.export.graphs)
     color: image [1,S_h,S_w,3], mean [1,C] -> {"output": [1,S_h,S_w,3]}
 
 Weight layouts: conv [O,I,kh,kw] -> [kh,kw,I,O]; the demosaic's 12 phase kernels are ordered for
