@@ -2,9 +2,9 @@
 
     TileGraph:  mosaic [1,1,S_h,S_w] float in [0,1], canonical RGGB
                 -> image [1,3,S_h,S_w] low-level estimate (linear RGB)
-                (a `compand` model's graph takes the companded mosaic and gives the companded image:
-                deepisp.model.compand; deepisp.tiling.run_tiled applies it around the windows)
                    (+ cells [1,hl_width,S_h/A,S_w/A] high-level cell map, full mode)
+                A `compand` model's graph takes the companded mosaic and gives the companded image
+                (deepisp.model.compand; deepisp.tiling.run_tiled applies it around the windows).
     ColorGraph: image [1,3,h,w], mean [1,hl_width] -> [1,3,h,w] sRGB-encoded output (full mode only)
 
 They reuse the model's own stages, so they compute exactly what `deepisp.tiling.TorchRunner` does; the
