@@ -13,6 +13,10 @@ mean, with the protocols) and quality.md (the tables the README shows, generated
           --seed 1`): full models (default: the shipped one; several may be given) against rawpy's default postprocess with the
           camera white balance, and against no ISP at all, after the paper's histogram stretch.
 
+Also quality_crops.jpg: one photo at one noise level (`--figure`, default kodim19 at σ = 5), the crop where
+bilinear demosaicing goes most wrong, through the truth, the classical rows of FIGURE_CLASSICAL and every
+DeepISP model, each labelled with its sRGB PSNR on that crop.
+
 The exact protocols are JDD_PROTOCOL and FULL_PROTOCOL below; `--help` prints them and both results files
 carry them, so the numbers never travel without the way they were measured. Besides deepisp's own
 dependencies this needs colour-demosaicing (`pip install "colour-demosaicing>=0.2.7"`).
@@ -37,7 +41,7 @@ import cv2
 import numpy as np
 import rawpy
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from deepisp.atomic import atomic_path
@@ -50,7 +54,7 @@ from deepisp.data.s7 import PAIRS, S7Dataset, register
 from deepisp.data.synthetic import find_photos
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.metrics import image_metrics, psnr, ssim
+from deepisp.metrics import image_metrics, psnr, psnr_linear_and_srgb, ssim
 from deepisp.model import DeepISP, fold_noise_level, noise_levels
 from deepisp.raw import read_raw
 from deepisp.tiling import DEFAULT_TILE, run_tiled
@@ -276,14 +280,17 @@ def noisy_mosaics(target: np.ndarray, sigmas: Sequence[float], seed: Sequence[in
     return {s: np.round(np.clip(clean + s / 255.0 * z, 0.0, 1.0) * U16).astype(np.uint16) for s in sigmas}
 
 
-def run_jdd(photos: Sequence[Path], sigmas: Sequence[float], methods: Sequence[Method]) -> list[dict]:
-    """Every method on every photo and sigma; one row per (photo, sigma, method)."""
+def run_jdd(
+    photos: Sequence[Path], sigmas: Sequence[float], methods: Sequence[Method], keep: tuple[str, float] | None = None
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Every method on every photo and sigma; one row per (photo, sigma, method). Also the outputs [3,H,W]
+    (linear) of every method, and the truth ("truth"), for `keep` = (photo stem, sigma); empty if not run."""
     # One untimed call each first, so one-off setup (torch's first convolution, library caches) is not
     # billed to the first photo.
     warm_up = np.full((64, 64), U16 // 2, dtype=np.uint16)
     for method in methods:
         method.run(warm_up, *([0.0] if method.noise_aware else []))
-    rows = []
+    rows, kept = [], {}
     for index, path in enumerate(tqdm(photos, desc="jdd", unit="photo")):
         target = load_linear_photo(path)
         ref = reference(target)
@@ -291,7 +298,52 @@ def run_jdd(photos: Sequence[Path], sigmas: Sequence[float], methods: Sequence[M
             for method in methods:
                 out, seconds = timed(method.run, cfa, *([sigma / 255.0] if method.noise_aware else []))
                 rows.append({"image": path.stem, "sigma": sigma, "method": method.name, **jdd_metrics(out, ref), "seconds": seconds})
-    return rows
+                if keep == (path.stem, sigma):
+                    kept.update({"truth": target, method.name: out})
+    return rows, kept
+
+
+# The classical rows the crops figure shows next to the truth and every DeepISP model.
+FIGURE_CLASSICAL = ("bilinear", "LibRaw DCB", "LibRaw DCB + FBDD")
+FIGURE_CROP, FIGURE_ZOOM, FIGURE_COLUMNS, FIGURE_LABEL = 128, 2, 3, 30  # label strip: two lines of PIL's default font
+
+
+def _srgb8(linear: np.ndarray) -> np.ndarray:
+    """[3,H,W] linear -> [H,W,3] uint8 sRGB (clipped)."""
+    srgb = linear_to_srgb(torch.from_numpy(np.clip(linear, 0.0, 1.0))).numpy()
+    return np.round(srgb.transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+def hardest_crop(truth: np.ndarray, bilinear: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left (y, x) of the size x size window, inside the metric border, where bilinear's sRGB squared
+    error is largest (stride size/4): where demosaicing is hard."""
+    err = ((_srgb8(truth).astype(np.float64) - _srgb8(bilinear)) ** 2).sum(axis=2)
+    h, w = err.shape
+    table = np.pad(err.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    step = max(1, size // 4)
+    starts = [(y, x) for y in range(BORDER, h - BORDER - size + 1, step) for x in range(BORDER, w - BORDER - size + 1, step)]
+    return max(starts, key=lambda p: table[p[0] + size, p[1] + size] - table[p[0], p[1] + size] - table[p[0] + size, p[1]] + table[p[0], p[1]])
+
+
+def crops_figure(kept: dict[str, np.ndarray], title: str) -> Image.Image:
+    """The crops figure (module doc) from run_jdd's kept outputs: panels in rows of FIGURE_COLUMNS."""
+    truth = kept["truth"]
+    size = min(FIGURE_CROP, truth.shape[1] - 2 * BORDER, truth.shape[2] - 2 * BORDER)
+    y, x = hardest_crop(truth, kept["bilinear"], size)
+    names = ["truth", *(n for n in FIGURE_CLASSICAL if n in kept), *(n for n in kept if n.startswith("DeepISP"))]
+    panel = size * FIGURE_ZOOM
+    rows = -(-len(names) // FIGURE_COLUMNS)
+    sheet = Image.new("RGB", (FIGURE_COLUMNS * panel, FIGURE_LABEL + rows * (panel + FIGURE_LABEL)), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 3), f"{title}, crop ({y}, {x}) {size}x{size} px, {FIGURE_ZOOM}x nearest", fill="black")
+    for i, name in enumerate(names):
+        crop = kept[name][:, y : y + size, x : x + size]
+        score = "" if name == "truth" else f"sRGB PSNR {psnr_linear_and_srgb(np.clip(crop, 0.0, 1.0), truth[:, y : y + size, x : x + size])[1]:.2f} dB"
+        left, top = (i % FIGURE_COLUMNS) * panel, FIGURE_LABEL + (i // FIGURE_COLUMNS) * (panel + FIGURE_LABEL)
+        draw.text((left + 4, top + 2), name.split(" (")[0].removeprefix("DeepISP "), fill="black")  # the row name without its file
+        draw.text((left + 4, top + 15), score, fill="black")
+        sheet.paste(Image.fromarray(_srgb8(crop)).resize((panel, panel), Image.NEAREST), (left, top + FIGURE_LABEL))
+    return sheet
 
 
 def rawpy_default(raw_path: Path, target: torch.Tensor) -> torch.Tensor:
@@ -456,8 +508,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help=f"S7-layout folder for the full-ISP part (default: {_shown(DEFAULT_EVAL_SET)}, made from the Kodak photos if missing)",
     )
+    ap.add_argument(
+        "--figure",
+        nargs=2,
+        metavar=("PHOTO", "SIGMA"),
+        default=["kodim19", "5"],
+        help="photo stem and noise level (one of --sigmas) of quality_crops.jpg (default: kodim19 5)",
+    )
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="model tile size (results do not depend on it)")
-    ap.add_argument("--out", type=Path, metavar="DIR", default=RESULTS, help="folder for quality.json and quality.md (default: benchmarks/results)")
+    ap.add_argument("--out", type=Path, metavar="DIR", default=RESULTS, help="folder for the results files (default: benchmarks/results)")
     args = ap.parse_args(argv)
     if [str(p) for p in args.jdd_model] == ["none"]:
         args.jdd_model = []
@@ -465,11 +524,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--limit must be at least 1")
     if any(s < 0 for s in args.sigmas):
         ap.error("--sigmas must be non-negative")
+    try:
+        args.figure = (args.figure[0], float(args.figure[1]))
+    except ValueError:
+        ap.error(f"--figure SIGMA must be a number, got {args.figure[1]!r}")
+    if args.figure[1] not in args.sigmas:
+        ap.error(f"--figure SIGMA must be one of --sigmas {' '.join(f'{s:g}' for s in args.sigmas)}")
     return args
 
 
-def benchmark(args: argparse.Namespace) -> dict:
-    """Both parts; the report that quality.json holds. DeepISPError for missing inputs or dependencies."""
+def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
+    """Both parts: the report that quality.json holds, and the crops figure (None when `--figure`'s photo is
+    not among those run). DeepISPError for missing inputs or dependencies."""
     if colour_demosaicing is None:
         raise DeepISPError(f"this benchmark needs colour-demosaicing: {INSTALL_HINT}")
     if not args.photos.is_dir():
@@ -490,11 +556,12 @@ def benchmark(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="deepisp-quality-") as tmp:
         methods = classical_methods(Path(tmp))
         methods += [jdd_model_method(path, args.tile) for path in args.jdd_model]
-        jdd_rows = run_jdd(photos, args.sigmas, methods)
+        jdd_rows, kept = run_jdd(photos, args.sigmas, methods, keep=(args.figure[0], args.figure[1]))
     full_rows = run_full(args.s7, full_models, args.tile, args.limit)
 
     jdd_keys, full_keys = ("psnr_linear", "psnr_srgb", "ssim", "seconds"), ("psnr", "ssim", "ciede2000", "ciede2000_p99", "seconds")
-    return {
+    figure = crops_figure(kept, f"{args.figure[0]}, sigma {args.figure[1]:g}/255") if kept else None
+    report = {
         "jdd": {
             "photos": _shown(args.photos),
             "n_images": len(photos),
@@ -525,12 +592,13 @@ def benchmark(args: argparse.Namespace) -> dict:
         },
         "seconds": time.perf_counter() - t0,
     }
+    return report, figure
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        report = benchmark(args)
+        report, figure = benchmark(args)
     except DeepISPError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -539,6 +607,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp.write_text(json.dumps(report, indent=1) + "\n")
     with atomic_path(args.out / "quality.md") as tmp:
         tmp.write_text(to_markdown(report))
+    if figure is not None:
+        with atomic_path(args.out / "quality_crops.jpg") as tmp:
+            figure.save(tmp, format="JPEG", quality=92)
+    else:
+        print(f"note: {args.figure[0]} is not among the photos run: no quality_crops.jpg", file=sys.stderr)
     print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality.md'} ({report['seconds'] / 60:.1f} min)")
     return 0
 

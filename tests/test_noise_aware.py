@@ -198,7 +198,7 @@ def test_quality_benchmark_gives_noise_aware_models_sigma(tmp_path, photo_dir):
         seen.append(sigma)
         return method.run(cfa, sigma)
 
-    rows = run_jdd(sorted(photo_dir.iterdir())[:1], [0.0, 5.0], [Method("spy", spy, "", noise_aware=True)])
+    rows, _ = run_jdd(sorted(photo_dir.iterdir())[:1], [0.0, 5.0], [Method("spy", spy, "", noise_aware=True)])
     assert seen[1:] == [0.0, 5.0 / 255]  # after the warm-up call
     cfa = (np.random.default_rng(1).random((32, 32)) * 65535).astype(np.uint16)
     expected = run_tiled(fold_noise_level(model, noise_levels(5 / 255)), torch.from_numpy((cfa / 65535).astype(np.float32)), tile=256)

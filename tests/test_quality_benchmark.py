@@ -149,7 +149,7 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     as_shot = ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8, white_balance="as_shot")
     save_checkpoint(tmp_path / "as_shot.pt", DeepISP(as_shot), as_shot)
     out = tmp_path / "results"
-    args = ["--photos", str(photos), "--limit", "2", "--sigmas", "0", "5", "--s7", str(s7_root), "--out", str(out)]
+    args = ["--photos", str(photos), "--limit", "2", "--sigmas", "0", "5", "--figure", "p1", "5", "--s7", str(s7_root), "--out", str(out)]
     assert (
         quality.main(
             [*args, "--jdd-model", str(tmp_path / "jdd.pt"), str(tmp_path / "jdd2.pt"), "--full-model", str(DEFAULT_CHECKPOINT), str(tmp_path / "as_shot.pt")]
@@ -171,7 +171,24 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     md = (out / "quality.md").read_text()
     assert all(f"| {name} |" in md for name in [*names, *full["mean"]])
     assert "| method | σ=0 | σ=5 | s/image |" in md and "No JDD checkpoint" not in md
-    assert sorted(p.name for p in out.iterdir()) == ["quality.json", "quality.md"]  # no temp files left
+    assert sorted(p.name for p in out.iterdir()) == ["quality.json", "quality.md", "quality_crops.jpg"]  # no temp files left
+    # truth, the three classical rows, the two models: two rows of three 2x-zoomed 32-px crops (48x64 photos)
+    assert Image.open(out / "quality_crops.jpg").size == (3 * 64, quality.FIGURE_LABEL + 2 * (64 + quality.FIGURE_LABEL))
+
+
+def test_the_figure_crop_is_where_bilinear_fails_most():
+    truth = np.zeros((3, 200, 300))
+    bilinear = truth.copy()
+    bilinear[:, 120:140, 200:230] = 0.5
+    y, x = quality.hardest_crop(truth, bilinear, 64)
+    assert y <= 120 and y + 64 >= 140 and x <= 200 and x + 64 >= 230
+    assert min(y, x) >= quality.BORDER
+
+
+def test_the_figure_sigma_must_be_one_that_is_run(capsys):
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--sigmas", "0", "2", "--figure", "kodim19", "5"])
+    assert "--figure SIGMA must be one of --sigmas 0 2" in capsys.readouterr().err
 
 
 def one_line_error(capsys) -> str:
