@@ -1,6 +1,7 @@
 """Image quality of deepisp's models against classical pipelines, on ground truth the project can trust.
 
     python benchmarks/quality.py [--jdd-model CKPT] [--full-model CKPT ...] [--limit N] [--sigmas 0 2 5 10]
+                                 [--figure PHOTO SIGMA]
 
 Owns two comparisons and the results files benchmarks/results/quality.json (every number, per image and
 mean, with the protocols) and quality.md (the tables the README shows, generated here, never typed):
@@ -13,9 +14,10 @@ mean, with the protocols) and quality.md (the tables the README shows, generated
           --seed 1`): full models (default: the shipped one; several may be given) against rawpy's default postprocess with the
           camera white balance, and against no ISP at all, after the paper's histogram stretch.
 
-Also quality_crops.jpg: one photo at one noise level (`--figure`, default kodim19 at σ = 5), the crop where
-bilinear demosaicing goes most wrong, through the truth, the classical rows of FIGURE_CLASSICAL and every
-DeepISP model, each labelled with its sRGB PSNR on that crop.
+Also quality_crops.jpg: one photo at one noise level (`--figure`; by default kodim19 at σ = 5 when 5 is among
+the sigmas), the crop where bilinear demosaicing goes most wrong, through the truth, the classical rows of
+FIGURE_CLASSICAL and every DeepISP model, each labelled with its sRGB PSNR on that crop; quality.json records
+which photo, sigma and crop.
 
 The exact protocols are JDD_PROTOCOL and FULL_PROTOCOL below; `--help` prints them and both results files
 carry them, so the numbers never travel without the way they were measured. Besides deepisp's own
@@ -306,6 +308,8 @@ def run_jdd(
 # The classical rows the crops figure shows next to the truth and every DeepISP model.
 FIGURE_CLASSICAL = ("bilinear", "LibRaw DCB", "LibRaw DCB + FBDD")
 FIGURE_CROP, FIGURE_ZOOM, FIGURE_COLUMNS, FIGURE_LABEL = 128, 2, 3, 30  # label strip: two lines of PIL's default font
+FIGURE_DEFAULT = ("kodim19", 5.0)  # a picket fence: the moiré case demosaicers fail on
+FIGURE_MIN_CROP = 16
 
 
 def _srgb8(linear: np.ndarray) -> np.ndarray:
@@ -316,7 +320,8 @@ def _srgb8(linear: np.ndarray) -> np.ndarray:
 
 def hardest_crop(truth: np.ndarray, bilinear: np.ndarray, size: int) -> tuple[int, int]:
     """Top-left (y, x) of the size x size window, inside the metric border, where bilinear's sRGB squared
-    error is largest (stride size/4): where demosaicing is hard."""
+    error is largest (stride size/4): where demosaicing is hard. truth, bilinear: [3,H,W] linear, [0,1];
+    size <= min(H, W) - 2 * BORDER."""
     err = ((_srgb8(truth).astype(np.float64) - _srgb8(bilinear)) ** 2).sum(axis=2)
     h, w = err.shape
     table = np.pad(err.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
@@ -325,10 +330,14 @@ def hardest_crop(truth: np.ndarray, bilinear: np.ndarray, size: int) -> tuple[in
     return max(starts, key=lambda p: table[p[0] + size, p[1] + size] - table[p[0], p[1] + size] - table[p[0] + size, p[1]] + table[p[0], p[1]])
 
 
-def crops_figure(kept: dict[str, np.ndarray], title: str) -> Image.Image:
-    """The crops figure (module doc) from run_jdd's kept outputs: panels in rows of FIGURE_COLUMNS."""
+def crops_figure(kept: dict[str, np.ndarray], title: str) -> tuple[Image.Image, tuple[int, int, int]]:
+    """The crops figure (module doc) from run_jdd's kept outputs ([3,H,W] linear each, "truth" among them):
+    an RGB image of FIGURE_COLUMNS panels a row, each the crop zoomed FIGURE_ZOOM x under a two-line label;
+    and the crop (y, x, size). DeepISPError for a photo too small to crop inside the metric border."""
     truth = kept["truth"]
     size = min(FIGURE_CROP, truth.shape[1] - 2 * BORDER, truth.shape[2] - 2 * BORDER)
+    if size < FIGURE_MIN_CROP:
+        raise DeepISPError(f"--figure photo {title} is too small for a {FIGURE_MIN_CROP}-px crop inside the {BORDER}-px border: pick a larger photo")
     y, x = hardest_crop(truth, kept["bilinear"], size)
     names = ["truth", *(n for n in FIGURE_CLASSICAL if n in kept), *(n for n in kept if n.startswith("DeepISP"))]
     panel = size * FIGURE_ZOOM
@@ -338,12 +347,12 @@ def crops_figure(kept: dict[str, np.ndarray], title: str) -> Image.Image:
     draw.text((4, 3), f"{title}, crop ({y}, {x}) {size}x{size} px, {FIGURE_ZOOM}x nearest", fill="black")
     for i, name in enumerate(names):
         crop = kept[name][:, y : y + size, x : x + size]
-        score = "" if name == "truth" else f"sRGB PSNR {psnr_linear_and_srgb(np.clip(crop, 0.0, 1.0), truth[:, y : y + size, x : x + size])[1]:.2f} dB"
+        score = "" if name == "truth" else f"sRGB PSNR {psnr_linear_and_srgb(crop, truth[:, y : y + size, x : x + size])[1]:.2f} dB"
         left, top = (i % FIGURE_COLUMNS) * panel, FIGURE_LABEL + (i // FIGURE_COLUMNS) * (panel + FIGURE_LABEL)
         draw.text((left + 4, top + 2), name.split(" (")[0].removeprefix("DeepISP "), fill="black")  # the row name without its file
         draw.text((left + 4, top + 15), score, fill="black")
         sheet.paste(Image.fromarray(_srgb8(crop)).resize((panel, panel), Image.NEAREST), (left, top + FIGURE_LABEL))
-    return sheet
+    return sheet, (y, x, size)
 
 
 def rawpy_default(raw_path: Path, target: torch.Tensor) -> torch.Tensor:
@@ -512,8 +521,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--figure",
         nargs=2,
         metavar=("PHOTO", "SIGMA"),
-        default=["kodim19", "5"],
-        help="photo stem and noise level (one of --sigmas) of quality_crops.jpg (default: kodim19 5)",
+        default=None,
+        help="photo stem and noise level (one of --sigmas) of quality_crops.jpg (default: kodim19 5 when 5 is among --sigmas)",
     )
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="model tile size (results do not depend on it)")
     ap.add_argument("--out", type=Path, metavar="DIR", default=RESULTS, help="folder for the results files (default: benchmarks/results)")
@@ -524,18 +533,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--limit must be at least 1")
     if any(s < 0 for s in args.sigmas):
         ap.error("--sigmas must be non-negative")
-    try:
-        args.figure = (args.figure[0], float(args.figure[1]))
-    except ValueError:
-        ap.error(f"--figure SIGMA must be a number, got {args.figure[1]!r}")
-    if args.figure[1] not in args.sigmas:
-        ap.error(f"--figure SIGMA must be one of --sigmas {' '.join(f'{s:g}' for s in args.sigmas)}")
+    if args.figure is None:
+        args.figure = FIGURE_DEFAULT if FIGURE_DEFAULT[1] in args.sigmas else None
+    else:
+        try:
+            args.figure = (args.figure[0], float(args.figure[1]))
+        except ValueError:
+            ap.error(f"--figure SIGMA must be a number, got {args.figure[1]!r}")
+        if args.figure[1] not in args.sigmas:
+            ap.error(f"--figure SIGMA must be one of --sigmas {' '.join(f'{s:g}' for s in args.sigmas)}")
     return args
 
 
 def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
-    """Both parts: the report that quality.json holds, and the crops figure (None when `--figure`'s photo is
-    not among those run). DeepISPError for missing inputs or dependencies."""
+    """Both parts: the report that quality.json holds, and the crops figure (None without `--figure`, or when
+    its photo is not among those run). DeepISPError for missing inputs or dependencies."""
     if colour_demosaicing is None:
         raise DeepISPError(f"this benchmark needs colour-demosaicing: {INSTALL_HINT}")
     if not args.photos.is_dir():
@@ -556,11 +568,11 @@ def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
     with tempfile.TemporaryDirectory(prefix="deepisp-quality-") as tmp:
         methods = classical_methods(Path(tmp))
         methods += [jdd_model_method(path, args.tile) for path in args.jdd_model]
-        jdd_rows, kept = run_jdd(photos, args.sigmas, methods, keep=(args.figure[0], args.figure[1]))
+        jdd_rows, kept = run_jdd(photos, args.sigmas, methods, keep=args.figure)
     full_rows = run_full(args.s7, full_models, args.tile, args.limit)
 
     jdd_keys, full_keys = ("psnr_linear", "psnr_srgb", "ssim", "seconds"), ("psnr", "ssim", "ciede2000", "ciede2000_p99", "seconds")
-    figure = crops_figure(kept, f"{args.figure[0]}, sigma {args.figure[1]:g}/255") if kept else None
+    figure, crop = crops_figure(kept, f"{args.figure[0]}, sigma {args.figure[1]:g}/255") if kept else (None, None)
     report = {
         "jdd": {
             "photos": _shown(args.photos),
@@ -572,6 +584,7 @@ def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
             "methods": {m.name: m.about for m in methods},
             "mean": means(jdd_rows, jdd_keys, ("method", "sigma")),
             "per_image": jdd_rows,
+            "figure": None if crop is None else {"photo": args.figure[0], "sigma": args.figure[1], "crop_y_x_size": list(crop)},
         },
         "full": {
             "data": _shown(args.s7),
@@ -607,12 +620,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp.write_text(json.dumps(report, indent=1) + "\n")
     with atomic_path(args.out / "quality.md") as tmp:
         tmp.write_text(to_markdown(report))
+    crops = args.out / "quality_crops.jpg"
     if figure is not None:
-        with atomic_path(args.out / "quality_crops.jpg") as tmp:
+        with atomic_path(crops) as tmp:
             figure.save(tmp, format="JPEG", quality=92)
-    else:
-        print(f"note: {args.figure[0]} is not among the photos run: no quality_crops.jpg", file=sys.stderr)
-    print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality.md'} ({report['seconds'] / 60:.1f} min)")
+    elif crops.exists():  # a figure of an earlier run would sit beside numbers it does not belong to
+        crops.unlink()
+    if figure is None and args.figure is not None:
+        print(f"note: --figure photo {args.figure[0]} is not among the photos run: no {crops.name}", file=sys.stderr)
+    written = ", ".join(p.name for p in (args.out / "quality.json", args.out / "quality.md", crops) if p.exists())
+    print(f"wrote {written} in {args.out} ({report['seconds'] / 60:.1f} min)")
     return 0
 
 

@@ -174,6 +174,7 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["quality.json", "quality.md", "quality_crops.jpg"]  # no temp files left
     # truth, the three classical rows, the two models: two rows of three 2x-zoomed 32-px crops (48x64 photos)
     assert Image.open(out / "quality_crops.jpg").size == (3 * 64, quality.FIGURE_LABEL + 2 * (64 + quality.FIGURE_LABEL))
+    assert jdd["figure"]["photo"] == "p1" and jdd["figure"]["sigma"] == 5 and jdd["figure"]["crop_y_x_size"][2] == 32
 
 
 def test_the_figure_crop_is_where_bilinear_fails_most():
@@ -182,13 +183,30 @@ def test_the_figure_crop_is_where_bilinear_fails_most():
     bilinear[:, 120:140, 200:230] = 0.5
     y, x = quality.hardest_crop(truth, bilinear, 64)
     assert y <= 120 and y + 64 >= 140 and x <= 200 and x + 64 >= 230
-    assert min(y, x) >= quality.BORDER
+    bilinear[:, : quality.BORDER, :] = 1.0  # a larger error, but in the border no metric looks at
+    bilinear[:, :, -quality.BORDER :] = 1.0
+    y, x = quality.hardest_crop(truth, bilinear, 64)
+    assert y >= quality.BORDER and x + 64 <= 300 - quality.BORDER
+
+
+def test_a_run_without_the_figure_photo_leaves_no_stale_figure(tmp_path, monkeypatch, capsys):
+    """The numbers and the figure come from one run: an earlier quality_crops.jpg is removed, and the
+    run says why there is none."""
+    monkeypatch.setattr(quality, "benchmark", lambda args: ({"seconds": 0.0}, None))
+    monkeypatch.setattr(quality, "to_markdown", lambda report: "")
+    (tmp_path / "quality_crops.jpg").write_bytes(b"an earlier run's figure")
+    assert quality.main(["--out", str(tmp_path), "--figure", "kodim99", "5"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quality.json", "quality.md"]
+    assert "--figure photo kodim99 is not among the photos run" in capsys.readouterr().err
 
 
 def test_the_figure_sigma_must_be_one_that_is_run(capsys):
-    with pytest.raises(SystemExit):
-        quality.parse_args(["--sigmas", "0", "2", "--figure", "kodim19", "5"])
-    assert "--figure SIGMA must be one of --sigmas 0 2" in capsys.readouterr().err
+    assert quality.parse_args([]).figure == quality.FIGURE_DEFAULT
+    assert quality.parse_args(["--sigmas", "0", "2"]).figure is None  # no figure asked for, none refused
+    for sigma, error in (("5", "must be one of --sigmas 0 2"), ("five", "must be a number")):
+        with pytest.raises(SystemExit):
+            quality.parse_args(["--sigmas", "0", "2", "--figure", "kodim19", sigma])
+        assert f"--figure SIGMA {error}" in capsys.readouterr().err
 
 
 def one_line_error(capsys) -> str:
