@@ -34,6 +34,7 @@ from deepisp.export.gate import compare, displayed, error_heat_map, reference_mo
 from deepisp.export.metadata import ExportMetadata
 from deepisp.export.pipeline import delegate_verdict
 from deepisp.metrics import image_metrics
+from deepisp.model import ModelConfig
 from deepisp.runtime import ExportedModel
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,12 +42,14 @@ RESULTS = Path(__file__).parent / "results"
 GATED = {"psnr_vs_float": ("psnr", "min"), "ssim_vs_float": ("ssim", "min"), "ciede2000_vs_float": ("ciede2000", "max"), "max_abs_vs_float": ("max_abs", "max")}
 
 
-def load_frames(root: Path | None, split: str, limit: int | None, balanced: bool = False) -> tuple[list[tuple[str, np.ndarray]], list[torch.Tensor]]:
+def load_frames(
+    root: Path | None, split: str, limit: int | None, model_config: ModelConfig | None = None
+) -> tuple[list[tuple[str, np.ndarray]], list[torch.Tensor]]:
     """(name, mosaic) and target [3,H,W] sRGB of the split's frames (default set: the project's synthetic S7);
-    `balanced`: mosaics balanced with the as-shot white balance ("as_shot" models)."""
+    `model_config`: mosaics as that model's input (deepisp.conditioning.model_input), else the raw mosaics."""
     from deepisp.export.calibration import default_s7_root
 
-    dataset = S7Dataset(root or default_s7_root(), split=split, balanced=balanced)
+    dataset = S7Dataset(root or default_s7_root(), split=split, model_config=model_config)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     frames, targets = [], []
     for i in range(n):
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sidecars:
             raise DeepISPError(f"no deepisp_*.json sidecars in {args.exported}: run export/to_tflite.py or export/to_onnx.py first")
         model = reference_model(load_model(args.model)[0], [ExportMetadata.read(s) for s in sidecars])
-        frames, targets = load_frames(args.data, args.split, args.limit, model.cfg.balanced_input)
+        frames, targets = load_frames(args.data, args.split, args.limit, model.cfg)
         references = reference_outputs(model, frames)
         float_vs_target = [image_metrics(histogram_stretch(displayed(r, model.cfg.mode)), histogram_stretch(t)) for r, t in zip(references, targets)]
         results = {

@@ -383,8 +383,8 @@ def rawpy_default(raw_path: Path, target: torch.Tensor) -> torch.Tensor:
 def run_full(root: Path, models: dict[str, DeepISP], tile: int, limit: int | None) -> list[dict]:
     """No ISP, rawpy and each model on each scene of the S7-layout `root`; one row per (scene, method),
     metrics after the stretch. "as_shot" models read the scene balanced with its as-shot white balance."""
-    datasets = {balanced: S7Dataset(root, split="all", balanced=balanced) for balanced in (False, True)}
-    dataset = datasets[False]
+    dataset = S7Dataset(root, split="all")
+    inputs = {name: S7Dataset(root, split="all", model_config=model.cfg) for name, model in models.items()}
     n = len(dataset) if limit is None else min(limit, len(dataset))
     for model in models.values():  # untimed warm-up, as in run_jdd
         run_tiled(model, torch.from_numpy(dataset.frame(0)[0]), tile=tile)
@@ -398,7 +398,7 @@ def run_full(root: Path, models: dict[str, DeepISP], tile: int, limit: int | Non
             RAWPY: lambda: rawpy_default(raw_path, target),  # noqa: B023
         }
         for name, model in models.items():
-            model_cfa = datasets[model.cfg.balanced_input].frame(i)[0]
+            model_cfa = inputs[name].frame(i)[0]
             renders[name] = lambda m=model, c=model_cfa: run_tiled(m, torch.from_numpy(c), tile=tile).clamp(0, 1)
         stretched_target = histogram_stretch(target)
         for name, render in renders.items():

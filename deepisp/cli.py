@@ -69,7 +69,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if model.cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
-        dataset = S7Dataset(args.data, split=args.split, pair=args.pair, balanced=model.cfg.balanced_input)
+        dataset = S7Dataset(args.data, split=args.split, pair=args.pair, model_config=model.cfg)
     else:
         from deepisp.data.msr import MSRDataset
 
@@ -106,11 +106,19 @@ def cmd_process(args: argparse.Namespace) -> None:
         jobs.append((raw, out))
     noise = None if args.noise_profile is None else tuple(args.noise_profile)
     for info in process_files(
-        model, jobs, tile=args.tile, bits=args.bits, white_balance=args.white_balance, max_megapixels=args.max_megapixels, noise_profile=noise
+        model,
+        jobs,
+        tile=args.tile,
+        bits=args.bits,
+        white_balance=args.white_balance,
+        max_megapixels=args.max_megapixels,
+        noise_profile=noise,
+        linear=args.linear,
     ):
-        print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit, {info['seconds']:.2f} s)")
-        if "warning" in info:
-            print(f"warning: {info['input']}: {info['warning']}", file=sys.stderr)
+        gain = f", exposure x{info['conditioning']['exposure_gain']:.3g}" if "conditioning" in info else ""
+        print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit{gain}, {info['seconds']:.2f} s)")
+        for warning in info.get("warnings", []):
+            print(f"warning: {info['input']}: {warning}", file=sys.stderr)
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -197,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(the input is balanced with the file's as-shot white balance, as `deepisp process` does; stored in the model)",
     )
     p.add_argument(
+        "--exposure",
+        choices=["as_is", "metered"],
+        help="full presets with --white-balance as_shot: as_is (default, the paper: trained on the 1/4 exposure alone) or metered "
+        "(trained over exposures from 1/16 of the automatic one to 4x over-exposed, each raw brought to the trained level by "
+        "metering, as every runner then does: deepisp.conditioning; stored in the model)",
+    )
+    p.add_argument(
         "--color-head-lr-mult",
         dest="color_head_lr_mult",
         type=float,
@@ -269,11 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--white-balance",
         dest="white_balance",
-        default="camera",
-        choices=["camera", "off"],
-        help="camera (default): full models get the raw's channels scaled by the file's as-shot white balance relative "
-        "to the balance they were trained around, so other cameras' raws come in neutral; off: the raw as is "
-        "(the paper's metadata-free input)",
+        default=None,
+        choices=["camera", "estimate", "off"],
+        help="full models; default: as the model was trained (camera for as_shot models such as the default, off for the paper's "
+        "metadata-free phone-full). camera: the file's as-shot white balance (estimated from the image, with a warning, when the file "
+        "has none) and its colour matrix, mapping the camera's colours into the reference sensor's the model was trained on; "
+        "estimate: the balance always estimated from the image; off: the raw as is (the paper's metadata-free input)",
+    )
+    p.add_argument(
+        "--linear",
+        action="store_true",
+        help="jdd models: write the denoised, demosaiced sensor RGB through the sRGB curve only (no white balance or colour "
+        "matrix); default: finished with the file's white balance and colour matrix",
     )
     p.add_argument(
         "--max-megapixels",

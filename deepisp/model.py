@@ -102,6 +102,10 @@ class ModelConfig:
     # balance, deepisp.white_balance). Stored in checkpoints and exported metadata so every runner applies it.
     white_balance: str = "estimate"
     compand: str = "none"  # jdd only: "sqrt" = the network works on the square-root-companded raw (not the paper)
+    # Input contract of full models, like white_balance: "as_is" (the raw's exposure as shot: models trained on
+    # the 1/4 exposure alone) or "metered" (every runner brings the raw's 99th percentile to the trained level
+    # first, deepisp.conditioning; trained over exposures from 1/16 of the automatic one to over-exposed).
+    exposure: str = "as_is"
 
     def __post_init__(self) -> None:
         if self.mode not in ("jdd", "full"):
@@ -116,6 +120,8 @@ class ModelConfig:
             raise ValueError("noise_input is for jdd models (the full ISP's training pairs carry no noise level)")
         if self.compand not in COMPANDINGS or (self.mode != "jdd" and self.compand != "none"):
             raise ValueError(f"compand must be one of {COMPANDINGS} ('sqrt' for jdd models only), got {self.compand!r}")
+        if self.exposure not in ("as_is", "metered") or (self.mode == "jdd" and self.exposure != "as_is"):
+            raise ValueError(f"exposure must be 'as_is' or (full models) 'metered', got {self.exposure!r}")
 
     @property
     def balanced_input(self) -> bool:

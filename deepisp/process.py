@@ -1,11 +1,13 @@
 """Raw file -> finished image at full resolution (`deepisp process`).
 
-read_raw (canonical RGGB mosaic) -> the file's as-shot white balance applied (full models, unless
-`white_balance="off"`: see deepisp.white_balance) -> exact tiled DeepISP (PyTorch, or exported ONNX/TFLite graphs via
-deepisp.runtime) -> undo the CFA flips and apply the file's
+read_raw (canonical RGGB mosaic) -> full models: the raw brought to what the model was trained on
+(deepisp.conditioning: white balance, neutral highlights, the camera's colours mapped into the reference
+camera's, metered exposure; `white_balance="off"` feeds the raw as is) -> exact tiled DeepISP (PyTorch, or
+exported ONNX/TFLite graphs via deepisp.runtime) -> undo the CFA flips and apply the file's
 orientation -> clamp to [0,1] -> write JPEG (8-bit), PNG (8 or 16-bit) or TIFF (16-bit).
-Full-ISP models output sRGB-encoded images; JDD models output linear sensor RGB, which gets the sRGB
-curve so it displays sensibly (no white balance or colour matrix: that is the full model's job).
+Full-ISP models output sRGB-encoded images. JDD models output linear sensor RGB, which is finished the way
+LibRaw finishes a demosaiced raw (the file's white balance and colour matrix, then the sRGB curve:
+deepisp.conditioning.render_linear), or with `linear=True` only given the sRGB curve (the sensor's own colours).
 Noise-aware JDD models are told each file's noise: its DNG NoiseProfile, or `noise_profile` when given
 (deepisp.model.fold_noise_level bakes it into the network for that file). Graphs exported from such a model
 have one level baked in: a file whose NoiseProfile is another level gets a warning in its record, and so
@@ -23,7 +25,10 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tifffile
@@ -32,17 +37,18 @@ from PIL import Image
 
 from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
+from deepisp.conditioning import WHITE_BALANCE_SOURCES, Conditioning, estimate_white_balance, model_input, render_linear
 from deepisp.data.photos import JDD_MAX_SIGMA, JDD_SHOT_RANGE
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, fold_noise_level, noise_levels
+from deepisp.noise_estimate import estimate_noise_profile
 from deepisp.pngio import write_png
 from deepisp.raw import MAX_MEGAPIXELS, RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import DEFAULT_TILE, run_tiled
-from deepisp.white_balance import balance
 
 OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
-WHITE_BALANCE_MODES = ("camera", "off")
+WHITE_BALANCE_MODES = WHITE_BALANCE_SOURCES
 # Difference of noise level (read sigma, sqrt shot gain; relative to the larger) beyond which a file's
 # NoiseProfile is "another level" than the one baked into exported graphs. The shot gain S, and read sigma
 # where it scales with the analog gain, change 26% per third of an ISO stop (21% of the larger), so
@@ -89,17 +95,40 @@ def save_image(img: np.ndarray, path: Path, bits: int) -> None:
         raise DeepISPError(f"cannot write {path}: {e.strerror or e}; free some space or choose another -o") from None
 
 
+class Decoded(NamedTuple):
+    """A raw file ready for the model: the RawMosaic (orientation, colour; its noise_profile estimated from
+    the image when the file has none and a noise-aware model needs one), the model's input [H,W] float in
+    [0,1] canonical RGGB, what was done to it (full models: deepisp.conditioning), and warnings for the user."""
+
+    raw: RawMosaic
+    mosaic: torch.Tensor
+    conditioning: Conditioning | None
+    warnings: tuple[str, ...]
+
+
 def decode(
-    model: DeepISP | ExportedModel, raw_path: Path, white_balance: str = "camera", max_megapixels: float = MAX_MEGAPIXELS
-) -> tuple[RawMosaic, torch.Tensor]:
-    """Read a raw file and prepare the model's input: the RawMosaic (for its orientation) and the [H,W]
-    float mosaic in [0,1], canonical RGGB, balanced with the file's as-shot white balance when
-    `white_balance` is "camera" and the model is a full ISP ("off" feeds the raw as is)."""
-    if white_balance not in WHITE_BALANCE_MODES:
+    model: DeepISP | ExportedModel,
+    raw_path: Path,
+    white_balance: str | None = None,
+    max_megapixels: float = MAX_MEGAPIXELS,
+    linear: bool = False,
+    noise_given: bool = False,
+) -> Decoded:
+    """Read a raw file and prepare the model's input (`white_balance` "camera", "estimate", "off" or None, the
+    model's own contract; `linear` and `noise_given` as in `process_files`: what the warnings need to know)."""
+    if white_balance is not None and white_balance not in WHITE_BALANCE_MODES:
         raise DeepISPError(f"unknown white balance mode {white_balance!r}: use one of {', '.join(WHITE_BALANCE_MODES)}")
     raw = read_raw(raw_path, max_megapixels)
-    balanced = white_balance == "camera" and model.cfg.mode == "full"
-    return raw, torch.from_numpy(balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic)
+    mosaic, conditioning = model_input(raw, model.cfg, white_balance)
+    warnings = file_warnings(model, raw, conditioning, linear)
+    if model.cfg.noise_input and raw.noise_profile is None and not noise_given:
+        estimated = estimate_noise_profile(raw.mosaic)
+        if estimated is not None:
+            raw = replace(raw, noise_profile=estimated)
+            warnings.append(
+                f"the file has no NoiseProfile: noise estimated from the image (S={estimated[0]:.3g}, O={estimated[1]:.3g}); --noise-profile S O sets it"
+            )
+    return Decoded(raw, torch.from_numpy(mosaic), conditioning, tuple(warnings))
 
 
 def add_noise_profile_argument(p: argparse.ArgumentParser, help: str) -> None:
@@ -126,8 +155,9 @@ def at_noise_level(model: DeepISP, noise_profile: tuple[float, float] | None) ->
         return model
     if noise_profile is None:
         raise DeepISPError(
-            "this noise-aware model needs the file's noise level and the file has no DNG NoiseProfile: pass --noise-profile S O "
-            "(noise variance S*x + O at normalised level x; e.g. exiftool -NoiseProfile of a DNG from the same camera and ISO)"
+            "this noise-aware model needs the file's noise level; the file has no DNG NoiseProfile and the image too few flat, "
+            "unclipped areas to estimate it: pass --noise-profile S O (noise variance S*x + O at normalised level x; e.g. "
+            "exiftool -NoiseProfile of a DNG from the same camera and ISO)"
         )
     return fold_noise_level(model, profile_levels(noise_profile))
 
@@ -187,18 +217,40 @@ def infer(
     tile: int = DEFAULT_TILE,
     progress: bool = False,
     noise_profile: tuple[float, float] | None = None,
+    linear: bool = False,
 ) -> np.ndarray:
     """A decoded mosaic through the model (PyTorch, or exported graphs with their own tile plan): [H,W,3]
     float in [0,1], display orientation, display-referred. `noise_profile` (S, O): the noise a noise-aware model
-    is told, instead of the file's NoiseProfile."""
+    is told, instead of the file's NoiseProfile. JDD output is finished with the file's white balance and
+    colour matrix (`linear`: left in the sensor's colours), then the sRGB curve."""
     if isinstance(model, ExportedModel):
         out = model.run(mosaic, progress=progress)
     else:
         out = run_tiled(at_noise_level(model, noise_profile or raw.noise_profile), mosaic, tile=tile, progress=progress)
     if model.cfg.mode == "jdd":
-        out = linear_to_srgb(out)
+        out = linear_to_srgb(out.clamp(0, 1) if linear else render_linear(out, jdd_white_balance(raw), raw.camera_matrix))
     img = out.clamp(0, 1).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(raw.to_display(img))
+
+
+def jdd_white_balance(raw: RawMosaic) -> tuple[float, float, float]:
+    """The white balance a JDD model's output is finished with: the file's, else estimated from the raw."""
+    return raw.camera_wb or estimate_white_balance(raw.mosaic)
+
+
+def file_warnings(model: DeepISP | ExportedModel, raw: RawMosaic, conditioning: Conditioning | None, linear: bool) -> list[str]:
+    """What the user should know about how one file was developed: the conditioning's warnings (full models),
+    and for a finished JDD rendering a file without white balance or colour matrix."""
+    if conditioning is not None:
+        return list(conditioning.warnings)
+    if model.cfg.mode != "jdd" or linear:
+        return []
+    warnings = []
+    if raw.camera_wb is None:
+        warnings.append("the file has no as-shot white balance: estimated from the image (shades of grey); --linear writes the sensor's colours")
+    if raw.camera_matrix is None:
+        warnings.append("the file has no colour matrix: rendered with the reference (S7) sensor's; colours may be off")
+    return warnings
 
 
 def process_files(
@@ -207,13 +259,16 @@ def process_files(
     tile: int = DEFAULT_TILE,
     bits: int | None = None,
     progress: bool = True,
-    white_balance: str = "camera",
+    white_balance: str | None = None,
     max_megapixels: float = MAX_MEGAPIXELS,
     noise_profile: tuple[float, float] | None = None,
+    linear: bool = False,
 ) -> Iterator[dict]:
     """Process (raw, output) pairs, decoding file i+1 and encoding file i-1 while file i is in the network.
     Yields one record per file once its output is written, in input order: input, output, height, width,
-    bits, seconds (decode-wait + inference for that file), and `warning` when `noise_level_warning` has one.
+    bits, seconds (decode-wait + inference for that file), `conditioning` (full models: the exposure gain,
+    white balance and colour source used, `Conditioning.record`), and `warnings`, a list of lines for the user
+    (`file_warnings`, `noise_level_warning`), when there are any.
     The first error (bad raw, failed write) is raised when its file's turn comes, after every earlier file is
     written; later files are not written. Outputs that would overwrite an input or each other, and
     unwritable ones, are refused before any processing.
@@ -234,22 +289,27 @@ def process_files(
             yield written[1]
 
     with ThreadPoolExecutor(1, thread_name_prefix="decode") as reader, ThreadPoolExecutor(1, thread_name_prefix="encode") as writer:
-        pending = reader.submit(decode, model, jobs[0][0], white_balance, max_megapixels) if jobs else None
+        read = partial(decode, model, white_balance=white_balance, max_megapixels=max_megapixels, linear=linear, noise_given=noise_profile is not None)
+        pending = reader.submit(read, jobs[0][0]) if jobs else None
         written = None
         try:
             for i, (raw_path, out_path) in enumerate(jobs):
                 t0 = time.perf_counter()
                 try:
-                    raw, mosaic = pending.result()
-                    pending = reader.submit(decode, model, jobs[i + 1][0], white_balance, max_megapixels) if i + 1 < len(jobs) else None
-                    img = infer(model, raw, mosaic, tile=tile, progress=progress, noise_profile=noise_profile)
+                    raw, mosaic, conditioning, file_notes = pending.result()
+                    pending = reader.submit(read, jobs[i + 1][0]) if i + 1 < len(jobs) else None
+                    img = infer(model, raw, mosaic, tile=tile, progress=progress, noise_profile=noise_profile, linear=linear)
                 except BaseException:
                     yield from report(written)  # the file before the failing one is still written and reported
                     raise
                 record = {"input": str(raw_path), "output": str(out_path), "height": img.shape[0], "width": img.shape[1], "bits": bits_of[i]}
-                warning = noise_level_warning(model, raw.noise_profile, noise_profile)
-                if warning:
-                    record["warning"] = warning
+                if conditioning is not None:
+                    record["conditioning"] = conditioning.record()
+                warnings = list(file_notes)
+                noise_warning = noise_level_warning(model, raw.noise_profile, noise_profile)
+                warnings += [noise_warning] if noise_warning else []
+                if warnings:
+                    record["warnings"] = warnings
                 record["seconds"] = time.perf_counter() - t0
                 yield from report(written)
                 written = (writer.submit(save_image, img, out_path, bits_of[i]), record)
@@ -266,10 +326,11 @@ def process_file(
     tile: int = DEFAULT_TILE,
     bits: int | None = None,
     progress: bool = True,
-    white_balance: str = "camera",
+    white_balance: str | None = None,
     max_megapixels: float = MAX_MEGAPIXELS,
     noise_profile: tuple[float, float] | None = None,
+    linear: bool = False,
 ) -> dict:
     """Process one raw file; returns timings and sizes for the caller to report."""
-    (record,) = process_files(model, [(raw_path, out_path)], tile, bits, progress, white_balance, max_megapixels, noise_profile)
+    (record,) = process_files(model, [(raw_path, out_path)], tile, bits, progress, white_balance, max_megapixels, noise_profile, linear)
     return record

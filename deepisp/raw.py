@@ -44,11 +44,15 @@ class RawMosaic:
         white_level: saturation level in raw DN.
         orientation: rawpy `sizes.flip` (LibRaw bits: 4 transpose, 2 flip rows, 1 flip columns; in practice
             0 none, 3 rot180, 5 rot90 CCW, 6 rot90 CW), the turn that takes the sensor frame to display.
-        camera_wb: as-shot white-balance multipliers (R, G, B) normalised to G = 1; (1, 1, 1) when the file
-            has none. `deepisp process` balances full models' input with it (deepisp.white_balance).
+        camera_wb: as-shot white-balance multipliers (R, G, B) normalised to G = 1; None when the file has
+            none. `deepisp process` balances full models' input with it (deepisp.conditioning).
         noise_profile: the DNG NoiseProfile (S, O), averaged over colour planes: noise variance S*x + O at
             mosaic level x; None when the file has none (non-DNG raws, most older DNGs). Noise-aware JDD
             models are told it (deepisp.model.noise_levels).
+        camera_matrix: [3,3] nested tuples, camera RGB from linear sRGB with rows summing to 1 (dcraw's
+            normalisation), from the file's colour matrix as LibRaw reads it (a DNG's ColorMatrix, or LibRaw's
+            per-camera table for other formats); None when LibRaw knows none. deepisp.conditioning maps the
+            camera's colours into the reference camera's with it.
     """
 
     mosaic: np.ndarray
@@ -58,8 +62,9 @@ class RawMosaic:
     black_level: tuple[float, float, float, float]
     white_level: float
     orientation: int
-    camera_wb: tuple[float, float, float]
+    camera_wb: tuple[float, float, float] | None
     noise_profile: tuple[float, float] | None = None
+    camera_matrix: tuple[tuple[float, float, float], ...] | None = None
 
     def to_sensor_frame(self, img: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
         """Undo the canonicalising flips of an image in the canonical frame.
@@ -199,6 +204,15 @@ def _noise_profile(tags: dict[int, object] | None) -> tuple[float, float] | None
     return float(s), float(o)
 
 
+def _camera_matrix(raw: rawpy.RawPy) -> tuple[tuple[float, float, float], ...] | None:
+    """The inverse of LibRaw's rgb_cam (sRGB from camera, computed from the camera's XYZ matrix with dcraw's row
+    normalisation); None when LibRaw has no matrix for the camera (it then leaves rgb_cam the identity)."""
+    rgb_cam = np.asarray(raw.color_matrix, dtype=np.float64)[:3, :3]
+    if not np.all(np.isfinite(rgb_cam)) or np.allclose(rgb_cam, np.eye(3)) or abs(np.linalg.det(rgb_cam)) < 1e-6:
+        return None
+    return tuple(tuple(float(v) for v in row) for row in np.linalg.inv(rgb_cam))
+
+
 def _libraw_message(err: Exception) -> str:
     msg = err.args[0] if err.args else str(err)
     return msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
@@ -276,7 +290,7 @@ def _decode(raw: rawpy.RawPy) -> RawMosaic:
     mosaic, flip_h, flip_v = canonicalize(np.clip(sensor, 0.0, 1.0), pattern)
 
     wb_r, wb_g, wb_b = raw.camera_whitebalance[:3]
-    camera_wb = (wb_r / wb_g, 1.0, wb_b / wb_g) if min(wb_r, wb_g, wb_b) > 0 else (1.0, 1.0, 1.0)
+    camera_wb = (wb_r / wb_g, 1.0, wb_b / wb_g) if min(wb_r, wb_g, wb_b) > 0 else None
     return RawMosaic(
         mosaic=mosaic,
         pattern=pattern,
@@ -285,5 +299,6 @@ def _decode(raw: rawpy.RawPy) -> RawMosaic:
         black_level=tuple(float(b) for b in black.ravel()),
         white_level=white,
         orientation=int(raw.sizes.flip),
-        camera_wb=tuple(float(v) for v in camera_wb),
+        camera_wb=None if camera_wb is None else tuple(float(v) for v in camera_wb),
+        camera_matrix=_camera_matrix(raw),
     )

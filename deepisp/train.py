@@ -66,6 +66,7 @@ class TrainConfig:
     noise_aware: bool = False  # jdd: the model is given its input's noise level (ModelConfig.noise_input)
     jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
     compand: str = "none"  # jdd: the network's working domain (ModelConfig.compand): "none" (paper) or "sqrt"
+    exposure: str = "as_is"  # full as_shot models: "as_is" (the paper's 1/4 exposure) or "metered" (ModelConfig.exposure)
 
     def __post_init__(self) -> None:
         # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
@@ -80,16 +81,15 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
 
         if tc.data or tc.val_data:
             raise DeepISPError("--photos replaces --data/--val-data (validation photos are held out of the same folders); pass one or the other")
-        return PhotoDataset(tc.photos, cfg.mode, split=split, crop=tc.crop, balanced=cfg.balanced_input, noise_levels=cfg.noise_input)
+        return PhotoDataset(tc.photos, cfg.mode, split=split, crop=tc.crop, balanced=cfg.balanced_input, noise_levels=cfg.noise_input, exposure=cfg.exposure)
     if cfg.noise_input:
         raise DeepISPError("--noise-aware trains from --photos (the noise of every simulated crop is known); MSR folders carry no noise levels")
     if cfg.mode == "full":
         from deepisp.data.s7 import S7Dataset
 
-        balanced = cfg.balanced_input
         if tc.val_data:
-            return S7Dataset(tc.val_data if split == "val" else tc.data, split="all", pair=tc.pair, crop=tc.crop, balanced=balanced)
-        return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop, balanced=balanced)
+            return S7Dataset(tc.val_data if split == "val" else tc.data, split="all", pair=tc.pair, crop=tc.crop, model_config=cfg)
+        return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop, model_config=cfg)
     if tc.val_data:
         raise DeepISPError("--val-data is for S7 (full-ISP) training; MSR has its own train/validation lists")
     from deepisp.data.msr import MSRDataset
@@ -254,6 +254,10 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
             if cfg.mode != "full":
                 raise DeepISPError("--white-balance as_shot is for full-ISP presets (jdd models see linear camera RGB)")
             cfg = replace(cfg, white_balance=tc.white_balance)
+        if tc.exposure != cfg.exposure:
+            if not cfg.balanced_input:
+                raise DeepISPError("--exposure metered is for full presets with --white-balance as_shot (metering works on the balanced raw)")
+            cfg = replace(cfg, exposure=tc.exposure)
         if tc.noise_aware:
             if cfg.mode != "jdd":
                 raise DeepISPError("--noise-aware is for jdd presets (the full ISP's training pairs carry no noise level)")
@@ -299,6 +303,8 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
                 file=sys.stderr,
             )
             init_cfg = replace(init_cfg, compand=cfg.compand)
+        # The exposure contract changes what the model is fed, not its weights.
+        init_cfg = replace(init_cfg, exposure=cfg.exposure)
         if not can_grow(init_cfg, cfg):
             raise DeepISPError(
                 f"--init-from {tc.init_from} is a {init_cfg} model; this run trains {cfg}, which it can start only if they differ in "

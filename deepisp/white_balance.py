@@ -31,10 +31,7 @@ def balance_gains(camera_wb: Sequence[float]) -> np.ndarray:
 
 
 def balance(mosaic: np.ndarray, camera_wb: Sequence[float]) -> np.ndarray:
-    """[H,W] canonical RGGB mosaic (H, W even) -> the same scaled by `balance_gains(camera_wb)`, float32.
-    A file without an as-shot white balance (camera_wb (1,1,1), deepisp.raw's "none") is returned unchanged."""
-    if tuple(camera_wb) == (1.0, 1.0, 1.0):
-        return mosaic
+    """[H,W] canonical RGGB mosaic (H, W even) -> the same scaled by `balance_gains(camera_wb)`, float32."""
     g = balance_gains(camera_wb)
     quad = np.array([[g[0], g[1]], [g[1], g[2]]], dtype=np.float32)
     h, w = mosaic.shape

@@ -21,7 +21,7 @@ from deepisp.export.delegates import check  # noqa: E402
 from deepisp.export.metadata import ExportMetadata, read_tflite  # noqa: E402
 from deepisp.export.tf_graphs import tf_graphs  # noqa: E402
 from deepisp.metrics import psnr  # noqa: E402
-from deepisp.model import ModelConfig  # noqa: E402
+from deepisp.model import PRESETS, ModelConfig  # noqa: E402
 from deepisp.runtime import ExportedModel  # noqa: E402
 from deepisp.tiling import TorchRunner, plan_axis, run_full_frame, window_size  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
@@ -235,10 +235,13 @@ def test_calibration_covers_the_datas_input_range():
 def test_jdd_models_calibrate_on_raws_as_shot(s7_root):
     """A JDD model develops raws as shot, so int8 calibrates (and the accuracy check runs) on the S7 set's
     normal exposure, whose values span the whole range; a low-light full ISP on its 1/4-exposure inputs."""
-    from deepisp.export.calibration import calibration_windows, load_mosaics, model_exposure, raw_paths
+    from deepisp.export.calibration import calibration_windows, load_mosaics, model_exposures, raw_paths
 
-    assert model_exposure("full", "mimic") == "medium_exposure"
-    jdd, full = (raw_paths(s7_root, ("train",), model_exposure(mode)) for mode in ("jdd", "full"))
+    configs = {"jdd": PRESETS["tiny-jdd"], "full": PRESETS["tiny-full"]}
+    assert model_exposures(configs["full"], "mimic") == ("medium_exposure",)
+    metered = ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8, white_balance="as_shot", exposure="metered")
+    assert model_exposures(metered) == ("short_exposure", "medium_exposure")  # a metered model is checked on both
+    jdd, full = (raw_paths(s7_root, ("train",), model_exposures(configs[mode])) for mode in ("jdd", "full"))
     assert len(jdd) == len(full) > 0
     assert all(p.stem == "medium_exposure" for p in jdd) and all(p.stem == "short_exposure" for p in full)
     top_jdd, top_full = (calibration_windows([m for _, m in load_mosaics(paths)], (32, 32), 2)[0].max() for paths in (jdd, full))
@@ -342,7 +345,7 @@ def test_tampered_sidecar_is_refused(tflite_export_dir, onnx_export_dir, tmp_pat
     elif tamper == "missing_key":
         del meta["tile"]
     elif tamper == "other_format":
-        meta["format"] = 2
+        meta["format"] = 1
     else:  # a graph file of another variant under this variant's name
         other = "deepisp_tile_fp16.tflite" if backend == "tflite" else None
         if other is None:

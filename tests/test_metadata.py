@@ -16,9 +16,11 @@ from deepisp.tiling import window_size
 CFG = ModelConfig(mode="full", n_ll=3, n_hl=2, width=8, hl_width=8)
 FRAME, TILE = (150, 214), (32, 32)
 FILES = {"tile": "deepisp_tile_fp32.tflite", "color": "deepisp_color_fp32.tflite"}
-# The format-1 keys in the order every exported graph holds them: another order changes the exported files.
+# The format-2 keys in the order every exported graph holds them: another order changes the exported files.
+# (Format 2 added `input`, what an app does to the mosaic before pass 1, and so changed what `normalisation` says.)
 KEYS = (
-    "format name backend variant layout tile_graph graphs normalisation reference_wb cfa frame window tile windows_per_frame plan monomial_order model_config"
+    "format name backend variant layout tile_graph graphs normalisation reference_wb input cfa frame window tile windows_per_frame plan "
+    "monomial_order model_config"
 ).split()
 MEASURED = Measured(
     bytes={"tile": 100, "color": 50},
@@ -41,10 +43,10 @@ def as_read(meta: ExportMetadata) -> dict:
     return json.loads(json.dumps(meta.to_json()))
 
 
-def test_json_keeps_the_format_1_keys_and_round_trips():
+def test_json_keeps_the_format_2_keys_and_round_trips():
     meta = tiny()
     data = as_read(meta)
-    assert list(data) == KEYS and data["format"] == FORMAT == 1 and data["name"] == "DeepISP"
+    assert list(data) == KEYS and data["format"] == FORMAT == 2 and data["name"] == "DeepISP"
     assert meta.to_json() == data  # plain JSON values: lists, the config as a dict
     assert data["model_config"] == asdict(CFG) and data["frame"] == list(FRAME) and data["layout"] == "NHWC"
     assert data["tile_graph"] == FILES["tile"] and meta.files == FILES
@@ -73,7 +75,7 @@ def test_json_of_another_tool_is_refused(foreign):
 
 
 def test_another_format_version_is_refused():
-    refused(as_read(tiny()) | {"format": 2}, "format 2, this deepisp reads format 1: re-export with this version")
+    refused(as_read(tiny()) | {"format": 1}, "format 1, this deepisp reads format 2: re-export with this version")
 
 
 def test_missing_keys_are_refused():

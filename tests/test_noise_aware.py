@@ -19,6 +19,7 @@ from deepisp.export.commands import run as export_run
 from deepisp.export.gate import reference_model
 from deepisp.export.metadata import ExportMetadata, describe
 from deepisp.model import PRESETS, DeepISP, fold_noise_level, noise_levels
+from deepisp.noise_estimate import estimate_noise_profile
 from deepisp.raw import read_raw
 from deepisp.tiling import run_tiled
 from deepisp.train import TrainConfig, train
@@ -262,3 +263,23 @@ def test_exported_graphs_warn_when_the_files_noise_is_not_their_baked_level(tmp_
     write_dng(tmp_path / "untagged.dng", cfa, **dng_args)
     assert main(["process", str(tmp_path / "untagged.dng"), "-o", str(tmp_path / "c.png"), *run]) == 0
     assert "no NoiseProfile" in capsys.readouterr().err and (tmp_path / "c.png").exists()
+
+
+def test_noise_is_estimated_from_a_raw_without_noise_profile(tmp_path, capsys):
+    """The estimator recovers a known sensor noise on smooth scenes, and `deepisp process` uses it (with a
+    warning) for a noise-aware model when the file has no NoiseProfile."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:256, 0:384] / 384
+    clean = 0.05 + 0.6 * x * (0.6 + 0.4 * np.sin(3 * y))  # smooth, levels 0.05..0.65
+    for shot, read_var in ((2e-4, 4e-6), (8e-4, 1e-5)):
+        noisy = np.clip(clean + np.sqrt(shot * clean + read_var) * rng.standard_normal(clean.shape), 0, 1)
+        s, o = estimate_noise_profile(noisy)
+        for level in (0.05, 0.3):  # the noise sigma it implies, within 10%
+            assert np.sqrt(s * level + o) == pytest.approx(np.sqrt(shot * level + read_var), rel=0.1)
+    model = trained_like(TINY)
+    ckpt = tmp_path / "aware.pt"
+    save_checkpoint(ckpt, model, TINY)
+    dn = np.round(64 + noisy * (1023 - 64)).astype(np.uint16)
+    write_dng(tmp_path / "plain.dng", dn, color_matrix=np.eye(3), as_shot_neutral=(1, 1, 1))
+    assert main(["process", str(tmp_path / "plain.dng"), "-o", str(tmp_path / "a.png"), "--model", str(ckpt)]) == 0
+    assert "noise estimated from the image" in capsys.readouterr().err

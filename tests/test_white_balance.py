@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from deepisp.conditioning import condition
 from deepisp.data.s7 import S7Dataset
 from deepisp.data.synthetic import MANIFEST_NAME, WB_GAIN_RANGE
 from deepisp.model import ModelConfig
@@ -28,9 +29,7 @@ def test_grey_of_another_camera_arrives_with_the_reference_balance():
         assert out.dtype == np.float32
 
 
-def test_file_without_white_balance_is_unchanged_and_reference_is_the_middle_of_the_training_range():
-    mosaic = grey_mosaic((1.0, 1.0, 1.0))
-    assert balance(mosaic, (1.0, 1.0, 1.0)) is mosaic
+def test_reference_is_the_middle_of_the_training_range():
     for c, ch in ((0, "R"), (2, "B")):
         lo, hi = WB_GAIN_RANGE[ch]
         assert REFERENCE_WB[c] == pytest.approx(np.sqrt(lo * hi))
@@ -41,10 +40,15 @@ def test_synthetic_dngs_carry_their_drawn_white_balance(s7_root):
     for name, scene in manifest.items():
         wb = read_raw(s7_root / name / "short_exposure.dng").camera_wb
         assert np.allclose(wb, scene["wb_gains"], rtol=1e-4), name
-    plain, balanced = S7Dataset(s7_root, split="all"), S7Dataset(s7_root, split="all", balanced=True)
+    as_shot = ModelConfig(mode="full", white_balance="as_shot")
+    plain, balanced = S7Dataset(s7_root, split="all"), S7Dataset(s7_root, split="all", model_config=as_shot)
     name = plain.name(0)
-    expected = balance(plain.frame(0)[0], manifest[name]["wb_gains"])
-    assert np.allclose(balanced.frame(0)[0], expected, atol=1e-6)
+    wb = manifest[name]["wb_gains"]
+    expected = balance(plain.frame(0)[0], wb)
+    # an as_shot model's input: the balanced raw, only sites above the neutral ceiling (clipped highlights) cut
+    got = balanced.frame(0)[0]
+    assert np.allclose(got, np.minimum(expected, got.max()), atol=1e-6)
+    assert np.allclose(got, condition(plain.frame(0)[0], wb), atol=1e-6)
 
 
 def test_as_shot_is_a_full_model_contract():

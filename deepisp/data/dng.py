@@ -42,7 +42,7 @@ def write_dng(
     black_level: int = 64,
     white_level: int = 1023,
     color_matrix: np.ndarray,
-    as_shot_neutral: tuple[float, float, float],
+    as_shot_neutral: tuple[float, float, float] | None,
     orientation: int = 1,
     make: str = "deepisp",
     model: str = "synthetic",
@@ -58,7 +58,8 @@ def write_dng(
         black_level: black level in DN, the same for every site.
         white_level: saturation level in DN, > black_level.
         color_matrix: [3,3] XYZ (D65) -> camera RGB, stored as ColorMatrix1 with CalibrationIlluminant1 D65.
-        as_shot_neutral: camera RGB of a neutral surface under the scene light (1 / white-balance gains).
+        as_shot_neutral: camera RGB of a neutral surface under the scene light (1 / white-balance gains); None
+            writes no AsShotNeutral (a file without white-balance metadata).
         orientation: TIFF/EXIF Orientation 1..8 (display rotation/mirroring of the stored frame).
         make, model: Make and Model tags; UniqueCameraModel is "<make> <model>".
         noise_profile: (S, O) of the DNG NoiseProfile tag: the noise variance at normalised level x is S*x + O
@@ -75,7 +76,7 @@ def write_dng(
     color_matrix = np.asarray(color_matrix, dtype=np.float64)
     if color_matrix.shape != (3, 3) or not np.all(np.isfinite(color_matrix)) or np.abs(color_matrix).max() > 2000:
         raise ValueError(f"color_matrix must be a finite 3x3 matrix with |entries| <= 2000, got {color_matrix}")
-    neutral = np.asarray(as_shot_neutral, dtype=np.float64)
+    neutral = np.ones(3) if as_shot_neutral is None else np.asarray(as_shot_neutral, dtype=np.float64)
     if neutral.shape != (3,) or not np.all((neutral > 0) & (neutral < 4000)):
         raise ValueError(f"as_shot_neutral must be 3 positive values, got {as_shot_neutral}")
     if orientation not in range(1, 9):
@@ -97,9 +98,10 @@ def write_dng(
         (50714, _LONG, 1, int(black_level), True),  # BlackLevel
         (50717, _LONG, 1, int(white_level), True),  # WhiteLevel
         (50721, _SRATIONAL, 9, _rationals(color_matrix), True),  # ColorMatrix1
-        (50728, _RATIONAL, 3, _rationals(neutral), True),  # AsShotNeutral
         (50778, _SHORT, 1, _ILLUMINANT_D65, True),  # CalibrationIlluminant1
     ]
+    if as_shot_neutral is not None:
+        tags.append((50728, _RATIONAL, 3, _rationals(neutral), True))  # AsShotNeutral
     if noise_profile is not None:
         tags.append((51041, _DOUBLE, 2, tuple(float(v) for v in noise_profile), True))  # NoiseProfile
     with atomic_path(path) as tmp:

@@ -15,6 +15,11 @@ different mosaics, noise fields and (full ISP) white balances and exposures of t
           balance, auto exposure from the whole photo, 1/4 exposure, shot + read noise, 10-bit DN,
           normalised as deepisp.raw does (`balanced`: then balanced with the drawn white balance, which is
           what the DNG's AsShotNeutral carries: the input of "as_shot" models); target: the sRGB photo crop.
+          `exposure="metered"` (balanced only): the exposure is drawn instead (EXPOSURE_SHARES: the 1/4 of
+          the paper, log-uniform 1/16..1 of the automatic exposure, or over-exposed 1..4x with clipped
+          highlights), and the raw is brought back to the trained level as every runner does it
+          (deepisp.conditioning.condition with the whole photo's metering gain, highlights clipped neutral);
+          a share WB_ESTIMATE_SHARE is balanced with the white balance estimated from the whole photo.
 
 Flips and transposes are applied to the photo before it is mosaiced, so the CFA phase of every input is
 the true RGGB phase. Samples: input [3,c,c] bilinear-demosaiced linear RGB in [0,1]; target [3,c,c]
@@ -37,6 +42,7 @@ import torch
 
 from deepisp.cfa import mosaic
 from deepisp.color import srgb_to_linear
+from deepisp.conditioning import condition, estimate_white_balance, metering_gain
 from deepisp.data.synthetic import (
     SHORT_EXPOSURE_RATIO,
     auto_exposure_gain,
@@ -61,6 +67,15 @@ JDD_GAIN_RANGE = (0.25, 1.0)
 # Share of JDD crops with no noise at all: a blind denoiser that never sees a clean mosaic smooths one
 # (the first phone-jdd, trained without, lost 0.9 dB to LibRaw DCB at sigma 0 while winning at 5 and 10).
 JDD_CLEAN_FRACTION = 0.25
+# Metered full models: the share of crops at the paper's 1/4 exposure, log-uniform over EXPOSURE_RANGE (of
+# the automatic exposure), and over-exposed over OVEREXPOSURE_RANGE (highlights clip, in every channel or some).
+EXPOSURE_SHARES = {"short": 0.3, "range": 0.55, "over": 0.15}
+EXPOSURE_RANGE = (1 / 16, 1.0)
+# Metered full models: the share of crops balanced with the white balance estimated from the whole photo
+# (deepisp.conditioning.estimate_white_balance, what a file without one gets) instead of the true one, so the
+# colour transform learns to take out what the estimate leaves.
+WB_ESTIMATE_SHARE = 0.3
+OVEREXPOSURE_RANGE = (1.0, 4.0)
 # The photo stride used to measure the auto exposure of a whole photo (even, so the CFA mix is kept).
 EXPOSURE_STRIDE = 4
 _SRGB_TO_LINEAR_LUT = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy().astype(np.float32)
@@ -74,6 +89,15 @@ def holdout(photos: Sequence[Path], split: str) -> list[Path]:
     n_val = max(1, round(len(ordered) * VAL_FRACTION)) if len(ordered) >= 2 else 0
     val = set(np.random.default_rng(HOLDOUT_SEED).permutation(len(ordered))[:n_val].tolist())
     return [p for k, p in enumerate(ordered) if (k in val) == (split == "val")]
+
+
+def draw_exposure(rng: np.random.Generator) -> float:
+    """An exposure, as a fraction of the automatic one, for a metered model's crop (EXPOSURE_SHARES)."""
+    kind = rng.choice(list(EXPOSURE_SHARES), p=list(EXPOSURE_SHARES.values()))
+    if kind == "short":
+        return SHORT_EXPOSURE_RATIO
+    low, high = EXPOSURE_RANGE if kind == "range" else OVEREXPOSURE_RANGE
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
 def _augment(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -99,6 +123,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         augment: bool = True,
         balanced: bool = False,
         noise_levels: bool = False,
+        exposure: str = "as_is",
     ):
         if mode not in MODES:
             raise DeepISPError(f"mode must be one of {MODES}, got {mode!r}")
@@ -106,7 +131,10 @@ class PhotoDataset(torch.utils.data.Dataset):
             raise DeepISPError("only full-ISP pairs can be white-balanced")
         if noise_levels and mode != "jdd":
             raise DeepISPError("only jdd pairs carry noise levels")
+        if exposure not in ("as_is", "metered") or (exposure == "metered" and not balanced):
+            raise DeepISPError(f"exposure {exposure!r}: 'metered' pairs are for white-balanced full models, else 'as_is'")
         self.mode, self.crop, self.augment, self.balanced, self.noise_levels = mode, crop, augment, balanced, noise_levels
+        self.exposure = exposure
         loaded = [(p, load_photo(p)) for p in holdout(find_photos(folders), split)]
         small = [p for p, img in loaded if min(img.shape[:2]) < crop]
         if small:
@@ -148,10 +176,16 @@ class PhotoDataset(torch.utils.data.Dataset):
         if self.mode == "jdd":
             return self._jdd(linear, rng)
         params = draw_scene_params(rng)
-        gain = auto_exposure_gain(camera_mosaic(self._metering[i], "RGGB", params["wb_gains"]))
-        dn = expose(camera_mosaic(linear, "RGGB", params["wb_gains"]) * gain, SHORT_EXPOSURE_RATIO, params, rng)
+        metered = camera_mosaic(self._metering[i], "RGGB", params["wb_gains"])
+        gain = auto_exposure_gain(metered)
+        ratio = draw_exposure(rng) if self.exposure == "metered" else SHORT_EXPOSURE_RATIO
+        dn = expose(camera_mosaic(linear, "RGGB", params["wb_gains"]) * gain, ratio, params, rng)
         raw = dn_to_normalised(dn)
-        if self.balanced:
+        if self.exposure == "metered":
+            whole = np.clip(metered * (gain * ratio), 0.0, 1.0)  # the whole photo as shot, for metering
+            wb = estimate_white_balance(whole) if rng.random() < WB_ESTIMATE_SHARE else params["wb_gains"]
+            raw = condition(raw, wb, None, metering_gain(whole, stride=1))
+        elif self.balanced:
             raw = balance(raw, params["wb_gains"])
         raw = torch.from_numpy(raw)[None, None]
         target = torch.from_numpy(np.array(photo, dtype=np.float32)).permute(2, 0, 1) / 255.0

@@ -38,11 +38,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deepisp.conditioning import model_input
 from deepisp.data.splits import split_names
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
+from deepisp.model import ModelConfig
 from deepisp.raw import read_raw
-from deepisp.white_balance import balance
 
 PAIRS = {
     "low_light": ("short_exposure", "medium_exposure"),
@@ -145,9 +146,9 @@ def register(mosaic: np.ndarray, target: np.ndarray, what: str) -> tuple[np.ndar
     return crop(mosaic, True), crop(target, False)
 
 
-def load_pair(scene: S7Scene, pair: str = "low_light", balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Read and register one scene's pair; `balanced`: the mosaic balanced with the raw's as-shot white
-    balance (deepisp.white_balance, the input of "as_shot" models).
+def load_pair(scene: S7Scene, pair: str = "low_light", model_config: ModelConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read and register one scene's pair; with `model_config`, the mosaic is that model's input
+    (deepisp.conditioning.model_input: balanced, metered, ... as the model's contract says), else the raw mosaic.
 
     Returns:
         mosaic [H,W] float32 in [0,1], canonical RGGB; target [H,W,3] uint8 sRGB, same frame and size.
@@ -155,7 +156,7 @@ def load_pair(scene: S7Scene, pair: str = "low_light", balanced: bool = False) -
     raw_exp, jpg_exp = PAIRS[pair]
     raw = read_raw(scene.files[(raw_exp, "raw")])
     target = raw.from_display(read_jpeg(scene.files[(jpg_exp, "jpeg")]))
-    mosaic = balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic
+    mosaic = raw.mosaic if model_config is None else model_input(raw, model_config)[0]
     return register(mosaic, target, f"scene {scene.name}")
 
 
@@ -174,7 +175,7 @@ class S7Dataset(torch.utils.data.Dataset):
         crop: int = 256,
         flips: bool = True,
         cache_size: int = 16,
-        balanced: bool = False,
+        model_config: ModelConfig | None = None,
     ):
         scenes, problems = scan_s7(root, pair)
         for msg in problems:
@@ -183,7 +184,7 @@ class S7Dataset(torch.utils.data.Dataset):
         self.scenes = [by_name[n] for n in split_names(sorted(by_name), split)]
         if not self.scenes:
             raise DeepISPError(f"the {split!r} split of {root} is empty ({len(scenes)} scenes in all); add scenes")
-        self.pair, self.crop, self.flips, self.balanced = pair, crop, flips, balanced
+        self.pair, self.crop, self.flips, self.model_config = pair, crop, flips, model_config
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -194,7 +195,7 @@ class S7Dataset(torch.utils.data.Dataset):
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        item = load_pair(self.scenes[i], self.pair, self.balanced)
+        item = load_pair(self.scenes[i], self.pair, self.model_config)
         self._cache[i] = item
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

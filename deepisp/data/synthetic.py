@@ -52,10 +52,17 @@ FIRST_CAPTURE_TIME = datetime.datetime(2026, 1, 1, 0, 0, 0)
 # Samsung Galaxy S7 (the S7-ISP camera) XYZ(D65) -> camera matrix, x10000, as tabulated in LibRaw's
 # src/tables/colordata.cpp (Adobe DNG Converter's D65 ColorMatrix; "Galaxy S7" and "S7 Edge" share it).
 S7_XYZ_TO_CAMERA = np.array([[9927, -3704, -1024], [-3935, 12758, 1257], [-389, 1512, 4993]]) / 10000.0
-# Camera RGB from linear sRGB, rows scaled to sum to 1 so sRGB white reads (1,1,1) before white balance
-# (dcraw's normalisation): the sensor's own daylight cast is carried by the sampled white-balance gains.
-_cam_from_srgb = S7_XYZ_TO_CAMERA @ M_XYZ_FROM_SRGB
-M_CAM_FROM_SRGB = _cam_from_srgb / _cam_from_srgb.sum(axis=1, keepdims=True)
+
+
+def camera_from_srgb(xyz_to_camera: np.ndarray) -> np.ndarray:
+    """A camera's XYZ(D65)->camera matrix [3,3] (a DNG ColorMatrix, LibRaw's table) -> camera RGB from linear
+    sRGB, rows scaled to sum to 1 so sRGB white reads (1,1,1) before white balance (dcraw's normalisation):
+    the sensor's own daylight cast is carried by the white-balance gains."""
+    m = np.asarray(xyz_to_camera, dtype=np.float64) @ M_XYZ_FROM_SRGB
+    return m / m.sum(axis=1, keepdims=True)
+
+
+M_CAM_FROM_SRGB = camera_from_srgb(S7_XYZ_TO_CAMERA)
 M_SRGB_FROM_CAM = np.linalg.inv(M_CAM_FROM_SRGB)
 # What the DNG's ColorMatrix1 holds: XYZ (D65) -> this normalised camera space.
 M_CAM_FROM_XYZ = M_CAM_FROM_SRGB @ np.linalg.inv(M_XYZ_FROM_SRGB)
@@ -130,10 +137,11 @@ def draw_scene_params(rng: np.random.Generator) -> dict:
     return {"wb_gains": wb_gains.tolist(), "noise_shot_a": shot_a, "noise_read_b": read_b}
 
 
-def camera_mosaic(linear: np.ndarray, pattern: str, wb_gains: Sequence[float]) -> np.ndarray:
+def camera_mosaic(linear: np.ndarray, pattern: str, wb_gains: Sequence[float], cam_from_srgb: np.ndarray = M_CAM_FROM_SRGB) -> np.ndarray:
     """Linear sRGB [H,W,3] (any H, W) -> the noiseless sensor mosaic [H,W] before exposure: camera RGB
-    (M_CAM_FROM_SRGB) divided by the white-balance gains, sampled on `pattern`."""
-    camera = (linear @ M_CAM_FROM_SRGB.T) / np.asarray(wb_gains)  # M_CAM_FROM_SRGB is non-negative: so is camera
+    (`cam_from_srgb`, the S7's by default) divided by the white-balance gains, sampled on `pattern`, clipped
+    at 0 (another camera's matrix may send saturated colours below it)."""
+    camera = np.maximum((linear @ np.asarray(cam_from_srgb).T) / np.asarray(wb_gains), 0.0)
     return sample(camera, pattern)
 
 

@@ -1,6 +1,6 @@
 """Real raw data for export: calibration windows for int8/int16 and held-out frames for accuracy checks.
 
-A source is either an S7-layout root (the raws of the exposure the model takes: `model_exposure`; see
+A source is either an S7-layout root (the raws of the exposures the model takes: `model_exposures`; see
 deepisp.data.s7) or a folder of raw files (any Bayer raw LibRaw opens). The default is the S7-layout set
 the project renders from the Kodak photographs in ../shared/data (deepisp.data.DEFAULT_EVAL_SET, built on
 first use by `default_s7_root`): its train split calibrates, its val and test splits check accuracy, so
@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from deepisp.conditioning import model_input
 from deepisp.data import DEFAULT_EVAL_SET, SHARED_DATA
 from deepisp.data.s7 import PAIRS, RAW_EXTENSIONS, scan_s7
 from deepisp.data.splits import split_names
 from deepisp.errors import DeepISPError
+from deepisp.model import ModelConfig
 from deepisp.raw import read_raw
-from deepisp.white_balance import balance
 
 # LibRaw opens far more than DNG; these are the common Bayer raw extensions accepted in a plain folder.
 RAW_FILE_EXTENSIONS = RAW_EXTENSIONS + (".nef", ".cr2", ".cr3", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".raw")
@@ -41,15 +42,20 @@ def default_s7_root(root: Path = DEFAULT_EVAL_SET, progress: bool = True) -> Pat
     return root
 
 
-def model_exposure(mode: str, pair: str = "low_light") -> str:
-    """The S7 exposure whose raws a model takes: a full ISP model its training pair's input (the paper's
-    low-light 1/4 exposure by default); a JDD model the normal exposure, since it develops raws as shot (the
-    well-exposed raws span the whole [0,1]: calibrated on low-light raws, int8 would saturate at ~0.3)."""
-    return "medium_exposure" if mode == "jdd" else PAIRS[pair][0]
+def model_exposures(cfg: ModelConfig, pair: str = "low_light") -> tuple[str, ...]:
+    """The S7 exposures whose raws a model takes: a full ISP model its training pair's input (the paper's
+    low-light 1/4 exposure by default), and for a metered one the normal exposure too (both reach it at the
+    trained level: the check covers the metering); a JDD model the normal exposure, since it develops raws as
+    shot (the well-exposed raws span the whole [0,1]: calibrated on low-light raws, int8 would saturate at ~0.3)."""
+    if cfg.mode == "jdd":
+        return ("medium_exposure",)
+    first = PAIRS[pair][0]
+    return (first, "medium_exposure") if cfg.exposure == "metered" and first != "medium_exposure" else (first,)
 
 
-def raw_paths(source: Path, splits: tuple[str, ...], exposure: str = "short_exposure") -> list[Path]:
-    """The raw files of `source`: the `exposure` raws of the given splits (S7 root) or every raw file."""
+def raw_paths(source: Path, splits: tuple[str, ...], exposures: tuple[str, ...] = ("short_exposure",)) -> list[Path]:
+    """The raw files of `source`: the raws of the given splits (S7 root), scene by scene in the order of
+    `exposures`, or every raw file."""
     source = Path(source)
     if not source.exists():
         raise DeepISPError(f"calibration/data folder {source} not found: pass raw files or an S7-layout folder")
@@ -61,18 +67,18 @@ def raw_paths(source: Path, splits: tuple[str, ...], exposure: str = "short_expo
     if any(p.is_dir() for p in source.iterdir()):
         scenes, _ = scan_s7(source)
         names = {n for split in splits for n in split_names([s.name for s in scenes], split)}
-        return [s.files[(exposure, "raw")] for s in scenes if s.name in names and (exposure, "raw") in s.files]
+        return [s.files[(e, "raw")] for s in scenes if s.name in names for e in exposures if (e, "raw") in s.files]
     raise DeepISPError(f"no raw files ({', '.join(RAW_FILE_EXTENSIONS)}) or S7 scene folders in {source}")
 
 
-def load_mosaics(paths: list[Path], balanced: bool = False) -> list[tuple[str, np.ndarray]]:
+def load_mosaics(paths: list[Path], model_config: ModelConfig | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, mosaic [H,W] float32 canonical RGGB) per raw file; unreadable files are a clear error.
-    `balanced`: balanced with each file's as-shot white balance (the input of "as_shot" models)."""
+    With `model_config`, each mosaic is that model's input (deepisp.conditioning.model_input), else the raw's."""
     frames = []
     for p in paths:
         raw = read_raw(p)
         name = p.parent.name if p.stem.lower().startswith("short_exposure") else p.stem
-        frames.append((name, balance(raw.mosaic, raw.camera_wb) if balanced else raw.mosaic))
+        frames.append((name, raw.mosaic if model_config is None else model_input(raw, model_config)[0]))
     return frames
 
 

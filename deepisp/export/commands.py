@@ -119,7 +119,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     import torch
 
     from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
-    from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, model_exposure, raw_paths
+    from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, model_exposures, raw_paths
     from deepisp.export.gate import reference_outputs
     from deepisp.export.pipeline import ExportOptions, publish, summary_line
     from deepisp.model import compand
@@ -145,18 +145,17 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     )
 
     data = args.data or default_s7_root()
-    balanced = cfg.balanced_input
-    exposure = model_exposure(cfg.mode, state.get("train_config", {}).get("pair", "low_light"))
-    frames = load_mosaics(raw_paths(data, ("val", "test"), exposure)[: args.eval_images], balanced)
+    exposures = model_exposures(cfg, state.get("train_config", {}).get("pair", "low_light"))
+    frames = load_mosaics(raw_paths(data, ("val", "test"), exposures)[: args.eval_images], cfg)
     if not frames:
-        raise DeepISPError(f"no held-out raw frames ({exposure} raws of an S7 layout, or raw files) in {data} for the accuracy check; pass --data")
+        raise DeepISPError(f"no held-out raw frames ({', '.join(exposures)} raws of an S7 layout, or raw files) in {data} for the accuracy check; pass --data")
     references = reference_outputs(model, frames)
     calibration = {}  # variant -> its calibration windows
     calibrated = [v for v in variants if v in getattr(exporter, "CALIBRATED", ())]
     if calibrated:
         source = args.calib or default_s7_root()
         size = (min(CALIBRATION_WINDOW, window[0]), min(CALIBRATION_WINDOW, window[1]))
-        mosaics = [m for _, m in load_mosaics(raw_paths(source, ("train",), exposure), balanced)]
+        mosaics = [m for _, m in load_mosaics(raw_paths(source, ("train",), exposures), cfg)]
         for v in calibrated:
             top = args.calib_input_max
             if top is None and v in getattr(exporter, "WHOLE_INPUT_RANGE", ()):

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from deepisp.atomic import atomic_path
+from deepisp.conditioning import describe as describe_input
 from deepisp.errors import DeepISPError
 from deepisp.export.graphs import ColorGraph, TileGraph
 from deepisp.model import MONOMIAL_ORDER, ModelConfig
@@ -26,16 +27,15 @@ from deepisp.tiling import AxisPlan, alignment, cell_count, high_level_reach, lo
 from deepisp.white_balance import REFERENCE_WB
 
 # Version of the JSON: readers refuse other versions, so bump it when a key changes meaning or goes away.
-FORMAT = 1
+FORMAT = 2
 METADATA_NAME = "deepisp"
 NAME = "DeepISP"  # the "name" entry: what tells deepisp metadata from other JSON
 
 NORMALISATION = (
     "mosaic = clip((raw - black[site]) / (white - black[site]), 0, 1) per 2x2 CFA site, float32, linear sensor "
-    "values with no colour matrix; for a model whose model_config.white_balance is 'as_shot', each site is then "
-    "multiplied by gains = camera_wb / reference_wb, divided by the largest gain (camera_wb: the file's as-shot "
-    "R,G,B multipliers with G = 1, e.g. 1/AsShotNeutral; reference_wb: this metadata's 'reference_wb' entry; "
-    "deepisp.white_balance); 'estimate' models take the mosaic without white balance"
+    "values with no colour matrix; then, for full models, the steps of this metadata's 'input' entry (white "
+    "balance, neutral highlights, the camera's colours into the reference camera's, metered exposure: "
+    "deepisp.conditioning); jdd models take the normalised mosaic as is"
 )
 CFA = (
     "canonical RGGB: pixel (0,0) of every window is red. Sensors with GRBG/GBRG/BGGR are mirrored left-right "
@@ -92,6 +92,7 @@ class ExportMetadata:
     graphs: dict[str, dict]
     normalisation: str
     reference_wb: tuple[float, ...]
+    input: dict  # what the app does to the normalised mosaic before pass 1 (deepisp.conditioning.describe)
     cfa: str
     frame: tuple[int, int]
     window: tuple[int, int]
@@ -210,6 +211,7 @@ _READERS: dict[str, Callable[[object], object]] = {
     "graphs": _graphs,
     "normalisation": _of(str),
     "reference_wb": _tuple_of((int, float), 3),
+    "input": _of(dict),
     "cfa": _of(str),
     "frame": _tuple_of(int, 2),
     "window": _tuple_of(int, 2),
@@ -295,6 +297,7 @@ def describe(
         graphs=graphs,
         normalisation=NORMALISATION,
         reference_wb=REFERENCE_WB,
+        input=describe_input(cfg),
         cfa=CFA,
         frame=tuple(frame),
         window=tuple(window),

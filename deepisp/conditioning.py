@@ -1,0 +1,284 @@
+"""What a full model's input is made from a raw file of any camera and exposure: the steps before pass 1.
+
+A full model was trained on one kind of mosaic: the simulated Samsung S7 sensor at 1/4 of its automatic
+exposure, balanced to the S7 reference (deepisp.white_balance). A raw from another camera or exposure is
+brought there, in this order, every step on the canonical RGGB mosaic ([H,W] float32, [0,1] of full scale):
+
+1. White balance: each site times camera_wb / REFERENCE_WB, normalised so the largest gain is 1
+   (`deepisp.white_balance.balance`). camera_wb is the file's as-shot balance (AsShotNeutral, LibRaw's camera
+   multipliers) or, for a file without one, `estimate_white_balance`.
+2. Highlights: a site at the sensor's white level carries no colour, so every site is clipped at the
+   *neutral ceiling*: the level where the first channel of a neutral surface saturates, per site
+   `min(camera_wb) / (REFERENCE_WB[c] * max gain)`. A sensor site clipped in any channel then renders grey
+   or white, never cyan or magenta (LibRaw's default highlight mode, "clip", does the same).
+3. Camera colour: the balanced camera RGB of this camera is mapped into the reference (S7) camera's by the
+   3x3 `reference_matrix` of the file's colour matrix (LibRaw's, from a DNG's ColorMatrix or its own
+   per-camera table; both cameras' matrices row-normalised to white = (1,1,1) as dcraw does). A 3x3 mix needs all three colours at
+   a site, so the mosaic is demosaiced bilinearly, mixed and sampled again on the RGGB grid (`remosaic`): the
+   model's own first step, so nothing but colour changes at flat colours; the mix of a site's own value with
+   its interpolated neighbours costs a little sharpness at colour edges, in proportion to the matrix's
+   off-diagonal terms (0 for the S7, at most ~0.35 for the cameras of benchmarks/robustness.py).
+4. Exposure (`exposure: metered` models): the whole mosaic times `metering_gain` of the *raw* mosaic (its
+   99th percentile brought to METER_TARGET, the level of the trained 1/4 exposure: the synthetic camera's
+   auto exposure puts it at 0.8, its short exposure at a quarter of that), then clipped to the neutral
+   ceiling again (scaled by the gain, and at most full scale), so a bright lamp in a brightened dark frame
+   stays white.
+
+`prepare` does all of it for a RawMosaic and a model config and says what it did (`Conditioning`, warnings
+for a file without white balance or colour matrix); `condition` is the same on bare arrays, and it is what
+training (deepisp.data.photos) applies to its simulated raws, so training and every runner see one input.
+An app does the same before pass 1 of the exported graphs: the sidecar's `input` entry states it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from deepisp.cfa import mosaic as sample_rggb
+from deepisp.data.synthetic import AUTO_EXPOSURE_PERCENTILE, AUTO_EXPOSURE_TARGET, M_CAM_FROM_SRGB, SHORT_EXPOSURE_RATIO
+from deepisp.demosaic import bilinear_demosaic
+from deepisp.model import ModelConfig
+from deepisp.raw import RawMosaic
+from deepisp.white_balance import REFERENCE_WB, balance, balance_gains
+
+# Metering: the raw's 99th percentile is brought to the level the models were trained at (0.2 of full scale).
+METER_PERCENTILE = AUTO_EXPOSURE_PERCENTILE
+METER_TARGET = AUTO_EXPOSURE_TARGET * SHORT_EXPOSURE_RATIO
+# Gain limits: 16x brightens a 1/64 exposure to the trained level; below 1/16 the noise is beyond training
+# anyway. The lower limit only matters for frames clipped over more than 1% (gain 0.2).
+METER_GAIN_RANGE = (METER_TARGET, 16.0)
+# Quads per axis skipped when metering: the percentile of every 4th quad row/column (all four sites of
+# each quad, so the colour mix is kept) is within noise of the whole frame's, at 1/16 of the sort.
+METER_STRIDE = 4
+# A reference matrix within this of the identity is skipped (the S7 itself: its DNG stores the matrix as
+# rationals, so it comes back within ~1e-4).
+IDENTITY_TOLERANCE = 1e-3
+EXPOSURE_MODES = ("as_is", "metered")
+# Shades-of-grey white-balance estimate: the norm, and the level above which a quad is left out.
+WB_ESTIMATE_NORM = 6
+WB_ESTIMATE_CEILING = 0.9
+WHITE_BALANCE_SOURCES = ("camera", "estimate", "off")
+
+
+def _per_site(mosaic: np.ndarray, values: Sequence[float], op) -> np.ndarray:
+    """`op(mosaic, v)` with v = values[R], [G], [G], [B] at the RGGB sites; [H,W] (H, W even) float32."""
+    quad = np.array([[values[0], values[1]], [values[1], values[2]]], dtype=np.float32)
+    h, w = mosaic.shape
+    return op(mosaic.reshape(h // 2, 2, w // 2, 2), quad.reshape(1, 2, 1, 2)).reshape(h, w).astype(np.float32)
+
+
+def metering_gain(mosaic: np.ndarray, stride: int = METER_STRIDE) -> float:
+    """The exposure gain that brings the mosaic's METER_PERCENTILE to METER_TARGET, within METER_GAIN_RANGE.
+
+    Args:
+        mosaic: [H,W] raw RGGB mosaic, [0,1] of full scale, before white balance (an odd last row or column
+            is not metered).
+        stride: every stride-th 2x2 quad along each axis is metered.
+    """
+    h, w = mosaic.shape[0] // 2 * 2, mosaic.shape[1] // 2 * 2
+    quads = mosaic[:h, :w].reshape(h // 2, 2, w // 2, 2)[::stride, :, ::stride]
+    level = float(np.percentile(quads, METER_PERCENTILE))
+    low, high = METER_GAIN_RANGE
+    return high if level <= METER_TARGET / high else float(np.clip(METER_TARGET / level, low, high))
+
+
+def neutral_ceiling(camera_wb: Sequence[float]) -> np.ndarray:
+    """(3,) per-channel clip levels of a mosaic balanced with `camera_wb` (see the module doc, step 2): a
+    neutral colour in the model's input space, as bright as a neutral can be before any channel clips."""
+    wb = np.asarray(camera_wb, dtype=np.float64)
+    gains = balance_gains(camera_wb)
+    return wb.min() * gains / wb  # = min(wb) / (REFERENCE_WB * max(wb / REFERENCE_WB))
+
+
+def reference_matrix(camera_matrix: np.ndarray | None) -> np.ndarray:
+    """[3,3] map from a camera's balanced mosaic (step 1) to the reference camera's: identity when the file
+    has no colour matrix (the camera is then taken to respond like the reference).
+
+    `camera_matrix` is the camera's camera-from-linear-sRGB matrix, rows normalised (RawMosaic.camera_matrix).
+    A balanced camera sees linear sRGB x as M x / REFERENCE_WB, the reference as M_ref x / REFERENCE_WB.
+    """
+    if camera_matrix is None:
+        return np.eye(3)
+    ref = np.diag(1.0 / np.asarray(REFERENCE_WB))
+    return ref @ M_CAM_FROM_SRGB @ np.linalg.inv(np.asarray(camera_matrix, dtype=np.float64)) @ np.linalg.inv(ref)
+
+
+def remosaic(mosaic: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """[H,W] RGGB mosaic -> bilinear demosaic, `matrix` [3,3] applied per pixel, sampled on RGGB again."""
+    rgb = bilinear_demosaic(torch.from_numpy(np.ascontiguousarray(mosaic, dtype=np.float32))[None, None])
+    mixed = torch.einsum("ij,bjhw->bihw", torch.from_numpy(matrix).float(), rgb)
+    return sample_rggb(mixed)[0, 0].numpy()
+
+
+def estimate_white_balance(mosaic: np.ndarray) -> tuple[float, float, float]:
+    """White balance (R, G, B) multipliers, G = 1, from the mosaic alone: shades of grey (Finlayson and
+    Trezzi 2004: the Minkowski p = WB_ESTIMATE_NORM mean of each channel) over the 2x2 quads whose sites are all
+    below WB_ESTIMATE_CEILING, so near-clipped highlights (whose colour is not measured) count in no channel.
+    On the synthetic S7 scenes of Kodak24 (48 raws) it is off by 4.8 degrees (mean angular error; 3.6 median).
+    The raw must be in a camera space whose white reads (1,1,1) when balanced, as LibRaw's are.
+
+    Args:
+        mosaic: [H,W] canonical RGGB mosaic, [0,1] of full scale (an odd last row/column is ignored).
+    """
+    h, w = mosaic.shape[0] // 2 * 2, mosaic.shape[1] // 2 * 2
+    quads = mosaic[:h, :w].reshape(h // 2, 2, w // 2, 2).astype(np.float64)
+    valid = quads.max(axis=(1, 3)) < WB_ESTIMATE_CEILING
+    planes = (quads[:, 0, :, 0], (quads[:, 0, :, 1] + quads[:, 1, :, 0]) / 2, quads[:, 1, :, 1])
+    means = [float(np.mean(np.maximum(plane[valid], 0.0) ** WB_ESTIMATE_NORM) ** (1 / WB_ESTIMATE_NORM)) if valid.any() else 0.0 for plane in planes]
+    if min(means) <= 0:
+        return (1.0, 1.0, 1.0)
+    return (means[1] / means[0], 1.0, means[1] / means[2])
+
+
+def condition(
+    mosaic: np.ndarray,
+    camera_wb: Sequence[float],
+    matrix: np.ndarray | None = None,
+    gain: float = 1.0,
+) -> np.ndarray:
+    """Steps 1-4 of the module doc on a canonical RGGB mosaic [H,W] (H, W even) in [0,1]: balanced with
+    `camera_wb`, clipped to the neutral ceiling, mapped by the reference `matrix` (None or near-identity:
+    skipped), times `gain`, clipped to the scaled ceiling (at most 1). Returns [H,W] float32."""
+    ceiling = neutral_ceiling(camera_wb)
+    out = _per_site(balance(mosaic, camera_wb), ceiling, np.minimum)
+    if matrix is not None and np.abs(matrix - np.eye(3)).max() > IDENTITY_TOLERANCE:
+        out = remosaic(out, matrix)
+    top = ceiling * min(gain, 1.0 / ceiling.max())
+    return _per_site(np.maximum(out * np.float32(gain), 0.0), top, np.minimum)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What `prepare` did to one raw: the exposure gain, the white balance and where it came from
+    ("as_shot", "estimated" or "off"), the reference matrix (row-major 3x3) and where it came from ("file",
+    "reference": no colour matrix in the file, or "off"), and warnings for the user."""
+
+    gain: float
+    camera_wb: tuple[float, float, float]
+    white_balance: str
+    matrix: tuple[float, ...]
+    color: str
+    warnings: tuple[str, ...] = field(default=())
+
+    def record(self) -> dict:
+        """A JSON-able summary for `deepisp process` records."""
+        return {
+            "exposure_gain": round(self.gain, 4),
+            "white_balance": self.white_balance,
+            "camera_wb": [round(v, 4) for v in self.camera_wb],
+            "color": self.color,
+        }
+
+
+def model_input(raw: RawMosaic, cfg: ModelConfig, white_balance: str | None = None) -> tuple[np.ndarray, Conditioning | None]:
+    """The mosaic a model takes for a raw file, the same for every runner (`deepisp process`, eval, training
+    on S7 folders, the benchmarks, the export's calibration and accuracy check): `prepare`d for full models,
+    by default (`white_balance` None) as the model was trained: "camera" for as_shot models, "off" for the
+    paper's metadata-free "estimate" models; the normalised mosaic as is for jdd models (their output is
+    finished afterwards, `render_linear`). Returns (mosaic, what was done or None)."""
+    if cfg.mode == "jdd":
+        return raw.mosaic, None
+    return prepare(raw, cfg.exposure, white_balance or contract_white_balance(cfg))
+
+
+def contract_white_balance(cfg: ModelConfig) -> str:
+    """The `prepare` white-balance mode a full model was trained with: "camera" (as_shot) or "off" (estimate)."""
+    return "camera" if cfg.balanced_input else "off"
+
+
+def describe(cfg: ModelConfig) -> dict:
+    """What an app does to the normalised mosaic before pass 1 of this model's exported graphs (`model_input`
+    with the model's own white-balance contract), with every constant: the exported metadata's `input` entry."""
+    if cfg.mode == "jdd":
+        return {"steps": ["none: the normalised mosaic as is (a companded model's square-rooted, see graphs.tile)"]}
+    metering = (
+        "4 exposure (model_config.exposure 'metered'): gain = clip(meter_target / p, meter_gain_range) with p the "
+        "meter_percentile-th percentile of the *raw* normalised mosaic over every meter_stride-th quad (row and column); "
+        "every site times gain, then clipped to [0, ceiling[c] * min(gain, 1 / max(ceiling))] ('as_is': gain 1)"
+    )
+    constants = {
+        "exposure": cfg.exposure,
+        "meter_percentile": METER_PERCENTILE,
+        "meter_target": METER_TARGET,
+        "meter_gain_range": list(METER_GAIN_RANGE),
+        "meter_stride": METER_STRIDE,
+    }
+    if not cfg.balanced_input:
+        return {
+            "steps": [
+                "the metadata-free network: no white balance, highlight clip or colour map; "
+                + metering.replace("ceiling[c] * min(gain, 1 / max(ceiling))", "1")
+            ],
+            **constants,
+        }
+    return {
+        "steps": [
+            "1 white balance: each site times gains = camera_wb / reference_wb divided by the largest gain; camera_wb = the file's "
+            "as-shot R,G,B multipliers with G = 1 (1/AsShotNeutral), or when the file has none the shades-of-grey estimate: "
+            "(mean_G / mean_R, 1, mean_G / mean_B) with mean_c the Minkowski-norm mean of channel c over the 2x2 quads whose "
+            "sites are all below wb_estimate_ceiling",
+            "2 highlights: each site clipped at ceiling[c] = min(camera_wb) * gains[c] / camera_wb[c]",
+            "3 camera colour: unless within identity_tolerance of the identity, M = diag(1/reference_wb) @ reference_cam_from_srgb "
+            "@ inv(camera_cam_from_srgb) @ diag(reference_wb) applied per pixel to the bilinear demosaic (reflection padding), "
+            "sampled again on RGGB; camera_cam_from_srgb = inv(the camera's sRGB-from-camera matrix), rows summing to 1 "
+            "(LibRaw's rgb_cam), the reference's when the camera has none",
+            metering,
+        ],
+        **constants,
+        "reference_wb": list(REFERENCE_WB),
+        "reference_cam_from_srgb": M_CAM_FROM_SRGB.tolist(),
+        "identity_tolerance": IDENTITY_TOLERANCE,
+        "wb_estimate_norm": WB_ESTIMATE_NORM,
+        "wb_estimate_ceiling": WB_ESTIMATE_CEILING,
+    }
+
+
+def prepare(raw: RawMosaic, exposure: str = "as_is", white_balance: str = "camera") -> tuple[np.ndarray, Conditioning]:
+    """A full model's input from a raw file (steps 1-4 of the module doc).
+
+    Args:
+        raw: the file, read by deepisp.raw.read_raw.
+        exposure: the model's ModelConfig.exposure: "metered" applies `metering_gain`, "as_is" feeds the
+            exposure as shot (models trained on the 1/4 exposure alone).
+        white_balance: "camera" (the file's as-shot balance; estimated, with a warning, when it has none),
+            "estimate" (always estimated) or "off" (the mosaic as is: no balance, no colour map, no
+            highlight clip; the paper's metadata-free network takes this).
+    Returns:
+        ([H,W] float32 canonical RGGB mosaic, what was done).
+    """
+    if exposure not in EXPOSURE_MODES:
+        raise ValueError(f"exposure must be one of {EXPOSURE_MODES}, got {exposure!r}")
+    if white_balance not in WHITE_BALANCE_SOURCES:
+        raise ValueError(f"white_balance must be one of {WHITE_BALANCE_SOURCES}, got {white_balance!r}")
+    gain = metering_gain(raw.mosaic) if exposure == "metered" else 1.0
+    if white_balance == "off":
+        out = np.clip(raw.mosaic * np.float32(gain), 0.0, 1.0) if gain != 1.0 else raw.mosaic
+        return out, Conditioning(gain, (1.0, 1.0, 1.0), "off", tuple(np.eye(3).ravel()), "off")
+    warnings = []
+    if white_balance == "camera" and raw.camera_wb is not None:
+        wb, wb_source = raw.camera_wb, "as_shot"
+    else:
+        wb, wb_source = estimate_white_balance(raw.mosaic), "estimated"
+        if white_balance == "camera":
+            warnings.append("the file has no as-shot white balance: estimated from the image (shades of grey); pass --white-balance off to see the raw colours")
+    if raw.camera_matrix is None:
+        warnings.append("the file has no colour matrix: the camera is assumed to respond like the reference (S7) sensor; colours may be off")
+    matrix = reference_matrix(raw.camera_matrix)
+    mosaic = condition(raw.mosaic, wb, matrix, gain)
+    color = "file" if raw.camera_matrix is not None else "reference"
+    return mosaic, Conditioning(gain, tuple(float(v) for v in wb), wb_source, tuple(matrix.ravel().tolist()), color, tuple(warnings))
+
+
+def render_linear(rgb: torch.Tensor, camera_wb: Sequence[float], camera_matrix: np.ndarray | None) -> torch.Tensor:
+    """A JDD model's output (linear camera RGB of the file's sensor, [3,H,W]) as a finished linear sRGB image:
+    balanced with `camera_wb`, clipped where a neutral first saturates (highlights stay neutral), mapped to
+    linear sRGB by the camera's matrix (the reference camera's when None), clipped to [0,1]. The sRGB curve is
+    the caller's."""
+    wb = torch.tensor(camera_wb, dtype=rgb.dtype).view(3, 1, 1)
+    balanced = torch.minimum(rgb * wb, wb.min())
+    srgb_from_cam = np.linalg.inv(M_CAM_FROM_SRGB if camera_matrix is None else np.asarray(camera_matrix, dtype=np.float64))
+    return torch.einsum("ij,jhw->ihw", torch.from_numpy(srgb_from_cam).to(rgb.dtype), balanced).clamp(0, 1)
