@@ -54,6 +54,12 @@ METER_GAIN_RANGE = (METER_TARGET, 16.0)
 # Quads per axis skipped when metering: the percentile of every 4th quad row/column (all four sites of
 # each quad, so the colour mix is kept) is within noise of the whole frame's, at 1/16 of the sort.
 METER_STRIDE = 4
+# Metered input never exceeds this fraction of the neutral ceiling (the brightest neutral the sensor records):
+# 1.75x the metered 99th percentile. The colour transform is a global quadratic, fitted by training to inputs
+# up to about this level (1/4-exposure training raws pass it at 0.006% of sites); far above it, its curve folds
+# over (a lamp brightened by metering rendered cyan, a clipped highlight black), so brighter sites are clipped
+# here, to the neutral ceiling's colour when clipped in every channel.
+HEADROOM = 0.35
 # A reference matrix within this of the identity is skipped (the S7 itself: its DNG stores the matrix as
 # rationals, so it comes back within ~1e-4).
 IDENTITY_TOLERANCE = 1e-3
@@ -139,15 +145,17 @@ def condition(
     camera_wb: Sequence[float],
     matrix: np.ndarray | None = None,
     gain: float = 1.0,
+    headroom: float | None = None,
 ) -> np.ndarray:
     """Steps 1-4 of the module doc on a canonical RGGB mosaic [H,W] (H, W even) in [0,1]: balanced with
     `camera_wb`, clipped to the neutral ceiling, mapped by the reference `matrix` (None or near-identity:
-    skipped), times `gain`, clipped to the scaled ceiling (at most 1). Returns [H,W] float32."""
+    skipped), times `gain`, clipped to the scaled ceiling: at most 1, and at most `headroom` times the
+    neutral ceiling (metered models: HEADROOM). Returns [H,W] float32."""
     ceiling = neutral_ceiling(camera_wb)
     out = _per_site(balance(mosaic, camera_wb), ceiling, np.minimum)
     if matrix is not None and np.abs(matrix - np.eye(3)).max() > IDENTITY_TOLERANCE:
         out = remosaic(out, matrix)
-    top = ceiling * min(gain, 1.0 / ceiling.max())
+    top = ceiling * min(gain, 1.0 / ceiling.max(), headroom or np.inf)
     return _per_site(np.maximum(out * np.float32(gain), 0.0), top, np.minimum)
 
 
@@ -268,7 +276,7 @@ def prepare(raw: RawMosaic, exposure: str = "as_is", white_balance: str = "camer
     if raw.camera_matrix is None:
         warnings.append("the file has no colour matrix: the camera is assumed to respond like the reference (S7) sensor; colours may be off")
     matrix = reference_matrix(raw.camera_matrix)
-    mosaic = condition(raw.mosaic, wb, matrix, gain)
+    mosaic = condition(raw.mosaic, wb, matrix, gain, HEADROOM if exposure == "metered" else None)
     color = "file" if raw.camera_matrix is not None else "reference"
     return mosaic, Conditioning(gain, tuple(float(v) for v in wb), wb_source, tuple(matrix.ravel().tolist()), color, tuple(warnings))
 

@@ -42,7 +42,7 @@ import torch
 
 from deepisp.cfa import mosaic
 from deepisp.color import srgb_to_linear
-from deepisp.conditioning import condition, estimate_white_balance, metering_gain
+from deepisp.conditioning import HEADROOM, condition, estimate_white_balance, metering_gain
 from deepisp.data.synthetic import (
     SHORT_EXPOSURE_RATIO,
     auto_exposure_gain,
@@ -184,7 +184,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         if self.exposure == "metered":
             whole = np.clip(metered * (gain * ratio), 0.0, 1.0)  # the whole photo as shot, for metering
             wb = estimate_white_balance(whole) if rng.random() < WB_ESTIMATE_SHARE else params["wb_gains"]
-            raw = condition(raw, wb, None, metering_gain(whole, stride=1))
+            raw = condition(raw, wb, None, metering_gain(whole, stride=1), HEADROOM)
         elif self.balanced:
             raw = balance(raw, params["wb_gains"])
         raw = torch.from_numpy(raw)[None, None]
