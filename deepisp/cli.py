@@ -33,7 +33,7 @@ def _add_common_model_args(p: argparse.ArgumentParser) -> None:
     add_noise_profile_argument(
         p,
         "noise-aware jdd models: the noise variance S*x + O at normalised raw level x (a DNG's NoiseProfile tag); "
-        "process: for files without that tag or to override it (default: each file's own)",
+        "process: to override it (default: each file's own, else estimated from the image with a warning)",
     )
 
 

@@ -3,6 +3,8 @@ camera colour), its use in training and `deepisp process`, and the finished rend
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -13,10 +15,12 @@ from deepisp.checkpoint import save_checkpoint
 from deepisp.cli import main
 from deepisp.color import M_XYZ_FROM_SRGB
 from deepisp.conditioning import (
+    HEADROOM,
     METER_GAIN_RANGE,
     METER_TARGET,
     WB_ESTIMATE_NORM,
     condition,
+    describe,
     estimate_white_balance,
     metering_gain,
     model_input,
@@ -163,3 +167,15 @@ def test_process_renders_any_exposure_alike(tmp_path, capsys):
     assert "exposure x" in out
     auto, dark = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.float64) / 65535 for n in ("auto", "dark"))
     assert np.abs(auto - dark).mean() < 0.01  # 10-bit quantisation of the dark frame is all that differs
+
+
+def test_metered_input_keeps_its_headroom_and_the_metadata_says_so():
+    """Metering never lifts a site above HEADROOM of the neutral ceiling, and the exported `input` entry
+    carries every constant an app needs for it."""
+    sat = np.ones((4, 4), np.float32)
+    out = condition(sat, WB, gain=8.0, headroom=HEADROOM)
+    ceiling = neutral_ceiling(WB)
+    assert out[0, 0] == pytest.approx(HEADROOM * ceiling[0]) and out[0, 1] == pytest.approx(HEADROOM * ceiling[1])
+    entry = describe(TINY_METERED)
+    assert entry["headroom"] == HEADROOM and entry["meter_target"] == METER_TARGET and entry["exposure"] == "metered"
+    assert describe(replace(TINY_METERED, exposure="as_is"))["headroom"] is None
