@@ -5,9 +5,9 @@ A full model either estimates the white balance from the raw itself (ModelConfig
 as-shot white balance ("as_shot": AsShotNeutral in a DNG, LibRaw's camera multipliers elsewhere).
 Balanced means each colour site is scaled by camera_wb / REFERENCE_WB, the gains divided by their largest
 so nothing passes full scale: a neutral surface then arrives with the R:G:B ratio of an S7 neutral under a
-typical daylight balance, whatever camera took the file. `deepisp process` applies it to every full
-model by default (`--white-balance camera`): for "estimate" models it is an in-distribution input that
-stops other cameras' raws from arriving with a colour cast.
+typical daylight balance, whatever camera took the file. deepisp.conditioning applies it (with the
+highlight clip, the camera's colour map and metering) to "as_shot" models, and to "estimate" models when
+asked (`deepisp process --white-balance camera`: an input from the middle of their training range).
 
 Everything here is in the canonical frame: [H,W] float32 mosaic in [0,1], RGGB (pixel (0,0) red).
 """
