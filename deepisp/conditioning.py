@@ -236,8 +236,9 @@ def describe(cfg: ModelConfig) -> dict:
         "steps": [
             "1 white balance: each site times gains = camera_wb / reference_wb divided by the largest gain; camera_wb = the file's "
             "as-shot R,G,B multipliers with G = 1 (1/AsShotNeutral), or when the file has none the shades-of-grey estimate: "
-            "(mean_G / mean_R, 1, mean_G / mean_B) with mean_c the Minkowski-norm mean of channel c over the 2x2 quads whose "
-            "sites are all below wb_estimate_ceiling",
+            "(mean_G / mean_R, 1, mean_G / mean_B) with mean_c the wb_estimate_norm Minkowski mean of channel c (G: the two "
+            "greens' average) over blocks of wb_estimate_pool x wb_estimate_pool 2x2 quads averaged, leaving out blocks whose "
+            "average reaches wb_estimate_ceiling in any site",
             "2 highlights: each site clipped at ceiling[c] = min(camera_wb) * gains[c] / camera_wb[c]",
             "3 camera colour: unless within identity_tolerance of the identity, M = diag(1/reference_wb) @ reference_cam_from_srgb "
             "@ inv(camera_cam_from_srgb) @ diag(reference_wb) applied per pixel to the bilinear demosaic (reflection padding), "
@@ -251,6 +252,7 @@ def describe(cfg: ModelConfig) -> dict:
         "identity_tolerance": IDENTITY_TOLERANCE,
         "wb_estimate_norm": WB_ESTIMATE_NORM,
         "wb_estimate_ceiling": WB_ESTIMATE_CEILING,
+        "wb_estimate_pool": WB_ESTIMATE_POOL,
     }
 
 

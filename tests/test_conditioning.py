@@ -179,3 +179,16 @@ def test_metered_input_keeps_its_headroom_and_the_metadata_says_so():
     entry = describe(TINY_METERED)
     assert entry["headroom"] == HEADROOM and entry["meter_target"] == METER_TARGET and entry["exposure"] == "metered"
     assert describe(replace(TINY_METERED, exposure="as_is"))["headroom"] is None
+
+
+def test_the_exported_white_balance_estimate_is_reproducible_from_its_constants():
+    """An app that follows the `input` entry's step 1 with its constants gets deepisp's estimate."""
+    entry = describe(TINY_METERED)
+    p, k, top = entry["wb_estimate_norm"], entry["wb_estimate_pool"], entry["wb_estimate_ceiling"]
+    mosaic = scene_mosaic(smooth_photo(40, 56, 5) / 255.0, M_CAM_FROM_SRGB)
+    h, w = mosaic.shape[0] // (2 * k) * 2 * k, mosaic.shape[1] // (2 * k) * 2 * k
+    q = mosaic[:h, :w].astype(np.float64).reshape(h // (2 * k), k, 2, w // (2 * k), k, 2).mean(axis=(1, 4))
+    keep = q.max(axis=(1, 3)) < top
+    r, g, b = q[:, 0, :, 0][keep], ((q[:, 0, :, 1] + q[:, 1, :, 0]) / 2)[keep], q[:, 1, :, 1][keep]
+    mean_r, mean_g, mean_b = ((c**p).mean() ** (1 / p) for c in (r, g, b))
+    np.testing.assert_allclose(estimate_white_balance(mosaic), (mean_g / mean_r, 1.0, mean_g / mean_b), rtol=1e-9)
