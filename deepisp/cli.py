@@ -17,8 +17,10 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from deepisp.conditioning import WHITE_BALANCE_SOURCES
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError
+from deepisp.model import EXPOSURES
 from deepisp.process import add_noise_profile_argument
 from deepisp.raw import MAX_MEGAPIXELS
 from deepisp.tiling import DEFAULT_TILE
@@ -206,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--exposure",
-        choices=["as_is", "metered"],
+        choices=EXPOSURES,
         help="full presets with --white-balance as_shot: as_is (default, the paper: trained on the 1/4 exposure alone) or metered "
         "(trained over exposures from 1/16 of the automatic one to 4x over-exposed, each raw brought to the trained level by "
         "metering, as every runner then does: deepisp.conditioning; stored in the model)",
@@ -285,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--white-balance",
         dest="white_balance",
         default=None,
-        choices=["camera", "estimate", "off"],
+        choices=WHITE_BALANCE_SOURCES,
         help="full models; default: as the model was trained (camera for as_shot models such as the default, off for the paper's "
         "metadata-free phone-full). camera: the file's as-shot white balance (estimated from the image, with a warning, when the file "
         "has none) and its colour matrix, mapping the camera's colours into the reference sensor's the model was trained on; "

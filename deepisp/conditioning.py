@@ -42,9 +42,9 @@ import torch
 from deepisp.cfa import mosaic as sample_rggb
 from deepisp.data.synthetic import AUTO_EXPOSURE_PERCENTILE, AUTO_EXPOSURE_TARGET, M_CAM_FROM_SRGB, SHORT_EXPOSURE_RATIO
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.model import ModelConfig
+from deepisp.model import EXPOSURES, ModelConfig
 from deepisp.raw import RawMosaic
-from deepisp.white_balance import REFERENCE_WB, balance, balance_gains
+from deepisp.white_balance import REFERENCE_WB, balance, balance_gains, per_site
 
 # Metering: the raw's 99th percentile is brought to the level the models were trained at (0.2 of full scale).
 METER_PERCENTILE = AUTO_EXPOSURE_PERCENTILE
@@ -64,7 +64,6 @@ HEADROOM = 0.35
 # A reference matrix within this of the identity is skipped (the S7 itself: its DNG stores the matrix as
 # rationals, so it comes back within ~1e-4).
 IDENTITY_TOLERANCE = 1e-3
-EXPOSURE_MODES = ("as_is", "metered")
 # Shades-of-grey white-balance estimate: the norm, the level above which a quad is left out, and the quads
 # averaged per side first (noise would otherwise weigh in the high norm). Chosen on the held-out photos as raws
 # (mean angular error at 1/16 / 1 / 1 with 5% clipped of the automatic exposure: 1.86 / 1.87 / 4.8 degrees,
@@ -73,13 +72,6 @@ WB_ESTIMATE_NORM = 8
 WB_ESTIMATE_CEILING = 0.95
 WB_ESTIMATE_POOL = 2
 WHITE_BALANCE_SOURCES = ("camera", "estimate", "off")
-
-
-def _per_site(mosaic: np.ndarray, values: Sequence[float], op) -> np.ndarray:
-    """`op(mosaic, v)` with v = values[R], [G], [G], [B] at the RGGB sites; [H,W] (H, W even) float32."""
-    quad = np.array([[values[0], values[1]], [values[1], values[2]]], dtype=np.float32)
-    h, w = mosaic.shape
-    return op(mosaic.reshape(h // 2, 2, w // 2, 2), quad.reshape(1, 2, 1, 2)).reshape(h, w).astype(np.float32)
 
 
 def metering_gain(mosaic: np.ndarray, stride: int = METER_STRIDE) -> float:
@@ -159,23 +151,22 @@ def condition(
     skipped), times `gain`, clipped to the scaled ceiling: at most 1, and at most `headroom` times the
     neutral ceiling (metered models: HEADROOM). Returns [H,W] float32."""
     ceiling = neutral_ceiling(camera_wb)
-    out = _per_site(balance(mosaic, camera_wb), ceiling, np.minimum)
+    out = per_site(balance(mosaic, camera_wb), ceiling, np.minimum)
     if matrix is not None and np.abs(matrix - np.eye(3)).max() > IDENTITY_TOLERANCE:
         out = remosaic(out, matrix)
     top = ceiling * min(gain, 1.0 / ceiling.max(), headroom or np.inf)
-    return _per_site(np.maximum(out * np.float32(gain), 0.0), top, np.minimum)
+    return per_site(np.maximum(out * np.float32(gain), 0.0), top, np.minimum)
 
 
 @dataclass(frozen=True)
 class Conditioning:
     """What `prepare` did to one raw: the exposure gain, the white balance and where it came from
-    ("as_shot", "estimated" or "off"), the reference matrix (row-major 3x3) and where it came from ("file",
-    "reference": no colour matrix in the file, or "off"), and warnings for the user."""
+    ("as_shot", "estimated" or "off"), where the colour map came from ("file", "reference": no colour matrix
+    in the file, or "off"), and warnings for the user."""
 
     gain: float
     camera_wb: tuple[float, float, float]
     white_balance: str
-    matrix: tuple[float, ...]
     color: str
     warnings: tuple[str, ...] = field(default=())
 
@@ -269,27 +260,31 @@ def prepare(raw: RawMosaic, exposure: str = "as_is", white_balance: str = "camer
     Returns:
         ([H,W] float32 canonical RGGB mosaic, what was done).
     """
-    if exposure not in EXPOSURE_MODES:
-        raise ValueError(f"exposure must be one of {EXPOSURE_MODES}, got {exposure!r}")
+    if exposure not in EXPOSURES:
+        raise ValueError(f"exposure must be one of {EXPOSURES}, got {exposure!r}")
     if white_balance not in WHITE_BALANCE_SOURCES:
         raise ValueError(f"white_balance must be one of {WHITE_BALANCE_SOURCES}, got {white_balance!r}")
     gain = metering_gain(raw.mosaic) if exposure == "metered" else 1.0
     if white_balance == "off":
         out = np.clip(raw.mosaic * np.float32(gain), 0.0, 1.0) if gain != 1.0 else raw.mosaic
-        return out, Conditioning(gain, (1.0, 1.0, 1.0), "off", tuple(np.eye(3).ravel()), "off")
+        return out, Conditioning(gain, (1.0, 1.0, 1.0), "off", "off")
     warnings = []
-    if white_balance == "camera" and raw.camera_wb is not None:
-        wb, wb_source = raw.camera_wb, "as_shot"
-    else:
-        wb, wb_source = estimate_white_balance(raw.mosaic), "estimated"
-        if white_balance == "camera":
-            warnings.append("the file has no as-shot white balance: estimated from the image (shades of grey); pass --white-balance off to see the raw colours")
+    wb, wb_source = file_white_balance(raw, white_balance)
+    if wb_source == "estimated" and white_balance == "camera":
+        warnings.append("the file has no as-shot white balance: estimated from the image (shades of grey); pass --white-balance off to see the raw colours")
     if raw.camera_matrix is None:
         warnings.append("the file has no colour matrix: the camera is assumed to respond like the reference (S7) sensor; colours may be off")
-    matrix = reference_matrix(raw.camera_matrix)
-    mosaic = condition(raw.mosaic, wb, matrix, gain, HEADROOM if exposure == "metered" else None)
+    mosaic = condition(raw.mosaic, wb, reference_matrix(raw.camera_matrix), gain, HEADROOM if exposure == "metered" else None)
     color = "file" if raw.camera_matrix is not None else "reference"
-    return mosaic, Conditioning(gain, tuple(float(v) for v in wb), wb_source, tuple(matrix.ravel().tolist()), color, tuple(warnings))
+    return mosaic, Conditioning(gain, tuple(float(v) for v in wb), wb_source, color, tuple(warnings))
+
+
+def file_white_balance(raw: RawMosaic, source: str = "camera") -> tuple[tuple[float, float, float], str]:
+    """The white balance a raw is developed with, and where it came from: the file's as-shot balance
+    ("as_shot") when `source` is "camera" and the file has one, else `estimate_white_balance` ("estimated")."""
+    if source == "camera" and raw.camera_wb is not None:
+        return raw.camera_wb, "as_shot"
+    return estimate_white_balance(raw.mosaic), "estimated"
 
 
 def render_linear(rgb: torch.Tensor, camera_wb: Sequence[float], camera_matrix: np.ndarray | None) -> torch.Tensor:

@@ -85,6 +85,8 @@ AFFINE_COLUMNS = (MONOMIAL_ORDER.index("r"), MONOMIAL_ORDER.index("g"), MONOMIAL
 NOISE_INPUT_SCALE = 25.5
 # Working domains of `compand`: the linear raw itself, or its signed square root.
 COMPANDINGS = ("none", "sqrt")
+# Exposure contracts of full models (ModelConfig.exposure): the raw as shot, or metered to the trained level.
+EXPOSURES = ("as_is", "metered")
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,8 @@ class ModelConfig:
             raise ValueError("noise_input is for jdd models (the full ISP's training pairs carry no noise level)")
         if self.compand not in COMPANDINGS or (self.mode != "jdd" and self.compand != "none"):
             raise ValueError(f"compand must be one of {COMPANDINGS} ('sqrt' for jdd models only), got {self.compand!r}")
-        if self.exposure not in ("as_is", "metered") or (self.mode == "jdd" and self.exposure != "as_is"):
-            raise ValueError(f"exposure must be 'as_is' or (full models) 'metered', got {self.exposure!r}")
+        if self.exposure not in EXPOSURES or (self.mode == "jdd" and self.exposure != "as_is"):
+            raise ValueError(f"exposure must be one of {EXPOSURES} ('metered' for full models only), got {self.exposure!r}")
 
     @property
     def balanced_input(self) -> bool:

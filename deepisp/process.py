@@ -37,7 +37,7 @@ from PIL import Image
 
 from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
-from deepisp.conditioning import WHITE_BALANCE_SOURCES, Conditioning, estimate_white_balance, model_input, render_linear
+from deepisp.conditioning import WHITE_BALANCE_SOURCES, Conditioning, file_white_balance, model_input, render_linear
 from deepisp.data.photos import JDD_MAX_SIGMA, JDD_SHOT_RANGE
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, fold_noise_level, noise_levels
@@ -48,7 +48,6 @@ from deepisp.runtime import ExportedModel
 from deepisp.tiling import DEFAULT_TILE, run_tiled
 
 OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
-WHITE_BALANCE_MODES = WHITE_BALANCE_SOURCES
 # Difference of noise level (read sigma, sqrt shot gain; relative to the larger) beyond which a file's
 # NoiseProfile is "another level" than the one baked into exported graphs. The shot gain S, and read sigma
 # where it scales with the analog gain, change 26% per third of an ISO stop (21% of the larger), so
@@ -116,8 +115,8 @@ def decode(
 ) -> Decoded:
     """Read a raw file and prepare the model's input (`white_balance` "camera", "estimate", "off" or None, the
     model's own contract; `linear` and `noise_given` as in `process_files`: what the warnings need to know)."""
-    if white_balance is not None and white_balance not in WHITE_BALANCE_MODES:
-        raise DeepISPError(f"unknown white balance mode {white_balance!r}: use one of {', '.join(WHITE_BALANCE_MODES)}")
+    if white_balance is not None and white_balance not in WHITE_BALANCE_SOURCES:
+        raise DeepISPError(f"unknown white balance mode {white_balance!r}: use one of {', '.join(WHITE_BALANCE_SOURCES)}")
     raw = read_raw(raw_path, max_megapixels)
     mosaic, conditioning = model_input(raw, model.cfg, white_balance)
     warnings = file_warnings(model, raw, conditioning, linear)
@@ -228,14 +227,9 @@ def infer(
     else:
         out = run_tiled(at_noise_level(model, noise_profile or raw.noise_profile), mosaic, tile=tile, progress=progress)
     if model.cfg.mode == "jdd":
-        out = linear_to_srgb(out.clamp(0, 1) if linear else render_linear(out, jdd_white_balance(raw), raw.camera_matrix))
+        out = linear_to_srgb(out.clamp(0, 1) if linear else render_linear(out, file_white_balance(raw)[0], raw.camera_matrix))
     img = out.clamp(0, 1).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(raw.to_display(img))
-
-
-def jdd_white_balance(raw: RawMosaic) -> tuple[float, float, float]:
-    """The white balance a JDD model's output is finished with: the file's, else estimated from the raw."""
-    return raw.camera_wb or estimate_white_balance(raw.mosaic)
 
 
 def file_warnings(model: DeepISP | ExportedModel, raw: RawMosaic, conditioning: Conditioning | None, linear: bool) -> list[str]:

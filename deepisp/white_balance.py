@@ -14,7 +14,7 @@ Everything here is in the canonical frame: [H,W] float32 mosaic in [0,1], RGGB (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -30,9 +30,13 @@ def balance_gains(camera_wb: Sequence[float]) -> np.ndarray:
     return gains / gains.max()
 
 
+def per_site(mosaic: np.ndarray, values: Sequence[float], op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """`op(mosaic, v)` with v = values[R], [G], [G], [B] at the RGGB sites: [H,W] (H, W even) -> float32 [H,W]."""
+    quad = np.array([[values[0], values[1]], [values[1], values[2]]], dtype=np.float32)
+    h, w = mosaic.shape
+    return op(mosaic.reshape(h // 2, 2, w // 2, 2), quad.reshape(1, 2, 1, 2)).reshape(h, w).astype(np.float32)
+
+
 def balance(mosaic: np.ndarray, camera_wb: Sequence[float]) -> np.ndarray:
     """[H,W] canonical RGGB mosaic (H, W even) -> the same scaled by `balance_gains(camera_wb)`, float32."""
-    g = balance_gains(camera_wb)
-    quad = np.array([[g[0], g[1]], [g[1], g[2]]], dtype=np.float32)
-    h, w = mosaic.shape
-    return (mosaic * np.tile(quad, (h // 2, w // 2))).astype(np.float32)
+    return per_site(mosaic, balance_gains(camera_wb), np.multiply)

@@ -55,6 +55,7 @@ from deepisp.data.synthetic import (
 )
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
+from deepisp.model import EXPOSURES
 from deepisp.white_balance import balance
 
 MODES = ("jdd", "full")
@@ -131,7 +132,7 @@ class PhotoDataset(torch.utils.data.Dataset):
             raise DeepISPError("only full-ISP pairs can be white-balanced")
         if noise_levels and mode != "jdd":
             raise DeepISPError("only jdd pairs carry noise levels")
-        if exposure not in ("as_is", "metered") or (exposure == "metered" and not balanced):
+        if exposure not in EXPOSURES or (exposure == "metered" and not balanced):
             raise DeepISPError(f"exposure {exposure!r}: 'metered' pairs are for white-balanced full models, else 'as_is'")
         self.mode, self.crop, self.augment, self.balanced, self.noise_levels = mode, crop, augment, balanced, noise_levels
         self.exposure = exposure
