@@ -6,13 +6,19 @@
 writes to a unique hidden file in the same folder (same suffix, so writers that pick a format from the
 extension still work) and renames it onto `out` only if the block finishes; on any error it is deleted.
 A process killed outright (kill -9, power loss) cannot delete its temp file, so the name carries the writer's
-PID, and the next write of the same output removes temp files whose writer is no longer running.
+PID, and the next write of the same output removes temp files whose writer is no longer running. Only names
+that prove they were made here are removed: `.{stem}.{pid}-{nonce}-{check}.deepisp-tmp{suffix}`, with a
+16-hex-digit nonce and `check` a digest of stem, PID and nonce, and only regular files (never a link) owned by
+this user; a user's file that merely looks like a temp name is never touched.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import re
+import stat
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,13 +32,35 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     sweep_stale_temps(path)
     # A fresh unique name rather than mkstemp: mkstemp creates the file 0600, and the final file should get
     # the ordinary umask permissions of whatever writer creates it.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    tmp = path.with_name(temp_name(path.stem, os.getpid(), uuid.uuid4().hex[:16], path.suffix))
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+TEMP_TAG = ".deepisp-tmp"
+_TEMP_NAME = re.compile(r"(?P<pid>[0-9]{1,10})-(?P<nonce>[0-9a-f]{16})-(?P<check>[0-9a-f]{16})")
+
+
+def _check(stem: str, pid: int, nonce: str) -> str:
+    return hashlib.sha256(f"deepisp-atomic:{stem}:{pid}:{nonce}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def temp_name(stem: str, pid: int, nonce: str, suffix: str) -> str:
+    """The temp file name of an output `stem + suffix` written by process `pid` (module doc)."""
+    return f".{stem}.{pid}-{nonce}-{_check(stem, pid, nonce)}{TEMP_TAG}{suffix}"
+
+
+def _ours(f: Path, stem: str, suffix: str) -> int | None:
+    """The writer PID of `f` if its name proves it is a temp file of output `stem + suffix` made here, else None."""
+    middle = f.name[len(stem) + 2 : len(f.name) - len(TEMP_TAG) - len(suffix)]
+    m = _TEMP_NAME.fullmatch(middle)
+    if m is None or f.name != temp_name(stem, int(m["pid"]), m["nonce"], suffix):
+        return None
+    return int(m["pid"])
 
 
 def _alive(pid: int) -> bool:
@@ -47,11 +75,17 @@ def _alive(pid: int) -> bool:
 
 def sweep_stale_temps(path: Path) -> list[Path]:
     """Delete the temp files of `path` left by writers that died (PID in the name no longer running).
-    Returns what was deleted. Only names of our own pattern are touched."""
+    Returns what was deleted. Only provably own temp files are touched (module doc)."""
     removed = []
-    for f in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp{glob.escape(path.suffix)}"):
-        pid = f.name[len(path.stem) + 2 :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+    for f in path.parent.glob(f".{glob.escape(path.stem)}.*{TEMP_TAG}{glob.escape(path.suffix)}"):
+        pid = _ours(f, path.stem, path.suffix)
+        if pid is None or pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            st = f.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid():
             f.unlink(missing_ok=True)
             removed.append(f)
     return removed

@@ -82,13 +82,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_process(args: argparse.Namespace) -> None:
-    from deepisp.checkpoint import load_model
+    from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
     from deepisp.process import process_files
 
     if len(args.inputs) > 1 and not (args.output and args.output.is_dir()):
         raise DeepISPError("several inputs need -o to name an existing folder")
     if args.backend == "torch":
         model, _ = load_model(args.model)
+        model_files = [args.model or DEFAULT_CHECKPOINT]
     else:
         from deepisp.runtime import ExportedModel
 
@@ -97,6 +98,7 @@ def cmd_process(args: argparse.Namespace) -> None:
         model = ExportedModel(args.model, threads=args.threads)
         if model.backend != args.backend:
             raise DeepISPError(f"{args.model} is a {model.backend} export, not {args.backend}: pass --backend {model.backend}")
+        model_files = [args.model, *model.files.values()]
     jobs = []
     for raw in args.inputs:
         if args.output is None:
@@ -116,6 +118,7 @@ def cmd_process(args: argparse.Namespace) -> None:
         max_megapixels=args.max_megapixels,
         noise_profile=noise,
         linear=args.linear,
+        model_files=model_files,
     ):
         gain = f", exposure x{info['conditioning']['exposure_gain']:.3g}" if "conditioning" in info else ""
         print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit{gain}, {info['seconds']:.2f} s)")
@@ -212,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="full presets with --white-balance as_shot: as_is (default, the paper: trained on the 1/4 exposure alone) or metered "
         "(trained over exposures from 1/16 of the automatic one to 4x over-exposed, each raw brought to the trained level by "
         "metering, as every runner then does: deepisp.conditioning; stored in the model)",
+    )
+    p.add_argument(
+        "--light-sources",
+        dest="light_sources",
+        type=float,
+        help="with --exposure metered and --photos: the share (0-1, default 0) of crops with a lamp or window added in frame, "
+        "brighter than the scene, clipped by the camera and pinning the meter, so the model learns to render a subject "
+        "left several stops below the metered level",
     )
     p.add_argument(
         "--color-head-lr-mult",

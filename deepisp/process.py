@@ -257,6 +257,7 @@ def process_files(
     max_megapixels: float = MAX_MEGAPIXELS,
     noise_profile: tuple[float, float] | None = None,
     linear: bool = False,
+    model_files: Sequence[Path] = (),
 ) -> Iterator[dict]:
     """Process (raw, output) pairs, decoding file i+1 and encoding file i-1 while file i is in the network.
     Yields one record per file once its output is written, in input order: input, output, height, width,
@@ -265,13 +266,16 @@ def process_files(
     (`file_warnings`, `noise_level_warning`), when there are any.
     The first error (bad raw, failed write) is raised when its file's turn comes, after every earlier file is
     written; later files are not written. Outputs that would overwrite an input or each other, and
-    unwritable ones, are refused before any processing.
+    unwritable ones, are refused before any processing; `model_files` (the checkpoint, or the sidecar and its
+    graphs) are inputs too.
     `noise_profile` (S, O): every file's noise for a noise-aware model, instead of its own NoiseProfile."""
     check_noise_profile(model, noise_profile)
     inputs, outputs = {raw.resolve() for raw, _ in jobs}, set()
+    models = {Path(f).resolve() for f in model_files}
     for _, out in jobs:
-        if out.resolve() in inputs:
-            raise DeepISPError(f"output {out} is an input file: deepisp never writes over an input; pass -o with another name")
+        if out.resolve() in inputs | models:
+            kind = "the model" if out.resolve() in models else "an input file"
+            raise DeepISPError(f"output {out} is {kind}: deepisp never writes over an input; pass -o with another name")
         if out.resolve() in outputs:
             raise DeepISPError(f"two inputs would both write {out}: rename one of them or process them into different folders")
         outputs.add(out.resolve())

@@ -149,7 +149,11 @@ class ExportedModel:
         sidecar = Path(sidecar)
         self.metadata = ExportMetadata.read(sidecar)
         self.cfg = self.metadata.model_config
+        outside = [file for file in self.metadata.files.values() if Path(file).name != file or file in ("", ".", "..")]
+        if outside:
+            raise DeepISPError(f"{sidecar}: graph file {outside[0]!r} is not a plain file name; a sidecar names graphs in its own folder; re-export")
         files = {name: sidecar.parent / file for name, file in self.metadata.files.items()}
+        self.files = files
         missing = [str(p) for p in files.values() if not p.is_file()]
         if missing:
             raise DeepISPError(f"graph file(s) missing next to {sidecar}: {', '.join(missing)}; re-export")

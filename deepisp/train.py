@@ -20,6 +20,7 @@ SIGHUP that `timeout`, job schedulers and `docker stop` send included), log.csv,
 from __future__ import annotations
 
 import csv
+import fcntl
 import math
 import signal
 import sys
@@ -67,6 +68,7 @@ class TrainConfig:
     jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
     compand: str = "none"  # jdd: the network's working domain (ModelConfig.compand): "none" (paper) or "sqrt"
     exposure: str = "as_is"  # full as_shot models: "as_is" (the paper's 1/4 exposure) or "metered" (ModelConfig.exposure)
+    light_sources: float = 0.0  # metered models, --photos: share of crops with a light source in frame (deepisp.data.photos)
 
     def __post_init__(self) -> None:
         # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
@@ -81,7 +83,18 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
 
         if tc.data or tc.val_data:
             raise DeepISPError("--photos replaces --data/--val-data (validation photos are held out of the same folders); pass one or the other")
-        return PhotoDataset(tc.photos, cfg.mode, split=split, crop=tc.crop, balanced=cfg.balanced_input, noise_levels=cfg.noise_input, exposure=cfg.exposure)
+        return PhotoDataset(
+            tc.photos,
+            cfg.mode,
+            split=split,
+            crop=tc.crop,
+            balanced=cfg.balanced_input,
+            noise_levels=cfg.noise_input,
+            exposure=cfg.exposure,
+            light_sources=tc.light_sources,
+        )
+    if tc.light_sources:
+        raise DeepISPError("--light-sources adds light sources to photo-simulated scenes: it needs --photos")
     if cfg.noise_input:
         raise DeepISPError("--noise-aware trains from --photos (the noise of every simulated crop is known); MSR folders carry no noise levels")
     if cfg.mode == "full":
@@ -204,25 +217,76 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+class StopSignals:
+    """Ctrl-C, SIGTERM and SIGHUP (what schedulers send) stop training with its final checkpoint written.
+
+    Within `active()`, the first of these signals raises KeyboardInterrupt in the training loop; every later one
+    is only recorded (the run is stopping already: a burst of SIGTERMs must not abort the save that follows), and
+    within `deferred()` (the final save) none raises. Handlers are restored on exit; no-op off the main thread
+    (Python delivers signals to the main thread only)."""
+
+    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._deferring = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        first = self.received is None
+        self.received = self.received or signal.Signals(signum).name
+        if first and not self._deferring:
+            raise KeyboardInterrupt(self.received)
+
+    @contextmanager
+    def active(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    @contextmanager
+    def deferred(self):
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+
 @contextmanager
-def stop_signals_interrupt():
-    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C, so the training loop's
-    final checkpoint is written before the process ends. Handlers are restored on exit; no-op off the
-    main thread (Python delivers signals to the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
+def run_folder_lock(out: Path):
+    """One owner per run folder: an exclusive lock on `out/train.lock` (released when the process ends, however it
+    ends), a clear error for a second `deepisp train --out` on the same folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DeepISPError(f"{out} is in use by another `deepisp train` (it holds {out / 'train.lock'}); wait for it or pass another --out") from None
         yield
-        return
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    wanted = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
-    previous = {s: signal.signal(s, interrupt) for s in wanted}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+def check_train_config(tc: TrainConfig, resume: bool) -> None:
+    """Range checks of every numeric option, before anything is loaded or written (NaN fails every check)."""
+    checks = [
+        ("--steps", tc.steps, tc.steps >= 1 or (resume and tc.steps == 0), "at least 1"),
+        ("--batch", tc.batch, 1 <= tc.batch <= 4096, "in 1..4096"),
+        ("--crop", tc.crop, 8 <= tc.crop <= 4096, "in 8..4096"),
+        ("--lr", tc.lr, 0 < tc.lr < 1, "in (0, 1)"),
+        ("--alpha", tc.alpha, 0 <= tc.alpha <= 1, "in [0, 1]"),
+        ("--ckpt-every", tc.ckpt_every, tc.ckpt_every >= 1, "at least 1"),
+        ("--val-every", tc.val_every, tc.val_every >= 1, "at least 1"),
+        ("--color-head-lr-mult", tc.color_head_lr_mult, 0 < tc.color_head_lr_mult <= 1000, "in (0, 1000]"),
+        ("--light-sources", tc.light_sources, 0 <= tc.light_sources <= 1, "a share in [0, 1]"),
+    ]
+    for flag, value, ok, bound in checks:
+        if not ok:
+            raise DeepISPError(f"{flag} must be {bound}, got {value}")
 
 
 def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_config: ModelConfig | None = None) -> Path:
@@ -230,6 +294,12 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
     that is not a named preset (tc.preset is then only a label)."""
     out = Path(tc.out)
     ckpt_path = out / "last.pt"
+    check_train_config(tc, resume)
+    with run_folder_lock(out):
+        return _train(tc, out, ckpt_path, resume, progress, model_config)
+
+
+def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: bool, model_config: ModelConfig | None) -> Path:
     state = None
     if tc.lr_schedule not in ("constant", "cosine"):
         raise DeepISPError(f"unknown --lr-schedule {tc.lr_schedule!r}: use constant or cosine")
@@ -338,11 +408,14 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
             csv.writer(f).writerow(["step", "loss", "val_loss", "seconds", "pixels_per_s"])
 
     def checkpoint() -> None:
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise DeepISPError(f"the weights became non-finite at step {step} (is --lr too high?); not saved: {ckpt_path} keeps the last good state")
         save_checkpoint(ckpt_path, model, cfg, extra={"optimizer": optimizer.state_dict(), "step": step, "train_config": asdict(tc)})
         plot_losses(log_path, out / "loss.png")
 
     bar = tqdm(total=tc.steps, initial=step, desc=f"train {cfg.mode}", disable=not progress, unit="step")
-    with stop_signals_interrupt():
+    stop = StopSignals()
+    with stop.active():
         try:
             with open(log_path, "a", newline="") as log_file:
                 log = csv.writer(log_file)
@@ -376,5 +449,6 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
         finally:
             bar.close()
             if step > 0:
-                checkpoint()
+                with stop.deferred():
+                    checkpoint()
     return ckpt_path

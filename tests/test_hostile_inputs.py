@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from deepisp import process as process_module
-from deepisp.atomic import atomic_path
+from deepisp.atomic import atomic_path, temp_name
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from deepisp.errors import DeepISPError
 from deepisp.raw import read_raw
@@ -169,49 +169,54 @@ def test_bad_thread_count():
     assert_clean_error(deepisp("process", "x.dng", "--threads", "-1"), "--threads")
 
 
-def test_stale_temp_files_of_dead_writers_are_swept(tmp_path):
+def test_stale_temp_files_of_dead_writers_are_swept_and_nothing_else(tmp_path):
     out = tmp_path / "last.pt"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".last.{dead.pid}-0123456789ab.tmp.pt"
-    live = tmp_path / f".last.{os.getpid()}-0123456789ab.tmp.pt"
-    other = tmp_path / ".notes.1-x.tmp.txt"
-    for f in (stale, live, other):
+    nonce = "0123456789abcdef"
+    stale = tmp_path / temp_name("last", dead.pid, nonce, ".pt")
+    live = tmp_path / temp_name("last", os.getpid(), nonce, ".pt")
+    # Files that only look like temp names: a user's, an older pattern, a forged check, a link to an input.
+    lookalikes = [
+        tmp_path / f".last.{dead.pid}-a.tmp.pt",
+        tmp_path / f".last.{dead.pid}-{nonce}.tmp.pt",
+        tmp_path / f".last.{dead.pid}-{nonce}-{'0' * 16}.deepisp-tmp.pt",
+        tmp_path / ".notes.1-x.tmp.txt",
+    ]
+    for f in (stale, live, *lookalikes):
         f.write_bytes(b"x")
+    precious = tmp_path / "input.dng"
+    precious.write_bytes(b"raw")
+    linked = tmp_path / temp_name("last", dead.pid, "fedcba9876543210", ".pt")
+    linked.symlink_to(precious)
     with atomic_path(out) as tmp:
         tmp.write_bytes(b"ok")
     assert out.read_bytes() == b"ok"
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and live.exists() and all(f.exists() for f in lookalikes)
+    assert linked.is_symlink() and precious.read_bytes() == b"raw"
 
 
-def test_sigterm_during_training_saves_the_run(s7_root, tmp_path):
-    run = tmp_path / "run"
+def test_process_never_deletes_an_input_named_like_a_temp_file(tmp_path, dng):
+    """`deepisp process .out.999999-a.tmp.jpg -o out.jpg`: the input survives, whatever its name."""
+    raw = tmp_path / ".out.999999-a.tmp.jpg"
+    shutil.copy(dng, raw)
+    assert deepisp("process", raw, "-o", tmp_path / "out.jpg").returncode == 0
+    assert raw.read_bytes() == dng.read_bytes() and (tmp_path / "out.jpg").is_file()
+
+
+def test_every_file_a_command_reads_is_an_input(tmp_path, dng):
+    """The model (checkpoint, sidecar, graphs) is never an output: `--model m.jpg -o m.jpg` is refused unchanged."""
+    model = tmp_path / "m.jpg"
+    shutil.copy(DEFAULT_CHECKPOINT, model)
+    assert_clean_error(deepisp("process", dng, "--model", model, "-o", model), "input")
+    assert model.read_bytes() == DEFAULT_CHECKPOINT.read_bytes()
+
+
+def start_training(s7_root: Path, run: Path) -> subprocess.Popen:
+    """A long tiny-full run, returned once it is some steps past start-up."""
+    args = ["--preset", "tiny-full", "--steps", "100000", "--crop", "72", "--batch", "1", "--ckpt-every", "100000", "--val-every", "100000"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "deepisp.cli",
-            "train",
-            "--data",
-            str(s7_root),
-            "--preset",
-            "tiny-full",
-            "--steps",
-            "100000",
-            "--crop",
-            "72",
-            "--batch",
-            "1",
-            "--ckpt-every",
-            "100000",
-            "--val-every",
-            "100000",
-            "--out",
-            str(run),
-            "--quiet",
-            "--threads",
-            "1",
-        ],
+        [sys.executable, "-m", "deepisp.cli", "train", "--data", str(s7_root), *args, "--out", str(run), "--quiet", "--threads", "1"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -220,12 +225,71 @@ def test_sigterm_during_training_saves_the_run(s7_root, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "log.csv").exists():
         time.sleep(0.5)
-    time.sleep(5)  # some steps past start-up
+    time.sleep(5)
+    return proc
+
+
+@pytest.mark.parametrize("burst", [False, True], ids=["one signal", "a burst every 5 ms"])
+def test_sigterm_during_training_saves_the_run(s7_root, tmp_path, burst):
+    run = tmp_path / "run"
+    proc = start_training(s7_root, run)
     proc.send_signal(signal.SIGTERM)
+    if burst:  # as some supervisors send: later signals must not abort the final save
+        for _ in range(300):
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.005)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted" in err, err
+    # A signal of the burst may still end the process after the save, once training has given its handlers back.
+    assert (proc.returncode == 130 and "interrupted" in err) or (burst and proc.returncode == -signal.SIGTERM), err
     assert load_checkpoint(run / "last.pt")["step"] > 0
     assert [f.name for f in run.iterdir() if f.name.startswith(".")] == []
+
+
+def test_a_run_folder_has_one_owner(s7_root, tmp_path):
+    run = tmp_path / "run"
+    first = start_training(s7_root, run)
+    try:
+        second = deepisp("train", "--data", s7_root, "--preset", "tiny-full", "--steps", "3", "--crop", "72", "--out", run, "--quiet")
+        assert_clean_error(second, "in use")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert load_checkpoint(run / "last.pt")["train_config"]["steps"] == 100000  # the first run's, untouched
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--steps", "0"), ("--steps", "-5"), ("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("--color-head-lr-mult", "nan"), ("--batch", "0")]
+    + [("--ckpt-every", "0"), ("--val-every", "0"), ("--light-sources", "nan")],
+)
+def test_training_options_are_range_checked_before_anything_is_written(s7_root, tmp_path, flag, value):
+    run = tmp_path / "run"
+    assert_clean_error(deepisp("train", "--data", s7_root, "--preset", "tiny-full", "--crop", "72", "--out", run, "--quiet", flag, value), flag)
+    assert not (run / "last.pt").exists()
+
+
+def test_non_finite_weights_are_never_saved(s7_root, tmp_path, monkeypatch):
+    """A run whose weights blow up (here: an optimizer step that writes Inf) keeps its last good checkpoint and says why."""
+    from deepisp.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    tc = TrainConfig(data=str(s7_root), preset="tiny-full", steps=2, crop=72, batch=1, ckpt_every=1, val_every=100, out=str(run))
+    train(tc, progress=False)
+    good = (run / "last.pt").read_bytes()
+    real_step = torch.optim.Adam.step
+
+    def blow_up(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", blow_up)
+    with pytest.raises(DeepISPError, match="non-finite"):
+        train(TrainConfig(**{**tc.__dict__, "steps": 4}), resume=True, progress=False)
+    assert (run / "last.pt").read_bytes() == good
 
 
 def test_resume_after_the_data_moved(s7_root, tmp_path):
