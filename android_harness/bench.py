@@ -30,6 +30,7 @@ from android_harness.benchmark_output import BenchmarkOutput, parse
 from android_harness.elf import binary_abi, check_runs_on, where_to_get
 from android_harness.report import make_row, markdown_table, windows_per_frame, write_results
 from android_harness.tflite_info import GraphInfo, read_graph_info
+from deepisp.arguments import Parser, number
 from deepisp.atomic import atomic_path
 from deepisp.errors import DeepISPError
 
@@ -54,16 +55,9 @@ DELEGATES = {
 }
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     delegates = "\n".join(f"  {name:<9} {d.help}: {' '.join(d.flags)}" for name, d in DELEGATES.items())
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python android_harness/bench.py",
         description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,12 +86,14 @@ device went away (results so far are kept), 130 interrupted.""",
         default=["xnnpack", "gpu", "nnapi"],
         help="delegates to run each model with (default: xnnpack gpu nnapi)",
     )
-    p.add_argument("--threads", nargs="+", type=_positive, default=[4], help="CPU thread counts (--num_threads) to run each delegate with (default: 4)")
-    p.add_argument("--runs", type=_positive, default=50, help="timed runs, --num_runs (default 50)")
-    p.add_argument("--warmup", type=int, default=5, help="warm-up runs before timing, --warmup_runs (default 5)")
+    p.add_argument(
+        "--threads", nargs="+", type=number(int, 1, 64), default=[4], help="CPU thread counts (--num_threads) to run each delegate with (default: 4)"
+    )
+    p.add_argument("--runs", type=number(int, 1, 100000), default=50, help="timed runs, --num_runs (default 50)")
+    p.add_argument("--warmup", type=number(int, 0, 100000), default=5, help="warm-up runs before timing, --warmup_runs (default 5)")
     p.add_argument(
         "--min-secs",
-        type=float,
+        type=number(float, 0, 3600),
         default=None,
         help="minimum seconds of timed runs and of warm-up (--min_secs, --warmup_min_secs; the tool's "
         "defaults are 1 and 0.5); 0 makes --runs and --warmup exact",
@@ -113,8 +109,8 @@ device went away (results so far are kept), 130 interrupted.""",
     p.add_argument("--benchmark-model", default=None, metavar="PATH", help=f"benchmark_model binary for the phone (default: ${ENV_BINARY})")
     p.add_argument("--adb", default=None, metavar="PATH", help="adb to use (default: PATH, then $ANDROID_HOME/platform-tools)")
     p.add_argument("-s", "--serial", default=None, help="device serial when several are attached (default: $ANDROID_SERIAL)")
-    p.add_argument("--adb-timeout", type=float, default=60.0, help="seconds allowed per adb call (default 60)")
-    p.add_argument("--run-timeout", type=float, default=600.0, help="seconds allowed per benchmark_model run (default 600)")
+    p.add_argument("--adb-timeout", type=number(float, 0, 86400, above=True), default=60.0, help="seconds allowed per adb call (default 60)")
+    p.add_argument("--run-timeout", type=number(float, 0, 86400, above=True), default=600.0, help="seconds allowed per benchmark_model run (default 600)")
     p.add_argument(
         "--device-dir",
         default="/data/local/tmp/deepisp_bench",
@@ -122,7 +118,7 @@ device went away (results so far are kept), 130 interrupted.""",
     )
     p.add_argument(
         "--frame",
-        type=_positive,
+        type=number(int, 8, 65536),
         nargs=2,
         default=[3024, 4032],
         metavar=("H", "W"),
@@ -135,7 +131,7 @@ device went away (results so far are kept), 130 interrupted.""",
         metavar="PATH",
         help="capture device outputs for these raw tiles: a raw file (.dng, ...) or a .npy [H,W] mosaic / [N,h,w] tiles of normalised canonical-RGGB raw",
     )
-    p.add_argument("--num-tiles", type=_positive, default=4, help="tiles per model for --tiles (default 4)")
+    p.add_argument("--num-tiles", type=number(int, 1, 100000), default=4, help="tiles per model for --tiles (default 4)")
     p.add_argument("--out", type=Path, default=Path("out/android_bench"), help="output folder (default out/android_bench)")
     return p
 

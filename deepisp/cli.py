@@ -17,6 +17,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from deepisp.arguments import Parser, number, threads
 from deepisp.conditioning import WHITE_BALANCE_SOURCES
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError
@@ -29,9 +30,12 @@ from deepisp.tiling import DEFAULT_TILE
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_micro_full.pt)")
     p.add_argument(
-        "--tile", type=int, default=DEFAULT_TILE, help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})"
+        "--tile",
+        type=number(int, 8, 8192),
+        default=DEFAULT_TILE,
+        help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    p.add_argument("--threads", type=threads, default=None, help="CPU threads for torch, 1 to the cores present (default: all cores)")
     add_noise_profile_argument(
         p,
         "noise-aware jdd models: the noise variance S*x + O at normalised raw level x (a DNG's NoiseProfile tag); "
@@ -139,7 +143,7 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepisp", description="DeepISP: a learned camera ISP (raw Bayer -> finished image).")
+    parser = Parser(prog="deepisp", description="DeepISP: a learned camera ISP (raw Bayer -> finished image).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -156,10 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folders of .png/.jpg photographs (default: ../shared/data/photos/cbsd68)",
     )
     p.add_argument("--out", type=Path, required=True, help="output root; one sub-folder per scene")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=number(int, 0), default=0)
     p.add_argument("--pattern", default="RGGB", choices=["RGGB", "GRBG", "GBRG", "BGGR"], help="sensor CFA pattern to simulate")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N photographs")
-    p.add_argument("--variants", type=int, default=1, help="scenes per photograph, each an independent draw of white balance and noise (default 1)")
+    p.add_argument("--limit", type=number(int, 1), default=None, help="use only the first N photographs")
+    p.add_argument(
+        "--variants", type=number(int, 1, 100), default=1, help="scenes per photograph, each an independent draw of white balance and noise (default 1)"
+    )
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser(
@@ -186,21 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="model size, see `deepisp presets` (default phone-full)")
     p.add_argument("--pair", choices=["low_light", "mimic"], help="S7 pair: short raw -> medium JPEG (default) or medium -> medium")
     p.add_argument("--msr-camera", dest="msr_camera", choices=["panasonic", "canon"])
-    p.add_argument("--steps", type=int, help="total optimizer steps (default 2000); with --resume, a new total (default: the run's own)")
-    p.add_argument("--batch", type=int, help="crops per step (default 4)")
-    p.add_argument("--crop", type=int, help="crop side in pixels (default 128)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 5e-5, the paper's)")
+    p.add_argument("--steps", type=number(int, 0), help="total optimizer steps (default 2000); with --resume, a new total (default: the run's own)")
+    p.add_argument("--batch", type=number(int, 1, 4096), help="crops per step (default 4)")
+    p.add_argument("--crop", type=number(int, 8, 4096), help="crop side in pixels (default 128)")
+    p.add_argument("--lr", type=number(float, 0, 1, above=True), help="Adam learning rate (default 5e-5, the paper's)")
     p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"], help="constant (paper, default) or cosine decay to 0 at --steps")
-    p.add_argument("--alpha", type=float, help="MS-SSIM weight in the full-ISP loss (default 0.84)")
+    p.add_argument("--alpha", type=number(float, 0, 1), help="MS-SSIM weight in the full-ISP loss (default 0.84)")
     p.add_argument(
         "--jdd-loss",
         dest="jdd_loss",
         choices=["l2", "l2+srgb"],
         help="jdd loss: l2 on linear RGB (the paper's, default) or l2+srgb, plus the L2 of the sRGB-encoded images (weighs dark tones as a display does)",
     )
-    p.add_argument("--seed", type=int)
-    p.add_argument("--ckpt-every", dest="ckpt_every", type=int, help="checkpoint period in steps (default 200)")
-    p.add_argument("--val-every", dest="val_every", type=int, help="validation period in steps (default 200)")
+    p.add_argument("--seed", type=number(int, 0))
+    p.add_argument("--ckpt-every", dest="ckpt_every", type=number(int, 1), help="checkpoint period in steps (default 200)")
+    p.add_argument("--val-every", dest="val_every", type=number(int, 1), help="validation period in steps (default 200)")
     p.add_argument("--device", help="cpu, cuda or auto (default)")
     p.add_argument(
         "--white-balance",
@@ -219,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--light-sources",
         dest="light_sources",
-        type=float,
+        type=number(float, 0, 1),
         help="with --exposure metered and --photos: the share (0-1, default 0) of crops with a lamp or window added in frame, "
         "brighter than the scene, clipped by the camera and pinning the meter, so the model learns to render a subject "
         "left several stops below the metered level",
@@ -227,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--color-head-lr-mult",
         dest="color_head_lr_mult",
-        type=float,
+        type=number(float, 0, 1000, above=True),
         help="learning-rate multiplier of the FC that predicts W (default 1: the paper's single rate)",
     )
     p.add_argument(
@@ -259,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    p.add_argument("--threads", type=threads, default=None, help="CPU threads for torch, 1 to the cores present (default: all cores)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -274,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair", default="low_light", choices=["low_light", "mimic"])
     p.add_argument("--msr-camera", dest="msr_camera", default="panasonic", choices=["panasonic", "canon"])
     p.add_argument("--out", type=Path, default=Path("runs/eval"), help="where metrics.json and figures go")
-    p.add_argument("--figures", type=int, default=4, help="side-by-side PNGs for the first N images")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--figures", type=number(int, 0), default=4, help="side-by-side PNGs for the first N images")
+    p.add_argument("--limit", type=number(int, 1), default=None, help="evaluate only the first N images")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -313,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-megapixels",
         dest="max_megapixels",
-        type=float,
+        type=number(float, 0, 1000, above=True),
         default=MAX_MEGAPIXELS,
         help=f"refuse raw frames larger than this, checked before decoding (default {MAX_MEGAPIXELS:g})",
     )
@@ -327,9 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "threads", None) is not None and args.threads < 1:
-        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
-        return 2
     if getattr(args, "threads", None):
         import torch
 

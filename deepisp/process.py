@@ -35,6 +35,7 @@ import tifffile
 import torch
 from PIL import Image
 
+from deepisp.arguments import number
 from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
 from deepisp.conditioning import WHITE_BALANCE_SOURCES, Conditioning, file_white_balance, model_input, render_linear
@@ -133,7 +134,7 @@ def decode(
 def add_noise_profile_argument(p: argparse.ArgumentParser, help: str) -> None:
     """The `--noise-profile S O` flag (a DNG NoiseProfile: noise variance S*x + O) of every command that runs a
     noise-aware model; `help` says what the command does with it."""
-    p.add_argument("--noise-profile", dest="noise_profile", type=float, nargs=2, metavar=("S", "O"), default=None, help=help)
+    p.add_argument("--noise-profile", dest="noise_profile", type=number(float, 0, 1), nargs=2, metavar=("S", "O"), default=None, help=help)
 
 
 def check_noise_profile(model: DeepISP | ExportedModel, noise_profile: tuple[float, float] | None) -> None:

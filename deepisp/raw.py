@@ -283,6 +283,9 @@ def _decode(raw: rawpy.RawPy) -> RawMosaic:
 
     visible = raw.raw_image_visible
     h, w = visible.shape[0] - visible.shape[0] % 2, visible.shape[1] - visible.shape[1] % 2
+    if h == 0 or w == 0 or float(visible[:h, :w].max()) <= float(black.min()):
+        # A damaged or mislabelled compressed stream decodes to zeros without an error from LibRaw.
+        raise DeepISPError("the raw data decodes empty (every site at or below the black level): the file is damaged; copy it from the camera again")
     # As [H/2, 2, W/2, 2] quads the per-site levels broadcast without a full-size black map.
     quads = visible[:h, :w].astype(np.float32).reshape(h // 2, 2, w // 2, 2)
     site_black = black.reshape(1, 2, 1, 2)

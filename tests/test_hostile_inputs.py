@@ -308,3 +308,50 @@ def test_resume_after_the_data_moved(s7_root, tmp_path):
     # Without --steps the run keeps its stored total (4): nothing more to train.
     assert deepisp("train", "--out", str(tmp_path / "run"), "--resume", "--quiet", cwd=tmp_path / "elsewhere").returncode == 0
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 4
+
+
+def test_a_raw_that_decodes_empty_is_refused(tmp_path):
+    """A damaged compressed stream decodes to zeros without an error from LibRaw: refused, not an all-black image."""
+    from deepisp.data.dng import write_dng
+
+    dng = tmp_path / "empty.dng"
+    write_dng(dng, np.zeros((64, 64), np.uint16), black_level=64, white_level=1023, color_matrix=np.eye(3), as_shot_neutral=None)
+    assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.jpg"), "empty")
+    assert not (tmp_path / "out.jpg").exists()
+
+
+NUMERIC_OPTIONS = [
+    ("process", "x.dng", "--max-megapixels"),
+    ("process", "x.dng", "--tile"),
+    ("process", "x.dng", "--threads"),
+    ("make-synthetic", "--photos", "p", "--out", "o", "--limit"),
+    ("eval", "--limit"),
+    ("train", "--data", "d", "--lr"),
+    ("train", "--data", "d", "--steps"),
+]
+
+
+@pytest.mark.parametrize("args", NUMERIC_OPTIONS, ids=lambda a: f"{a[0]} {a[-1]}")
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "1e400", "x", "0", "20000000"])
+def test_every_numeric_option_is_range_checked_with_one_error_line(args, value):
+    """NaN, infinities, negatives and non-numbers are refused by the parser: one `error:` line naming the option.
+    Zero and huge values are refused where out of range, and never give a traceback where they are not."""
+    result = deepisp(*args, value)
+    if value not in ("0", "20000000"):
+        assert_clean_error(result, args[-1])
+    else:
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_export_and_harness_options_are_range_checked():
+    for script, flag, value in (
+        ("export/to_tflite.py", "--min-psnr", "nan"),
+        ("export/to_onnx.py", "--frame", "0"),
+        ("export/to_onnx.py", "--threads", "20000"),
+    ):
+        result = subprocess.run(
+            [sys.executable, script, flag, value, *(["1"] if flag == "--frame" else [])], capture_output=True, text=True, cwd=REPO, timeout=300
+        )
+        assert_clean_error(result, flag)
+    result = subprocess.run([sys.executable, "-m", "android_harness.bench", "--adb-timeout", "nan"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert_clean_error(result, "--adb-timeout")

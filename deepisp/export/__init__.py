@@ -20,3 +20,12 @@ loses), `delegates` (GPU / NNAPI compatibility rules), `metadata` (what an app n
 `accuracy` (an exported variant against the float PyTorch model), `pipeline` (stage, check and publish a
 variant), `cli` (export/to_tflite.py and export/to_onnx.py).
 """
+
+import os
+
+# TensorFlow's C++ INFO/WARNING chatter (converter logs, and the oneDNN notice it prints before its logging
+# starts, silenced only by leaving oneDNN's CPU kernels off: the export runs TensorFlow for graph building and
+# conversion, not for speed) would precede every export message and error line. Set before any submodule
+# imports TensorFlow; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

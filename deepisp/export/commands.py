@@ -14,6 +14,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from deepisp.arguments import Parser, number, threads
 from deepisp.errors import DeepISPError
 
 DEFAULT_FRAME = (3024, 4032)  # Samsung Galaxy S7 main camera, the S7-ISP dataset's frame
@@ -26,7 +27,7 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
     from deepisp.process import add_noise_profile_argument
 
     what = {"tflite": "TFLite (LiteRT) graphs for phone GPU/NPU delegates", "onnx": "ONNX graphs (opset 18, dynamic window size)"}[backend]
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=f"export/to_{backend}.py",
         description=f"Export a DeepISP checkpoint as {what}: a tile graph (raw Bayer window -> image, plus the "
         "high-level cells) and a color graph (global W applied per pixel), run tile by tile with the plan in the "
@@ -42,7 +43,7 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tile",
-        type=int,
+        type=number(int, 8, 8192),
         nargs="+",
         default=[DEFAULT_TILE],
         metavar="N",
@@ -50,7 +51,7 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--frame",
-        type=int,
+        type=number(int, 8, 65536),
         nargs=2,
         default=list(DEFAULT_FRAME),
         metavar=("H", "W"),
@@ -63,10 +64,12 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
         help="raw files or an S7-layout folder for int8/int16x8 calibration "
         "(default: the train split of the project's synthetic S7 set, made from ../shared/data on first use)",
     )
-    p.add_argument("--calib-windows", type=int, default=32, help=f"calibration windows of {CALIBRATION_WINDOW}x{CALIBRATION_WINDOW} (default 32)")
+    p.add_argument(
+        "--calib-windows", type=number(int, 1, 100000), default=32, help=f"calibration windows of {CALIBRATION_WINDOW}x{CALIBRATION_WINDOW} (default 32)"
+    )
     p.add_argument(
         "--calib-input-max",
-        type=float,
+        type=number(float, 0, 1, above=True),
         default=None,
         help="top of the quantized input range; brighter inputs saturate (default: the 99.9th percentile of the calibration raws for int8 "
         "and int8-mixed, the whole [0,1] for int16x8; 1 = the whole range)",
@@ -74,10 +77,10 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
     p.add_argument(
         "--data", type=Path, default=None, help="raw files or an S7-layout folder to check accuracy on (default: the val+test splits of the synthetic S7 set)"
     )
-    p.add_argument("--eval-images", type=int, default=4, help="held-out frames for the accuracy check (default 4)")
+    p.add_argument("--eval-images", type=number(int, 1, 10000), default=4, help="held-out frames for the accuracy check (default 4)")
     p.add_argument(
         "--min-psnr",
-        type=float,
+        type=number(float, 0, 200),
         default=None,
         help="accuracy floor in dB vs the float model for every variant (default: per-variant floors set from measurement, see deepisp/export/gate.py)",
     )
@@ -87,7 +90,7 @@ def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
         "exact for raws with that noise; export one set per ISO",
     )
     p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out/)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the checks (default: all cores)")
+    p.add_argument("--threads", type=threads, default=None, help="CPU threads for the checks, 1 to the cores present (default: all cores)")
     return p
 
 

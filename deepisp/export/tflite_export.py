@@ -27,12 +27,8 @@ loses (deepisp.export.int8.point_costs, sidecar key "int8_points").
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ INFO/WARNING chatter
-
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
