@@ -18,6 +18,10 @@ from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig
 
 FORMAT = 1
+# The largest model ModelConfig allows (deepisp.model.MAX_SIZES) with Adam's two moments is ~600 MB; settings
+# (the pickled dict without tensors) are a few kB.
+MAX_CHECKPOINT_BYTES = 1 << 30
+MAX_PICKLE_BYTES = 1 << 20
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_micro_full.pt"
 DEFAULT_JDD_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_phone_jdd.pt"
 
@@ -40,6 +44,15 @@ def load_checkpoint(path: str | Path) -> dict:
         raise DeepISPError(f"checkpoint {path} not found: pass --model with a .pt file written by `deepisp train`")
     try:
         with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            # Declared sizes first: a small file must not inflate to gigabytes in testzip or torch.load.
+            total = sum(e.file_size for e in entries)
+            pickle_size = max((e.file_size for e in entries if e.filename.endswith(".pkl")), default=0)
+            if total > MAX_CHECKPOINT_BYTES or pickle_size > MAX_PICKLE_BYTES:
+                raise DeepISPError(
+                    f"{path} declares {total / 2**20:.0f} MiB of contents ({pickle_size / 2**20:.1f} MiB of settings): far beyond any "
+                    "deepisp model; refused (a damaged or hostile file)"
+                )
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError):
         raise DeepISPError(f"{path} is not a readable deepisp checkpoint (not a torch zip file); re-download or retrain it") from None

@@ -89,6 +89,11 @@ COMPANDINGS = ("none", "sqrt")
 EXPOSURES = ("as_is", "metered")
 
 
+# Bounds of a config's sizes, 3-5x the paper's (n_ll 15-20, width 64, n_hl 3, hl_width 64): far beyond anything
+# trained here, small enough that no config read from a file allocates more than ~200 MB of weights.
+MAX_SIZES = {"n_ll": 64, "n_hl": 16, "width": 256, "hl_width": 256}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     mode: str = "full"  # "jdd" (low-level stage only) or "full" (both stages)
@@ -112,6 +117,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("jdd", "full"):
             raise ValueError(f"mode must be 'jdd' or 'full', got {self.mode!r}")
+        sizes = {"n_ll": self.n_ll, "n_hl": self.n_hl, "width": self.width, "hl_width": self.hl_width}
+        bad = {k: v for k, v in sizes.items() if type(v) is not int or not 0 <= v <= MAX_SIZES[k]}
+        if bad:
+            # Checked before anything is allocated: a config from a file must not size a network of gigabytes.
+            raise ValueError(f"sizes out of range: {bad} (bounds: {MAX_SIZES})")
         if self.n_ll < 1 or self.width <= self.image_channels or self.hl_width < 1:
             raise ValueError(f"need n_ll >= 1, width > {self.image_channels} (the image channels), hl_width >= 1: {self}")
         if self.mode == "full" and self.n_hl < 1:

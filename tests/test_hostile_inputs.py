@@ -355,3 +355,24 @@ def test_export_and_harness_options_are_range_checked():
         assert_clean_error(result, flag)
     result = subprocess.run([sys.executable, "-m", "android_harness.bench", "--adb-timeout", "nan"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert_clean_error(result, "--adb-timeout")
+
+
+@pytest.mark.parametrize("field,value", [("n_ll", 1000000), ("width", 6000), ("hl_width", -3), ("n_hl", 10**9), ("n_ll", 2.5)])
+def test_a_checkpoint_config_that_sizes_a_huge_network_is_refused_before_allocating(tmp_path, dng, field, value):
+    state = torch.load(DEFAULT_CHECKPOINT, weights_only=True)
+    state["model_config"][field] = value
+    torch.save(state, tmp_path / "huge.pt")
+    assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.png", "--model", tmp_path / "huge.pt"), "out of range")
+
+
+def test_a_checkpoint_that_inflates_to_gigabytes_is_refused_before_reading(tmp_path, dng):
+    """A small file whose zip entry declares (and inflates to) far more than any model: refused from the zip directory."""
+    bomb = tmp_path / "bomb.pt"
+    shutil.copy(DEFAULT_CHECKPOINT, bomb)
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("archive/data/extra", "w", force_zip64=True) as f:
+            chunk = bytes(1 << 24)
+            for _ in range(80):  # 1.25 GiB of zeros, ~1.3 MB on disk
+                f.write(chunk)
+    assert bomb.stat().st_size < 10 << 20
+    assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.png", "--model", bomb), "refused")
