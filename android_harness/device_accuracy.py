@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from android_harness.tflite_info import GraphInfo, TensorInfo
-from deepisp.atomic import atomic_path
+from android_harness.tflite_info import MAX_MODEL_BYTES, GraphInfo, TensorInfo
+from deepisp.atomic import atomic_path, read_bounded
 from deepisp.errors import DeepISPError
 
 
@@ -92,7 +92,7 @@ def to_graph_domain(tiles: np.ndarray, model: Path) -> np.ndarray:
     model (`model_config.compand` in its embedded deepisp metadata, deepisp.model.compand), else as they are."""
     from deepisp.export.metadata import read_tflite
 
-    meta = read_tflite(model.read_bytes()) or {}
+    meta = read_tflite(read_bounded(model, MAX_MODEL_BYTES, "exported .tflite model")) or {}
     if meta.get("model_config", {}).get("compand", "none") == "none":
         return tiles
     import torch  # only paid for companded models

@@ -16,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deepisp.atomic import read_bounded
 from deepisp.errors import DeepISPError
+
+# The largest .tflite the harness reads (a 12 MP paper-size fp32 graph is tens of MB).
+MAX_MODEL_BYTES = 1 << 30
 
 # TensorType enum of schema.fbs -> numpy dtype; types the harness never decodes are left out.
 _DTYPES = {
@@ -117,7 +121,7 @@ def read_graph_info(path: str | Path) -> GraphInfo:
     path = Path(path)
     if not path.is_file():
         raise DeepISPError(f"model not found: {path}; pass an exported .tflite file")
-    buf = path.read_bytes()
+    buf = read_bounded(path, MAX_MODEL_BYTES, "exported .tflite model")
     # Bytes 4..8 are the flatbuffer file identifier, "TFL3" for every TFLite model.
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise DeepISPError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier); pass an exported .tflite")

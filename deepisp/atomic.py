@@ -1,4 +1,5 @@
-"""Atomic file writes: every output of deepisp appears whole or not at all.
+"""File I/O that can neither lose nor swamp: atomic writes (every output of deepisp appears whole or not at
+all) and bounded reads (`read_bounded`: a regular file of a sane size, never a FIFO, device or giant file).
 
     with atomic_path(out) as tmp:
         write_something(tmp)
@@ -23,6 +24,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from deepisp.errors import DeepISPError
 
 
 @contextmanager
@@ -49,13 +52,28 @@ def _check(stem: str, pid: int, nonce: str) -> str:
     return hashlib.sha256(f"deepisp-atomic:{stem}:{pid}:{nonce}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
+# A file name is at most 255 bytes on common file systems; the temp name adds up to 62 to the output's stem.
+MAX_NAME_BYTES = 255
+_TEMP_EXTRA = 1 + 1 + 10 + 1 + 16 + 1 + 16 + len(TEMP_TAG)
+
+
+def _short_stem(stem: str, suffix: str) -> str:
+    """The output's stem as its temp name carries it: cut (on a character boundary) so the temp name fits."""
+    room = MAX_NAME_BYTES - _TEMP_EXTRA - len(suffix.encode("utf-8", "surrogateescape"))
+    while len(stem.encode("utf-8", "surrogateescape")) > room:
+        stem = stem[:-1]
+    return stem
+
+
 def temp_name(stem: str, pid: int, nonce: str, suffix: str) -> str:
     """The temp file name of an output `stem + suffix` written by process `pid` (module doc)."""
+    stem = _short_stem(stem, suffix)
     return f".{stem}.{pid}-{nonce}-{_check(stem, pid, nonce)}{TEMP_TAG}{suffix}"
 
 
 def _ours(f: Path, stem: str, suffix: str) -> int | None:
     """The writer PID of `f` if its name proves it is a temp file of output `stem + suffix` made here, else None."""
+    stem = _short_stem(stem, suffix)
     middle = f.name[len(stem) + 2 : len(f.name) - len(TEMP_TAG) - len(suffix)]
     m = _TEMP_NAME.fullmatch(middle)
     if m is None or f.name != temp_name(stem, int(m["pid"]), m["nonce"], suffix):
@@ -77,7 +95,7 @@ def sweep_stale_temps(path: Path) -> list[Path]:
     """Delete the temp files of `path` left by writers that died (PID in the name no longer running).
     Returns what was deleted. Only provably own temp files are touched (module doc)."""
     removed = []
-    for f in path.parent.glob(f".{glob.escape(path.stem)}.*{TEMP_TAG}{glob.escape(path.suffix)}"):
+    for f in path.parent.glob(f".{glob.escape(_short_stem(path.stem, path.suffix))}.*{TEMP_TAG}{glob.escape(path.suffix)}"):
         pid = _ours(f, path.stem, path.suffix)
         if pid is None or pid == os.getpid() or _alive(pid):
             continue
@@ -89,3 +107,24 @@ def sweep_stale_temps(path: Path) -> list[Path]:
             f.unlink(missing_ok=True)
             removed.append(f)
     return removed
+
+
+def read_bounded(path: str | Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of the regular file `path`, at most `max_bytes` of them. A FIFO, device or folder (which could
+    block forever or never end: /dev/zero) and anything larger (a sparse multi-GB file) are refused with a
+    DeepISPError naming `what` the file should have been; FileNotFoundError and PermissionError pass through
+    for the caller to word."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO must not wait for a writer
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DeepISPError(f"{path} is not a regular file; pass {what}")
+        if st.st_size > max_bytes:
+            raise DeepISPError(f"{path} is {st.st_size / 2**20:.0f} MiB, more than any {what} ({max_bytes / 2**20:.0f} MiB at most); refused")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise DeepISPError(f"{path} grew past {max_bytes / 2**20:.0f} MiB while read; refused")
+    return data

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepisp.atomic import read_bounded
 from deepisp.errors import DeepISPError
 from deepisp.export.graphs import ColorGraph, TileGraph
-from deepisp.export.metadata import ExportMetadata, read_tflite
+from deepisp.export.metadata import MAX_GRAPH_BYTES, ExportMetadata, read_tflite
 from deepisp.model import ModelConfig
 from deepisp.tiling import run_tiled
 
@@ -53,6 +54,16 @@ def tflite_interpreter_class():
         raise DeepISPError("no TFLite interpreter installed: pip install ai-edge-litert (or `pip install -e .[export]`)") from None
 
 
+# The inputs by which a graph file proves its role: tile and color graphs embed the same metadata, so a tile graph
+# renamed onto the color graph's name (and back) would pass the name check and fail deep inside the runtime.
+ROLE_INPUTS = {"tile": {TileGraph.MOSAIC}, "color": {ColorGraph.IMAGE, ColorGraph.MEAN}}
+
+
+def check_role(path: Path, name: str, inputs: set[str]) -> None:
+    if inputs != ROLE_INPUTS.get(name):
+        raise DeepISPError(f"{path} is not the {name} graph its sidecar names (its inputs are {sorted(inputs)}); graphs were renamed or mixed: re-export")
+
+
 class TfliteRunner:
     """`WindowRunner` over the tile (and color) .tflite graphs of one exported variant."""
 
@@ -65,6 +76,8 @@ class TfliteRunner:
                 it = interpreter(model_path=str(path), num_threads=threads)
             except ValueError as e:
                 raise DeepISPError(f"{path} is not a loadable TFLite model ({e}); re-export it") from None
+            signatures = it.get_signature_list()
+            check_role(path, name, set(next(iter(signatures.values()))["inputs"]) if signatures else set())
             self._run[name] = it.get_signature_runner()
 
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -96,6 +109,7 @@ class OnnxRunner:
                 self._sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             except Exception as e:  # ORT raises its own exception types for unreadable models
                 raise DeepISPError(f"{path} is not a loadable ONNX model ({type(e).__name__}); re-export it") from None
+            check_role(path, name, {i.name for i in self._sessions[name].get_inputs()})
 
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = self._sessions["tile"].run(None, {TileGraph.MOSAIC: window.numpy()[None, None].astype(np.float32)})
@@ -114,7 +128,7 @@ MUST_MATCH = ("backend", "variant", "model_config", "frame", "window", "tile", "
 
 def embedded_metadata(path: Path, backend: str) -> ExportMetadata | None:
     """The "deepisp" metadata a graph file carries (TFLite Model.metadata, ONNX metadata_props), or None."""
-    blob = path.read_bytes()
+    blob = read_bounded(path, MAX_GRAPH_BYTES, f"{backend} graph of a deepisp export")
     try:
         if backend == "tflite":
             data = read_tflite(blob)

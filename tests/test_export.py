@@ -331,7 +331,7 @@ def test_full_12mp_frame_through_exported_tiles_equals_torch(tmp_path, tiny_ckpt
     assert frame_psnr(out, ref) >= 60 and (out - ref).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("tamper", ["edited_config", "swapped_graphs", "missing_key", "other_format", "foreign_graph"])
+@pytest.mark.parametrize("tamper", ["edited_config", "swapped_graphs", "renamed_graphs", "outside_folder", "missing_key", "other_format", "foreign_graph"])
 @pytest.mark.parametrize("backend", ["tflite", "onnx"])
 def test_tampered_sidecar_is_refused(tflite_export_dir, onnx_export_dir, tmp_path, backend, tamper):
     source, name = (tflite_export_dir, "deepisp_fp32.json") if backend == "tflite" else (onnx_export_dir, "deepisp_onnx_fp32.json")
@@ -342,6 +342,11 @@ def test_tampered_sidecar_is_refused(tflite_export_dir, onnx_export_dir, tmp_pat
         meta["model_config"]["n_hl"] = 1
     elif tamper == "swapped_graphs":
         meta["graphs"]["tile"]["file"], meta["graphs"]["color"]["file"] = meta["graphs"]["color"]["file"], meta["graphs"]["tile"]["file"]
+    elif tamper == "renamed_graphs":  # the files renamed onto each other: names check out, roles do not
+        tile, color = (work / meta["graphs"][g]["file"] for g in ("tile", "color"))
+        tile.rename(work / "t"), color.rename(tile), (work / "t").rename(color)
+    elif tamper == "outside_folder":
+        meta["graphs"]["tile"]["file"] = "../" + meta["graphs"]["tile"]["file"]
     elif tamper == "missing_key":
         del meta["tile"]
     elif tamper == "other_format":
@@ -352,5 +357,6 @@ def test_tampered_sidecar_is_refused(tflite_export_dir, onnx_export_dir, tmp_pat
             pytest.skip("one ONNX variant is exported here")
         shutil.copy(work / other, work / meta["graphs"]["tile"]["file"])
     (work / name).write_text(json.dumps(meta))
-    with pytest.raises(DeepISPError):
+    why = {"renamed_graphs": "graph its sidecar names", "outside_folder": "plain file name"}.get(tamper)
+    with pytest.raises(DeepISPError, match=why):
         ExportedModel(work / name)

@@ -376,3 +376,33 @@ def test_a_checkpoint_that_inflates_to_gigabytes_is_refused_before_reading(tmp_p
                 f.write(chunk)
     assert bomb.stat().st_size < 10 << 20
     assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.png", "--model", bomb), "refused")
+
+
+def test_a_long_but_valid_output_name_is_written(tmp_path, dng):
+    """A 250-byte output name is valid: its temp name is cut to fit, not refused after processing."""
+    out = tmp_path / ("a" * 246 + ".jpg")
+    result = deepisp("process", dng, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "sparse", "unreadable"])
+def test_a_sidecar_that_is_not_a_small_regular_file_is_refused_at_once(tmp_path, dng, kind):
+    """A FIFO (would block forever), /dev/zero (never ends), a 4 GiB sparse file or an unreadable file as the
+    sidecar: one clear line, within the test's timeout, no output."""
+    sidecar = tmp_path / "deepisp_fp32.json"
+    if kind == "fifo":
+        os.mkfifo(sidecar)
+    elif kind == "dev_zero":
+        sidecar.symlink_to("/dev/zero")
+    elif kind == "sparse":
+        with open(sidecar, "wb") as f:
+            f.truncate(4 << 30)
+    else:
+        sidecar.write_text("{}")
+        sidecar.chmod(0)
+        if os.access(sidecar, os.R_OK):
+            pytest.skip("running as root: permissions do not stop reads")
+    result = deepisp("process", dng, "-o", tmp_path / "out.png", "--backend", "onnx", "--model", sidecar)
+    assert_clean_error(result, {"fifo": "regular file", "dev_zero": "regular file", "sparse": "MiB", "unreadable": "permission"}[kind])
+    assert not (tmp_path / "out.png").exists()

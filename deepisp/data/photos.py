@@ -81,8 +81,8 @@ OVEREXPOSURE_RANGE = (1.0, 4.0)
 # its brightness over the scene's 99th percentile (log-uniform) and its core radius over the crop side. A lamp
 # or a window in frame pins the meter, leaving the subject several stops below the trained level (the real
 # ColorChecker frame of benchmarks/colorchart.py: patches at 1/3 to 1/60 of the metered level, rendered grey).
-LIGHT_SOURCE_BRIGHTNESS = (2.0, 16.0)
-LIGHT_SOURCE_RADIUS = (0.04, 0.2)
+LIGHT_SOURCE_BRIGHTNESS = (2.0, 6.0)
+LIGHT_SOURCE_RADIUS = (0.03, 0.1)
 # The photo stride used to measure the auto exposure of a whole photo (even, so the CFA mix is kept).
 EXPOSURE_STRIDE = 4
 _SRGB_TO_LINEAR_LUT = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy().astype(np.float32)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from deepisp.atomic import atomic_path
+from deepisp.atomic import atomic_path, read_bounded
 from deepisp.conditioning import describe as describe_input
 from deepisp.errors import DeepISPError
 from deepisp.export.graphs import ColorGraph, TileGraph
@@ -29,6 +29,9 @@ from deepisp.white_balance import REFERENCE_WB
 # Version of the JSON: readers refuse other versions, so bump it when a key changes meaning or goes away.
 FORMAT = 2
 METADATA_NAME = "deepisp"
+# Read limits: a sidecar is a few kB, the largest graph (paper-size fp32 at a 12 MP window plan) tens of MB.
+MAX_SIDECAR_BYTES = 1 << 20
+MAX_GRAPH_BYTES = 512 << 20
 NAME = "DeepISP"  # the "name" entry: what tells deepisp metadata from other JSON
 
 NORMALISATION = (
@@ -130,10 +133,12 @@ class ExportMetadata:
         if path.is_dir():
             raise DeepISPError(f"{path} is a folder: pass the deepisp_<variant>.json written by the export next to the graphs")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_bounded(path, MAX_SIDECAR_BYTES, "export sidecar (deepisp_<variant>.json)").decode("utf-8"))
         except FileNotFoundError:
             raise DeepISPError(f"{path} not found: run export/to_tflite.py or export/to_onnx.py first, then pass its deepisp_<variant>.json") from None
-        except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        except PermissionError:
+            raise DeepISPError(f"{path} cannot be read (permission denied); check its permissions") from None
+        except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, nested beyond reason
             raise DeepISPError(f"{path} is not an export sidecar (JSON): pass the deepisp_<variant>.json written by the export") from None
         return cls.from_json(data, path)
 
