@@ -14,14 +14,18 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deepisp.errors import DeepISPError
+from deepisp.errors import DeepISPError, printable
 
 # adb's own exit status is 1 both for a transport failure and for a remote command exiting 1; which one
 # it was is settled by asking `get-state`, with this (short) timeout.
 STATE_TIMEOUT_S = 10.0
+# Output kept per stream of one adb call: benchmark_model's op profile is a few hundred kB.
+MAX_OUTPUT_BYTES = 16 << 20
 PLATFORM_TOOLS_URL = "https://developer.android.com/tools/releases/platform-tools"
 
 # Why a listed device cannot be used, and what to do about it, by `adb devices` state.
@@ -149,18 +153,26 @@ class Adb:
         self.serial: str | None = None
 
     def _run(self, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+        """Run adb with `timeout`; its output is drained as it comes and kept up to MAX_OUTPUT_BYTES per stream: a
+        tool that prints without end is stopped (DeepISPError) instead of filling memory."""
         cmd = [str(self.exe)] + (["-s", self.serial] if self.serial else []) + args
         try:
             # Its own session (process group), so a timeout kills adb and everything it started: a hung adb's
             # children (a forked server, a shell) would otherwise outlive it and hold the pipes open.
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except OSError as e:
             raise DeepISPError(f"cannot run adb at {self.exe}: {e.strerror or e}; pass a working adb with --adb") from None
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise
+        streams = [_Drain(proc.stdout), _Drain(proc.stderr)]
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if any(d.overflowed for d in streams):
+                _kill_group(proc)
+                raise DeepISPError(f"`adb {printable(' '.join(args))[:80]}` printed more than {MAX_OUTPUT_BYTES >> 20} MiB; stopped it")
+            if time.monotonic() > deadline:
+                _kill_group(proc)
+                raise subprocess.TimeoutExpired(cmd, timeout)
+            time.sleep(0.02)
+        out, err = (d.text() for d in streams)
         return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
     def select(self, serial: str | None) -> str:
@@ -251,4 +263,24 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.communicate()
+    proc.wait()
+
+
+class _Drain:
+    """Reads a pipe to its end on a thread, keeping the first MAX_OUTPUT_BYTES (`overflowed` once more came)."""
+
+    def __init__(self, pipe) -> None:
+        self.kept, self.overflowed = bytearray(), False
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe) -> None:
+        with pipe:
+            for chunk in iter(lambda: pipe.read1(1 << 16), b""):
+                room = MAX_OUTPUT_BYTES - len(self.kept)
+                self.kept += chunk[:room]
+                self.overflowed |= len(chunk) > room
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        return self.kept.decode("utf-8", "replace")

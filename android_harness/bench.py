@@ -32,7 +32,7 @@ from android_harness.report import make_row, markdown_table, windows_per_frame, 
 from android_harness.tflite_info import GraphInfo, read_graph_info
 from deepisp.arguments import Parser, number
 from deepisp.atomic import atomic_path
-from deepisp.errors import DeepISPError
+from deepisp.errors import DeepISPError, printable
 
 ENV_BINARY = "TFLITE_BENCHMARK_MODEL"
 
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except DeepISPError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted; the runs finished so far are in {args.out}", file=sys.stderr)

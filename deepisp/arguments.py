@@ -13,6 +13,8 @@ import math
 import os
 from collections.abc import Callable
 
+from deepisp.errors import printable
+
 # More threads than cores only oversubscribes; far more crashes thread creation.
 MAX_THREADS = os.cpu_count() or 1
 
@@ -21,7 +23,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (subcommand parsers inherit it)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+        self.exit(2, f"error: {printable(self.prog)}: {printable(message)} (see --help)\n")
 
 
 def number(kind: type = float, low: float | None = None, high: float | None = None, above: bool = False) -> Callable[[str], float]:

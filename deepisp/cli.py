@@ -20,7 +20,7 @@ from pathlib import Path
 from deepisp.arguments import Parser, number, threads
 from deepisp.conditioning import WHITE_BALANCE_SOURCES
 from deepisp.data import SHARED_DATA
-from deepisp.errors import DeepISPError
+from deepisp.errors import DeepISPError, printable
 from deepisp.model import EXPOSURES
 from deepisp.process import add_noise_profile_argument
 from deepisp.raw import MAX_MEGAPIXELS
@@ -125,9 +125,10 @@ def cmd_process(args: argparse.Namespace) -> None:
         model_files=model_files,
     ):
         gain = f", exposure x{info['conditioning']['exposure_gain']:.3g}" if "conditioning" in info else ""
-        print(f"{info['input']} -> {info['output']} ({info['width']}x{info['height']}, {info['bits']}-bit{gain}, {info['seconds']:.2f} s)")
+        where = f"{printable(info['input'])} -> {printable(info['output'])}"
+        print(f"{where} ({info['width']}x{info['height']}, {info['bits']}-bit{gain}, {info['seconds']:.2f} s)")
         for warning in info.get("warnings", []):
-            print(f"warning: {info['input']}: {warning}", file=sys.stderr)
+            print(f"warning: {printable(info['input'])}: {warning}", file=sys.stderr)
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except DeepISPError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

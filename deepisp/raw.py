@@ -244,8 +244,11 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
     try:
         tags = _tiff_tags(path)
         _check_not_plain_tiff(tags)
-        with rawpy.RawPy() as raw:
-            raw.open_file(str(path))
+        with rawpy.RawPy() as raw, open(path, "rb") as f:
+            if _utf8(path):
+                raw.open_file(str(path))
+            else:  # LibRaw takes UTF-8 paths only: a file name of other bytes is opened here and handed over in memory
+                raw.open_buffer(f)
             megapixels = raw.sizes.raw_height * raw.sizes.raw_width / 1e6
             if megapixels > max_megapixels:
                 raise DeepISPError(
@@ -264,6 +267,14 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
         raise DeepISPError(f"LibRaw cannot decode {path} ({_libraw_message(e)}); check the file") from None
     except OSError as e:
         raise DeepISPError(f"cannot read {path}: {e.strerror or e}; check the file's permissions") from None
+
+
+def _utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate-escaped byte of a non-UTF-8 name
+        return False
+    return True
 
 
 def _decode(raw: rawpy.RawPy) -> RawMosaic:

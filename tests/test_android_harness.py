@@ -529,3 +529,19 @@ def test_hung_adb_is_killed_with_everything_it_started(tmp_path):
     stat = Path(f"/proc/{child}/stat")
     # Gone, or a zombie waiting for init to reap it (its parent was killed): either way no longer running.
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_an_adb_that_prints_without_end_is_stopped_with_bounded_memory(tmp_path, monkeypatch):
+    from android_harness import adb as adb_module
+
+    monkeypatch.setattr(adb_module, "MAX_OUTPUT_BYTES", 1 << 20)
+    endless = tmp_path / "adb"
+    endless.write_text("#!/bin/sh\nexec yes 'a line of output, again and again'\n")
+    endless.chmod(0o755)
+    with pytest.raises(DeepISPError, match="printed more than"):
+        adb_module.Adb(endless, timeout=60)._run(["devices"], 60)
+    chatty = tmp_path / "chatty"
+    chatty.write_text("#!/bin/sh\nprintf 'ok\\033[31m\\n'; printf 'warn' >&2\n")
+    chatty.chmod(0o755)
+    done = adb_module.Adb(chatty, timeout=60)._run([], 60)
+    assert done.returncode == 0 and done.stdout == "ok\x1b[31m\n" and done.stderr == "warn"

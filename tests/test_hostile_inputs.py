@@ -406,3 +406,19 @@ def test_a_sidecar_that_is_not_a_small_regular_file_is_refused_at_once(tmp_path,
     result = deepisp("process", dng, "-o", tmp_path / "out.png", "--backend", "onnx", "--model", sidecar)
     assert_clean_error(result, {"fifo": "regular file", "dev_zero": "regular file", "sparse": "MiB", "unreadable": "permission"}[kind])
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("name", [b"shot\nnext\x1b[31m.dng", b"caf\xe9.dng"], ids=["control characters", "non-UTF-8 bytes"])
+def test_odd_file_names_are_processed_and_echoed_escaped(tmp_path, dng, name):
+    """A raw whose name holds control characters or bytes that are not UTF-8: processed (LibRaw takes UTF-8 paths
+    only), and every line that names it shows them escaped, never raw on the terminal."""
+    raw = Path(os.fsdecode(bytes(tmp_path) + b"/" + name))
+    shutil.copy(dng, raw)
+    result = subprocess.run([sys.executable, "-m", "deepisp.cli", "process", raw, "-o", tmp_path / "out.jpg"], capture_output=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.jpg").is_file()
+    shown = result.stdout.decode()
+    assert "\\x" in shown and "\x1b" not in shown and shown.count("\n") == 1
+    missing = Path(os.fsdecode(bytes(tmp_path) + b"/gone" + name))
+    result = subprocess.run([sys.executable, "-m", "deepisp.cli", "process", missing], capture_output=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2 and result.stderr.decode().count("\n") == 1 and "\x1b" not in result.stderr.decode()

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from deepisp.arguments import Parser, number, threads
-from deepisp.errors import DeepISPError
+from deepisp.errors import DeepISPError, printable
 
 DEFAULT_FRAME = (3024, 4032)  # Samsung Galaxy S7 main camera, the S7-ISP dataset's frame
 DEFAULT_TILE = 1024
@@ -114,7 +114,7 @@ def run(backend: str, argv: list[str] | None = None) -> int:
     try:
         return _export(backend, exporter, args)
     except DeepISPError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
 
 
