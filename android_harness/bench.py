@@ -31,7 +31,7 @@ from android_harness.elf import binary_abi, check_runs_on, where_to_get
 from android_harness.report import make_row, markdown_table, windows_per_frame, write_results
 from android_harness.tflite_info import GraphInfo, read_graph_info
 from deepisp.arguments import Parser, number
-from deepisp.atomic import atomic_path
+from deepisp.atomic import atomic_path, make_folder
 from deepisp.errors import DeepISPError, printable
 
 ENV_BINARY = "TFLITE_BENCHMARK_MODEL"
@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
                 cut = device_accuracy.cut_tiles(source, args.num_tiles, g.inputs[0].shape[1], g.inputs[0].shape[2])
                 tiles[m] = device_accuracy.to_graph_domain(cut, m)
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
+        make_folder(args.out)
     except OSError as e:
         raise DeepISPError(f"cannot create --out {args.out}: {e.strerror or e}; pick another folder") from None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from android_harness.benchmark_output import BenchmarkOutput
 from android_harness.tflite_info import GraphInfo
-from deepisp.atomic import atomic_path
+from deepisp.atomic import atomic_path, make_folder
 from deepisp.errors import DeepISPError
 
 COLUMNS = [
@@ -173,7 +173,7 @@ def write_results(out_dir: Path, device: dict, settings: dict, details: list[dic
         details: per run {"row": make_row(...), "parsed": BenchmarkOutput.as_dict()}.
         complete: False when the sweep stopped early; the files then say so.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     rows = [d["row"] for d in details]
     paths = [out_dir / "results.json", out_dir / "results.csv", out_dir / "results.md"]
 

@@ -109,6 +109,19 @@ def sweep_stale_temps(path: Path) -> list[Path]:
     return removed
 
 
+def make_folder(path: str | Path) -> Path:
+    """`path` as a folder, made with its parents when missing; a DeepISPError when a file (or a file among its
+    parents) is in the way or it cannot be made."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DeepISPError(f"{path} is a file, not a folder: pass a folder (it is made when missing)") from None
+    except OSError as e:
+        raise DeepISPError(f"cannot make the folder {path}: {e.strerror or e}") from None
+    return path
+
+
 def read_bounded(path: str | Path, max_bytes: int, what: str) -> bytes:
     """The bytes of the regular file `path`, at most `max_bytes` of them. A FIFO, device or folder (which could
     block forever or never end: /dev/zero) and anything larger (a sparse multi-GB file) are refused with a

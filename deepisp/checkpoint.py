@@ -67,11 +67,11 @@ def load_checkpoint(path: str | Path) -> dict:
         ) from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
         raise DeepISPError(f"{path} is not a readable deepisp checkpoint ({type(e).__name__}); re-download or retrain it") from None
-    if not isinstance(state, dict) or "model_config" not in state or not isinstance(state.get("model"), dict):
-        raise DeepISPError(f"{path} is not a deepisp checkpoint (no model_config/model inside)")
-    bad = [k for k, v in state["model"].items() if not isinstance(v, torch.Tensor) or not torch.isfinite(v).all()]
+    if not isinstance(state, dict) or not _str_keyed(state.get("model_config")) or not _str_keyed(state.get("model")):
+        raise DeepISPError(f"{path} is not a deepisp checkpoint (no model_config/model dicts inside)")
+    bad = [k for k, v in state["model"].items() if not _dense_finite(v)]
     if bad:
-        raise DeepISPError(f"{path} has non-finite or non-tensor weights ({bad[0]}); the file is damaged: re-download or retrain it")
+        raise DeepISPError(f"{path} has non-finite, sparse or non-tensor weights ({bad[0]}); the file is damaged: re-download or retrain it")
     return state
 
 
@@ -86,3 +86,12 @@ def load_model(path: str | Path | None = None) -> tuple[DeepISP, dict]:
         reason = str(e).strip().splitlines()[0]
         raise DeepISPError(f"{path}: its weights do not fit its model config ({reason}); use a checkpoint written by `deepisp train`") from None
     return model.eval(), state
+
+
+def _str_keyed(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _dense_finite(value: object) -> bool:
+    """A dense float tensor with finite values (what `deepisp train` saves)."""
+    return isinstance(value, torch.Tensor) and value.layout == torch.strided and value.is_floating_point() and bool(torch.isfinite(value).all())

@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=number(int, 0), help="total optimizer steps (default 2000); with --resume, a new total (default: the run's own)")
     p.add_argument("--batch", type=number(int, 1, 4096), help="crops per step (default 4)")
     p.add_argument("--crop", type=number(int, 8, 4096), help="crop side in pixels (default 128)")
-    p.add_argument("--lr", type=number(float, 0, 1, above=True), help="Adam learning rate (default 5e-5, the paper's)")
+    p.add_argument("--lr", type=number(float, 0, 1), help="Adam learning rate (default 5e-5, the paper's)")
     p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"], help="constant (paper, default) or cosine decay to 0 at --steps")
     p.add_argument("--alpha", type=number(float, 0, 1), help="MS-SSIM weight in the full-ISP loss (default 0.84)")
     p.add_argument(

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from deepisp.atomic import atomic_path
+from deepisp.atomic import atomic_path, make_folder
 from deepisp.color import histogram_stretch, linear_to_srgb
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.metrics import image_metrics, psnr_linear_and_srgb
@@ -44,7 +44,7 @@ def evaluate(model: DeepISP, dataset, out_dir: Path, tile: int = DEFAULT_TILE, f
     Uses the dataset's full frames: `dataset.frame(i)` -> (mosaic [H,W] canonical RGGB, target [3,H,W]).
     Returns and writes {"mode", "n", "model": {...means}, "baseline": {...means}, "per_image": [...]}.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     mode = model.cfg.mode
     n = len(dataset) if limit is None else min(limit, len(dataset))
     per_image = []

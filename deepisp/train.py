@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from deepisp.atomic import atomic_path
+from deepisp.atomic import atomic_path, make_folder
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
 from deepisp.errors import DeepISPError
 from deepisp.losses import JDD_LOSSES, MIN_CROP, IspLoss, jdd_loss, jdd_loss_with_srgb
@@ -177,7 +177,10 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DeepISPError("--device cuda asked for but no CUDA device is visible: use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise DeepISPError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from None
 
 
 @torch.no_grad()
@@ -262,7 +265,7 @@ class StopSignals:
 def run_folder_lock(out: Path):
     """One owner per run folder: an exclusive lock on `out/train.lock` (released when the process ends, however it
     ends), a clear error for a second `deepisp train --out` on the same folder."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     with open(out / "train.lock", "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -277,7 +280,7 @@ def check_train_config(tc: TrainConfig, resume: bool) -> None:
         ("--steps", tc.steps, tc.steps >= 1 or (resume and tc.steps == 0), "at least 1"),
         ("--batch", tc.batch, 1 <= tc.batch <= 4096, "in 1..4096"),
         ("--crop", tc.crop, 8 <= tc.crop <= 4096, "in 8..4096"),
-        ("--lr", tc.lr, 0 < tc.lr < 1, "in (0, 1)"),
+        ("--lr", tc.lr, 0 <= tc.lr < 1, "in [0, 1)"),
         ("--alpha", tc.alpha, 0 <= tc.alpha <= 1, "in [0, 1]"),
         ("--ckpt-every", tc.ckpt_every, tc.ckpt_every >= 1, "at least 1"),
         ("--val-every", tc.val_every, tc.val_every >= 1, "at least 1"),
@@ -401,7 +404,6 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
             ) from None
     loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == "full" else {"l2": jdd_loss, "l2+srgb": jdd_loss_with_srgb}[tc.jdd_loss]
 
-    out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.csv"
     if not resume or not log_path.exists():
         with open(log_path, "w", newline="") as f:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from deepisp import process as process_module
 from deepisp.atomic import atomic_path, temp_name
@@ -261,7 +262,7 @@ def test_a_run_folder_has_one_owner(s7_root, tmp_path):
 
 @pytest.mark.parametrize(
     "flag,value",
-    [("--steps", "0"), ("--steps", "-5"), ("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("--color-head-lr-mult", "nan"), ("--batch", "0")]
+    [("--steps", "0"), ("--steps", "-5"), ("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("--lr", "1"), ("--color-head-lr-mult", "nan"), ("--batch", "0")]
     + [("--ckpt-every", "0"), ("--val-every", "0"), ("--light-sources", "nan")],
 )
 def test_training_options_are_range_checked_before_anything_is_written(s7_root, tmp_path, flag, value):
@@ -422,3 +423,31 @@ def test_odd_file_names_are_processed_and_echoed_escaped(tmp_path, dng, name):
     missing = Path(os.fsdecode(bytes(tmp_path) + b"/gone" + name))
     result = subprocess.run([sys.executable, "-m", "deepisp.cli", "process", missing], capture_output=True, cwd=REPO, timeout=300)
     assert result.returncode == 2 and result.stderr.decode().count("\n") == 1 and "\x1b" not in result.stderr.decode()
+
+
+@pytest.mark.parametrize("damage", ["sparse weight", "integer keys", "integer config keys", "config not a dict", "integer weight"])
+def test_malformed_checkpoint_contents_are_refused_in_one_line(tmp_path, dng, damage):
+    state = torch.load(DEFAULT_CHECKPOINT, weights_only=True)
+    key = next(iter(state["model"]))
+    if damage == "sparse weight":
+        state["model"][key] = state["model"][key].to_sparse()
+    elif damage == "integer keys":
+        state["model"] = dict(enumerate(state["model"].values()))
+    elif damage == "integer config keys":
+        state["model_config"] = {1: 2}
+    elif damage == "config not a dict":
+        state["model_config"] = "full"
+    else:
+        state["model"][key] = state["model"][key].long()
+    torch.save(state, tmp_path / "bad.pt")
+    assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.png", "--model", tmp_path / "bad.pt"), "bad.pt")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_bad_device_and_an_output_folder_that_is_a_file_are_one_line_errors(s7_root, tmp_path):
+    assert_clean_error(deepisp("train", "--data", s7_root, "--preset", "tiny-full", "--device", "bogus", "--out", tmp_path / "run"), "--device")
+    (tmp_path / "file").write_text("x")
+    assert_clean_error(deepisp("eval", "--data", s7_root, "--out", tmp_path / "file", "--limit", "1"), "not a folder")
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "photos" / "p.png")
+    assert_clean_error(deepisp("make-synthetic", "--photos", tmp_path / "photos", "--out", tmp_path / "file" / "sub"), "not a folder")

@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from deepisp.atomic import atomic_path
+from deepisp.atomic import atomic_path, make_folder
 from deepisp.cfa import CFA_PATTERNS, canonicalize, mirror, sample
 from deepisp.color import M_XYZ_FROM_SRGB, linear_to_srgb, srgb_to_linear
 from deepisp.data.dng import MIN_LIBRAW_SIZE, write_dng, write_jpeg
@@ -223,7 +223,7 @@ def make_synthetic(
     if variants < 1:
         raise DeepISPError(f"variants must be at least 1, got {variants}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     manifest_path = out_dir / MANIFEST_NAME
     manifest = _load_manifest(manifest_path)
     manifest.update(

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepisp.atomic import make_folder
 from deepisp.export.gate import MIN_PSNR, compare
 from deepisp.export.metadata import ExportMetadata, Measured, describe
 from deepisp.model import ModelConfig
@@ -77,7 +78,7 @@ def publish(
     files = {g: f"deepisp_{g}_{built.variant}{ext}" for g in built.graphs}
     meta = describe(cfg, window, opts.frame, opts.tile, backend, built.variant, files, opts.noise_profile)
     name = stem(backend, built.variant)
-    opts.out.mkdir(parents=True, exist_ok=True)
+    make_folder(opts.out)
     with tempfile.TemporaryDirectory(dir=opts.out, prefix=".staging-") as tmp:
         staging = Path(tmp)
         sizes = {}
