@@ -224,14 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
         "metering, as every runner then does: deepisp.conditioning; stored in the model)",
     )
     p.add_argument(
-        "--light-sources",
-        dest="light_sources",
-        type=number(float, 0, 1),
-        help="with --exposure metered and --photos: the share (0-1, default 0) of crops with a lamp or window added in frame, "
-        "brighter than the scene, clipped by the camera and pinning the meter, so the model learns to render a subject "
-        "left several stops below the metered level",
-    )
-    p.add_argument(
         "--color-head-lr-mult",
         dest="color_head_lr_mult",
         type=number(float, 0, 1000, above=True),

@@ -68,7 +68,6 @@ class TrainConfig:
     jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
     compand: str = "none"  # jdd: the network's working domain (ModelConfig.compand): "none" (paper) or "sqrt"
     exposure: str = "as_is"  # full as_shot models: "as_is" (the paper's 1/4 exposure) or "metered" (ModelConfig.exposure)
-    light_sources: float = 0.0  # metered models, --photos: share of crops with a light source in frame (deepisp.data.photos)
 
     def __post_init__(self) -> None:
         # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
@@ -91,10 +90,7 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
             balanced=cfg.balanced_input,
             noise_levels=cfg.noise_input,
             exposure=cfg.exposure,
-            light_sources=tc.light_sources,
         )
-    if tc.light_sources:
-        raise DeepISPError("--light-sources adds light sources to photo-simulated scenes: it needs --photos")
     if cfg.noise_input:
         raise DeepISPError("--noise-aware trains from --photos (the noise of every simulated crop is known); MSR folders carry no noise levels")
     if cfg.mode == "full":
@@ -285,7 +281,6 @@ def check_train_config(tc: TrainConfig, resume: bool) -> None:
         ("--ckpt-every", tc.ckpt_every, tc.ckpt_every >= 1, "at least 1"),
         ("--val-every", tc.val_every, tc.val_every >= 1, "at least 1"),
         ("--color-head-lr-mult", tc.color_head_lr_mult, 0 < tc.color_head_lr_mult <= 1000, "in (0, 1000]"),
-        ("--light-sources", tc.light_sources, 0 <= tc.light_sources <= 1, "a share in [0, 1]"),
     ]
     for flag, value, ok, bound in checks:
         if not ok:

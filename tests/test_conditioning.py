@@ -151,29 +151,6 @@ def test_metered_training_pairs_cover_exposures_and_stay_in_range(tmp_path):
         PhotoDataset([tmp_path], "full", crop=64, balanced=False, exposure="metered")
 
 
-def test_light_source_crops_pin_the_meter_and_render_the_source_white(tmp_path):
-    """A light source in frame: the target is the scene's sRGB rendering (white at the source's core, the photo
-    brightened by its glow, the photo itself far from it); the input is metered on the source, so the subject
-    sits far below the trained level; draws are a pure function of the rng."""
-    (tmp_path / "grey").mkdir(), (tmp_path / "scene").mkdir()
-    Image.fromarray(np.full((96, 96, 3), 200, np.uint8)).save(tmp_path / "grey" / "grey.png")
-    Image.fromarray(smooth_photo(96, 96, 1)).save(tmp_path / "scene" / "p.png")
-    lit_grey = PhotoDataset([tmp_path / "grey"], "full", crop=64, balanced=True, exposure="metered", light_sources=1.0)
-    (rgb, target), (rgb_again, _) = (lit_grey.crop_pair(0, np.random.default_rng(5)) for _ in range(2))
-    assert torch.equal(rgb, rgb_again) and 0 <= rgb.min() and rgb.max() <= 1
-    assert (target.min(0).values == 1.0).any()  # the source's core is white (it is at least twice the scene's 99th percentile)
-    assert target.min() >= 199 / 255  # light is only added
-    assert (target.max(0).values <= 202 / 255).any()  # far from the source the photo is about untouched
-    plain, lit = (PhotoDataset([tmp_path / "scene"], "full", crop=64, balanced=True, exposure="metered", light_sources=share) for share in (0.0, 1.0))
-    subject = lambda x, t: float(x[:, t.max(0).values < 0.9].mean())  # noqa: E731
-    levels_lit = [subject(*lit.crop_pair(0, np.random.default_rng(s))) for s in range(20)]
-    levels_plain = [float(plain.crop_pair(0, np.random.default_rng(s))[0].mean()) for s in range(20)]
-    assert np.median(levels_lit) < 0.6 * np.median(levels_plain)
-    for bad in ({"exposure": "as_is", "light_sources": 0.5}, {"exposure": "metered", "light_sources": float("nan")}):
-        with pytest.raises(Exception, match="light_sources"):
-            PhotoDataset([tmp_path], "full", crop=64, balanced=True, **bad)
-
-
 def test_process_renders_any_exposure_alike(tmp_path, capsys):
     """The same scene at the automatic exposure and at 1/16 of it, noiseless: a metered model sees one input."""
     torch.manual_seed(0)

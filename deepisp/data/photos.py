@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from deepisp.cfa import mosaic
-from deepisp.color import linear_to_srgb, srgb_to_linear
+from deepisp.color import srgb_to_linear
 from deepisp.conditioning import HEADROOM, condition, estimate_white_balance, metering_gain
 from deepisp.data.synthetic import (
     SHORT_EXPOSURE_RATIO,
@@ -77,12 +77,6 @@ EXPOSURE_RANGE = (1 / 16, 1.0)
 # colour transform learns to take out what the estimate leaves.
 WB_ESTIMATE_SHARE = 0.3
 OVEREXPOSURE_RANGE = (1.0, 4.0)
-# Metered full models, with `light_sources` > 0: a light source added to that share of the crops (`add_light_source`):
-# its brightness over the scene's 99th percentile (log-uniform) and its core radius over the crop side. A lamp
-# or a window in frame pins the meter, leaving the subject several stops below the trained level (the real
-# ColorChecker frame of benchmarks/colorchart.py: patches at 1/3 to 1/60 of the metered level, rendered grey).
-LIGHT_SOURCE_BRIGHTNESS = (2.0, 6.0)
-LIGHT_SOURCE_RADIUS = (0.03, 0.1)
 # The photo stride used to measure the auto exposure of a whole photo (even, so the CFA mix is kept).
 EXPOSURE_STRIDE = 4
 _SRGB_TO_LINEAR_LUT = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy().astype(np.float32)
@@ -105,24 +99,6 @@ def draw_exposure(rng: np.random.Generator) -> float:
         return SHORT_EXPOSURE_RATIO
     low, high = EXPOSURE_RANGE if kind == "range" else OVEREXPOSURE_RANGE
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-
-def add_light_source(linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A scene with a light source added: [h,w,3] linear sRGB (>= 0) -> the same plus a disc of drawn radius r,
-    centre, brightness (LIGHT_SOURCE_BRIGHTNESS times the scene's 99th percentile) and a warm or cool near-white
-    tint, its radiance falling off as 1 / (1 + (d/r)^4) (a core and a glow). Radiance, unbounded: the
-    camera clips it and the target is its sRGB rendering, white where it exceeds 1."""
-    h, w = linear.shape[:2]
-    radius = rng.uniform(*LIGHT_SOURCE_RADIUS) * min(h, w)
-    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-    brightness = float(np.exp(rng.uniform(*np.log(LIGHT_SOURCE_BRIGHTNESS)))) * max(float(np.percentile(linear, 99)), 1e-3)
-    tint = np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.45, 1.0)], dtype=np.float32)
-    if rng.random() < 0.3:
-        tint = tint[::-1]  # a cool source (daylight through a window, a screen)
-    yy, xx = np.ogrid[:h, :w]
-    d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / radius**2
-    glow = (brightness / (1.0 + d2**2)).astype(np.float32)
-    return linear + glow[..., None] * tint
 
 
 def _augment(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -149,7 +125,6 @@ class PhotoDataset(torch.utils.data.Dataset):
         balanced: bool = False,
         noise_levels: bool = False,
         exposure: str = "as_is",
-        light_sources: float = 0.0,
     ):
         if mode not in MODES:
             raise DeepISPError(f"mode must be one of {MODES}, got {mode!r}")
@@ -160,9 +135,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         if exposure not in EXPOSURES or (exposure == "metered" and not balanced):
             raise DeepISPError(f"exposure {exposure!r}: 'metered' pairs are for white-balanced full models, else 'as_is'")
         self.mode, self.crop, self.augment, self.balanced, self.noise_levels = mode, crop, augment, balanced, noise_levels
-        if not 0.0 <= light_sources <= 1.0 or (light_sources and exposure != "metered"):
-            raise DeepISPError(f"light_sources {light_sources}: a share in [0, 1], for metered full models only")
-        self.exposure, self.light_sources = exposure, light_sources
+        self.exposure = exposure
         loaded = [(p, load_photo(p)) for p in holdout(find_photos(folders), split)]
         small = [p for p, img in loaded if min(img.shape[:2]) < crop]
         if small:
@@ -186,8 +159,7 @@ class PhotoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         """Photo i's whole frame, one fixed draw (seeded by i): (input [3,H,W], target [3,H,W][, noise [2]])."""
-        photo = self.photos[i]
-        return self._simulate(_SRGB_TO_LINEAR_LUT[photo], self._metering[i], photo, np.random.default_rng([HOLDOUT_SEED, i]))
+        return self._simulate(i, self.photos[i], np.random.default_rng([HOLDOUT_SEED, i]))
 
     def crop_pair(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         """A random `crop` x `crop` pair of photo i (the crop, its symmetries and the noise drawn from `rng`)."""
@@ -198,21 +170,14 @@ class PhotoDataset(torch.utils.data.Dataset):
         patch = photo[y : y + c, x : x + c]
         if self.augment:
             patch = _augment(patch, rng)
-        linear = _SRGB_TO_LINEAR_LUT[patch]  # [c,c,3] float32
-        if self.light_sources and rng.random() < self.light_sources:
-            # The crop is the whole frame: the light source is metered with what is around it, not the photo.
-            scene = add_light_source(linear, rng)
-            target = np.round(linear_to_srgb(torch.from_numpy(np.minimum(scene, 1.0))).numpy() * 255.0).astype(np.uint8)
-            return self._simulate(scene, scene[::EXPOSURE_STRIDE, ::EXPOSURE_STRIDE], target, rng)
-        return self._simulate(linear, self._metering[i], patch, rng)
+        return self._simulate(i, patch, rng)
 
-    def _simulate(self, linear: np.ndarray, metering: np.ndarray, photo: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-        """One pair of the scene `linear` ([h,w,3] linear sRGB) metered on `metering` (the frame it is part of, at a
-        stride), its target the sRGB `photo` ([h,w,3] uint8)."""
+    def _simulate(self, i: int, photo: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        linear = _SRGB_TO_LINEAR_LUT[photo]  # [h,w,3] float32
         if self.mode == "jdd":
             return self._jdd(linear, rng)
         params = draw_scene_params(rng)
-        metered = camera_mosaic(metering, "RGGB", params["wb_gains"])
+        metered = camera_mosaic(self._metering[i], "RGGB", params["wb_gains"])
         gain = auto_exposure_gain(metered)
         ratio = draw_exposure(rng) if self.exposure == "metered" else SHORT_EXPOSURE_RATIO
         dn = expose(camera_mosaic(linear, "RGGB", params["wb_gains"]) * gain, ratio, params, rng)
