@@ -48,7 +48,7 @@ def evaluate(model: DeepISP, dataset, out_dir: Path, tile: int = DEFAULT_TILE, f
     mode = model.cfg.mode
     n = len(dataset) if limit is None else min(limit, len(dataset))
     per_image = []
-    for i in tqdm(range(n), desc=f"eval {mode}", disable=not progress):
+    for i in tqdm(range(n), desc=f"eval {mode}", disable=not progress, delay=1.0):
         mosaic, target = dataset.frame(i)
         pred = run_tiled(model, torch.from_numpy(mosaic), tile=tile)
         bilinear = bilinear_demosaic(torch.from_numpy(mosaic)[None, None])[0]

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -270,6 +270,36 @@ def run_folder_lock(out: Path):
         yield
 
 
+def stored_train_config(state: dict, path: Path) -> TrainConfig:
+    """The TrainConfig a resumable checkpoint stores, after checking the run's fields (`step`, `optimizer`,
+    `train_config` with known fields of the right types); a DeepISPError naming the first bad one."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    stored = state.get("train_config")
+    bad = None
+    if type(state.get("step")) is not int or state["step"] < 0:
+        bad = "step"
+    elif not isinstance(state.get("optimizer"), dict):
+        bad = "optimizer"
+    elif not isinstance(stored, dict):
+        bad = "train_config"
+    else:
+        for key, value in stored.items():
+            kind = type(defaults.get(key, ...))
+            ok = key in defaults and (
+                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+                if kind is tuple
+                else isinstance(value, (int, float)) and not isinstance(value, bool)
+                if kind is float
+                else type(value) is kind
+            )
+            if not ok:
+                bad = f"train_config.{key}"
+                break
+    if bad is not None:
+        raise DeepISPError(f"{path}: its {bad} is missing or malformed, so the run cannot resume; start a new run from its weights with --init-from")
+    return TrainConfig(**stored)
+
+
 def check_train_config(tc: TrainConfig, resume: bool) -> None:
     """Range checks of every numeric option, before anything is loaded or written (NaN fails every check)."""
     checks = [
@@ -310,7 +340,7 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
         # The run's identity (preset, seed, ...) comes from the checkpoint; the length may change (steps > 0;
         # 0 keeps the run's own), and so may where the data lives (--data/--val-data/--photos given again: the
         # run was moved or the data was).
-        stored = TrainConfig(**state["train_config"])
+        stored = stored_train_config(state, ckpt_path)
         moved = {k: getattr(tc, k) for k in ("data", "val_data", "photos") if getattr(tc, k)}
         tc = replace(stored, steps=tc.steps or stored.steps, out=tc.out, **moved)
         cfg = ModelConfig(**state["model_config"])
@@ -392,7 +422,7 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
     if state is not None:
         try:
             optimizer.load_state_dict(state["optimizer"])
-        except ValueError:
+        except (ValueError, KeyError, TypeError, IndexError):
             raise DeepISPError(
                 f"{ckpt_path}: its optimizer state has other parameter groups than this version of deepisp trains with; "
                 "start a new run from its weights with --init-from"

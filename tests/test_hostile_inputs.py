@@ -451,3 +451,38 @@ def test_bad_device_and_an_output_folder_that_is_a_file_are_one_line_errors(s7_r
     (tmp_path / "photos").mkdir()
     Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "photos" / "p.png")
     assert_clean_error(deepisp("make-synthetic", "--photos", tmp_path / "photos", "--out", tmp_path / "file" / "sub"), "not a folder")
+
+
+def test_a_photo_that_decompresses_to_gigapixels_is_refused(tmp_path):
+    """A ~1 MB PNG of 20000x20000 (and one just over the photo limit) in make-synthetic and train: one line, nothing decoded."""
+    from deepisp.data.synthetic import MAX_PHOTO_PIXELS
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (20000, 20000)).save(photos / "bomb.png")
+    assert_clean_error(deepisp("make-synthetic", "--photos", photos, "--out", tmp_path / "syn"), "MP")
+    assert_clean_error(deepisp("train", "--photos", photos, "--preset", "tiny-full", "--steps", "1", "--out", tmp_path / "run"), "MP")
+    (photos / "bomb.png").unlink()
+    Image.new("RGB", (MAX_PHOTO_PIXELS // 8000 + 2, 8000)).save(photos / "big.png")
+    assert_clean_error(deepisp("make-synthetic", "--photos", photos, "--out", tmp_path / "syn"), "MP")
+
+
+@pytest.mark.parametrize("damage", ["step", "optimizer", "train_config", "train_config.bogus", "train_config.seed", "optimizer groups"])
+def test_a_damaged_run_checkpoint_cannot_resume_and_says_which_field(s7_root, tmp_path, damage):
+    run = tmp_path / "run"
+    args = ["--preset", "tiny-full", "--crop", "72", "--batch", "1", "--quiet", "--threads", "1"]
+    assert deepisp("train", "--data", s7_root, "--steps", "1", "--out", run, *args).returncode == 0
+    state = torch.load(run / "last.pt", weights_only=True)
+    if damage == "step":
+        state["step"] = "1"
+    elif damage in ("optimizer", "train_config"):
+        del state[damage]
+    elif damage == "train_config.bogus":
+        state["train_config"]["bogus"] = 1
+    elif damage == "train_config.seed":
+        state["train_config"]["seed"] = "zero"
+    else:
+        state["optimizer"] = {"state": {}, "param_groups": [{"params": [0]}]}
+    torch.save(state, run / "last.pt")
+    result = deepisp("train", "--out", run, "--resume", "--steps", "2", "--quiet")
+    assert_clean_error(result, "optimizer state" if damage == "optimizer groups" else damage)

@@ -92,11 +92,19 @@ def scene_name(index: int) -> str:
     return (FIRST_CAPTURE_TIME + datetime.timedelta(minutes=index)).strftime("%Y%m%d_%H%M%S")
 
 
+# Photos are held in memory as uint8 RGB (3 bytes a pixel); a 12 MP camera frame is the largest expected.
+MAX_PHOTO_PIXELS = 64_000_000
+
+
 def load_photo(path: Path) -> np.ndarray:
     """[H,W,3] uint8 sRGB in display orientation, cropped to even H and W (whole Bayer quads)."""
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PHOTO_PIXELS:  # checked from the header, before anything is decoded
+                raise DeepISPError(f"photo {path} is {im.width}x{im.height}, above {MAX_PHOTO_PIXELS / 1e6:g} MP; downscale it or remove it")
             rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except Image.DecompressionBombError:
+        raise DeepISPError(f"photo {path} declares a frame far above {MAX_PHOTO_PIXELS / 1e6:g} MP; downscale it or remove it") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DeepISPError(f"cannot read photo {path}: {e}; convert it to PNG or remove it") from None
     h, w = rgb.shape[0] - rgb.shape[0] % 2, rgb.shape[1] - rgb.shape[1] % 2
@@ -237,7 +245,7 @@ def make_synthetic(
     manifest.setdefault("scenes", {})
 
     scenes = []
-    for index, photo_path in enumerate(tqdm(photos, desc="synthetic scenes", unit="photo", disable=not progress)):
+    for index, photo_path in enumerate(tqdm(photos, desc="synthetic scenes", unit="photo", disable=not progress, delay=1.0)):
         photo = load_photo(Path(photo_path))
         for variant in range(variants):
             scene = out_dir / scene_name(index * variants + variant)
