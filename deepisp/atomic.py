@@ -15,6 +15,7 @@ this user; a user's file that merely looks like a temp name is never touched.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -39,11 +40,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise DeepISPError(f"cannot write {path}: {e.strerror}; free some space or write elsewhere (nothing was written)") from None
         raise
 
 
+# Errors that only a write raises (a full disk or quota, a file too large, a read-only file system): one clear
+# line for the user wherever deepisp writes.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 TEMP_TAG = ".deepisp-tmp"
 _TEMP_NAME = re.compile(r"(?P<pid>[0-9]{1,10})-(?P<nonce>[0-9a-f]{16})-(?P<check>[0-9a-f]{16})")
 

@@ -193,12 +193,13 @@ def _check_not_plain_tiff(tags: dict[int, object] | None) -> None:
 
 
 def _noise_profile(tags: dict[int, object] | None) -> tuple[float, float] | None:
-    """The NoiseProfile tag's (S, O) pairs (one, or one per colour plane) averaged; None if absent or malformed."""
+    """The NoiseProfile tag's (S, O) pairs (one, or one per colour plane) averaged; None if absent or malformed
+    (not finite, negative, or a variance above full scale, which no sensor has)."""
     try:
         values = np.atleast_1d(np.asarray((tags or {}).get(_NOISE_PROFILE, ()), dtype=np.float64))
     except (TypeError, ValueError):
         return None
-    if values.size < 2 or values.size % 2 or not np.all(np.isfinite(values)) or values.min() < 0:
+    if values.size < 2 or values.size % 2 or not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
         return None
     s, o = values.reshape(-1, 2).mean(axis=0)
     return float(s), float(o)

@@ -486,3 +486,23 @@ def test_a_damaged_run_checkpoint_cannot_resume_and_says_which_field(s7_root, tm
     torch.save(state, run / "last.pt")
     result = deepisp("train", "--out", run, "--resume", "--steps", "2", "--quiet")
     assert_clean_error(result, "optimizer state" if damage == "optimizer groups" else damage)
+
+
+def test_a_full_disk_while_training_keeps_the_last_checkpoint_and_says_so(s7_root, tmp_path, monkeypatch):
+    """A checkpoint write that fails part-way (disk full): one clear error, no temp file, the previous last.pt intact."""
+    from deepisp.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    tc = TrainConfig(data=str(s7_root), preset="tiny-full", steps=1, crop=72, batch=1, ckpt_every=1, val_every=100, out=str(run))
+    train(tc, progress=False)
+    good = (run / "last.pt").read_bytes()
+
+    def disk_full(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(DeepISPError, match="No space left"):
+        train(TrainConfig(**{**tc.__dict__, "steps": 3}), resume=True, progress=False)
+    assert (run / "last.pt").read_bytes() == good
+    assert [f.name for f in run.iterdir() if f.name.startswith(".")] == []

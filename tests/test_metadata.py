@@ -111,3 +111,22 @@ def test_read_says_what_to_pass(tmp_path):
     (tmp_path / "notes.json").write_bytes(b"\xff not JSON")
     with pytest.raises(DeepISPError, match=r"is not an export sidecar \(JSON\)"):
         ExportMetadata.read(tmp_path / "notes.json")
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("noise_profile", -1.0), ("noise_profile", "x"), ("noise_profile", float("nan")), ("noise_profile", None)]
+    + [("frame", [0, 0]), ("window", [-8, 64]), ("tile", [10**9, 8])],
+)
+def test_numbers_in_a_sidecar_are_validated(tmp_path, field, value):
+    """A hand-edited sidecar: a negative, non-numeric, NaN or missing noise level, or impossible sizes, are malformed."""
+    data = tiny().to_json()
+    data["graphs"]["tile"]["noise_profile"] = {"S": 1e-4, "O": 2e-5}  # as a noise-aware export records it
+    ExportMetadata.from_json(json.loads(json.dumps(data)), "valid")
+    if field == "noise_profile":
+        data["graphs"]["tile"]["noise_profile"] = {"S": value, "O": 0.0} if value is not None else {"O": 0.0}
+    else:
+        data[field] = value
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    with pytest.raises(DeepISPError, match="malformed"):
+        ExportMetadata.read(tmp_path / "s.json")

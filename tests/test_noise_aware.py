@@ -136,6 +136,8 @@ def test_dng_noise_profile_round_trip(tmp_path):
     write_dng(tmp_path / "b.dng", cfa, color_matrix=np.eye(3), as_shot_neutral=(1, 1, 1))
     assert read_raw(tmp_path / "a.dng").noise_profile == pytest.approx((2e-4, 3e-5))
     assert read_raw(tmp_path / "b.dng").noise_profile is None
+    write_dng(tmp_path / "absurd.dng", cfa, color_matrix=np.eye(3), as_shot_neutral=(1, 1, 1), noise_profile=(1e300, 0.0))
+    assert read_raw(tmp_path / "absurd.dng").noise_profile is None  # a variance above full scale: no sensor's, so not used
     with pytest.raises(ValueError, match="noise_profile"):
         write_dng(tmp_path / "c.dng", cfa, color_matrix=np.eye(3), as_shot_neutral=(1, 1, 1), noise_profile=(-1.0, 0.0))
 

@@ -14,6 +14,7 @@ another tool, of another format version, or with keys missing or malformed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -203,7 +204,22 @@ def _graphs(value: object) -> dict[str, dict]:
     graphs = _of(dict)(value)
     if "tile" not in graphs or not all(isinstance(g, dict) and isinstance(g.get("file"), str) for g in graphs.values()):
         raise ValueError(value)
+    baked = graphs["tile"].get("noise_profile")
+    if baked is not None and not (isinstance(baked, dict) and all(_unit_number(baked.get(k)) for k in ("S", "O"))):
+        raise ValueError(baked)  # a noise-aware export's (S, O): finite numbers in [0, 1]
     return graphs
+
+
+def _unit_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+
+
+def _sizes(value: object) -> tuple:
+    """Reader of a (H, W) size: two ints in 1..65536."""
+    size = _tuple_of(int, 2)(value)
+    if not all(1 <= v <= 65536 for v in size):
+        raise ValueError(value)
+    return size
 
 
 # How each field is read from its JSON value (TypeError or ValueError if malformed), in the fields' order.
@@ -218,9 +234,9 @@ _READERS: dict[str, Callable[[object], object]] = {
     "reference_wb": _tuple_of((int, float), 3),
     "input": _of(dict),
     "cfa": _of(str),
-    "frame": _tuple_of(int, 2),
-    "window": _tuple_of(int, 2),
-    "tile": _tuple_of(int, 2),
+    "frame": _sizes,
+    "window": _sizes,
+    "tile": _sizes,
     "windows_per_frame": _of(int),
     "plan": _of(dict),
     "monomial_order": _tuple_of(str),
