@@ -506,3 +506,11 @@ def test_a_full_disk_while_training_keeps_the_last_checkpoint_and_says_so(s7_roo
         train(TrainConfig(**{**tc.__dict__, "steps": 3}), resume=True, progress=False)
     assert (run / "last.pt").read_bytes() == good
     assert [f.name for f in run.iterdir() if f.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("frame", [("1", "1"), ("9", "9"), ("1001", "1003"), ("30", "64")])
+def test_an_export_frame_that_is_no_sensor_frame_is_one_line(tmp_path, frame):
+    """Odd sides or fewer pixels than one high-level cell: refused before any export, not a 41-line torch.export error."""
+    result = subprocess.run([sys.executable, "export/to_onnx.py", "--frame", *frame, "--out", tmp_path], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert_clean_error(result, "--frame")
+    assert list(tmp_path.iterdir()) == []

@@ -140,6 +140,11 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     noise = None if args.noise_profile is None else tuple(args.noise_profile)
     model = at_given_noise_level(model, noise, "to bake into the graphs")
     cfg = model.cfg
+    if any(n % 2 or n < cfg.min_size for n in args.frame):
+        raise DeepISPError(
+            f"--frame {args.frame[0]} {args.frame[1]}: a sensor frame has even sides (whole Bayer quads) of at least {cfg.min_size} "
+            "pixels for this model (one cell of its high-level stage)"
+        )
     window = (window_size(args.frame[0], tile[0], cfg), window_size(args.frame[1], tile[1], cfg))
     opts = ExportOptions(args.out, tile, tuple(args.frame), args.min_psnr, args.threads, noise)
     print(
