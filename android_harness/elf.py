@@ -39,10 +39,10 @@ def binary_abi(path: Path) -> str:
         head = f.read(1 << 16)  # the ELF and program headers sit in the first few hundred bytes
     if head[:4] != b"\x7fELF":
         raise DeepISPError(f"{path} is not an executable (no ELF header); pass TensorFlow Lite's benchmark_model binary for Android")
-    bits = {1: 32, 2: 64}.get(head[4])
-    endian = {1: "<", 2: ">"}.get(head[5])
-    if bits is None or endian is None:
-        raise DeepISPError(f"{path} has a corrupt ELF header; download benchmark_model again")
+    bits = {1: 32, 2: 64}.get(head[4]) if len(head) > 5 else None
+    endian = {1: "<", 2: ">"}.get(head[5]) if len(head) > 5 else None
+    if bits is None or endian is None or len(head) < 20:
+        raise DeepISPError(f"{path} has a truncated or corrupt ELF header; download benchmark_model again")
     machine = struct.unpack_from(endian + "H", head, 18)[0]
     abi = _ABIS.get((machine, bits))
     if abi is None:
