@@ -11,6 +11,13 @@ Flipping, unlike cropping one row/column, keeps every pixel, and it is undone ex
 from __future__ import annotations
 
 import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -245,7 +252,7 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
     try:
         tags = _tiff_tags(path)
         _check_not_plain_tiff(tags)
-        with rawpy.RawPy() as raw, open(path, "rb") as f:
+        with rawpy.RawPy() as raw, open(path, "rb") as f, libraw_messages_withheld():
             if _utf8(path):
                 raw.open_file(str(path))
             else:  # LibRaw takes UTF-8 paths only: a file name of other bytes is opened here and handed over in memory
@@ -268,6 +275,33 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
         raise DeepISPError(f"LibRaw cannot decode {path} ({_libraw_message(e)}); check the file") from None
     except OSError as e:
         raise DeepISPError(f"cannot read {path}: {e.strerror or e}; check the file's permissions") from None
+
+
+# What LibRaw's default data-error callback prints to stderr ("<file>: Unexpected end of file", "<file>: data
+# corrupted at <offset>"); deepisp says it in its own error line instead.
+_LIBRAW_MESSAGE = re.compile(rb"^.*: (Unexpected end of file|data corrupted at -?\d+)\n?$")
+_stderr_lock = threading.Lock()
+
+
+@contextmanager
+def libraw_messages_withheld() -> Iterator[None]:
+    """Within the block, what is written to file descriptor 2 is held back and passed on afterwards, less
+    LibRaw's own data-error lines. fd 2 is process-wide, so output of other threads meanwhile (a progress
+    bar) is delayed, not lost."""
+    with _stderr_lock, tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True) if not _LIBRAW_MESSAGE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def _utf8(path: Path) -> bool:

@@ -514,3 +514,12 @@ def test_an_export_frame_that_is_no_sensor_frame_is_one_line(tmp_path, frame):
     result = subprocess.run([sys.executable, "export/to_onnx.py", "--frame", *frame, "--out", tmp_path], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert_clean_error(result, "--frame")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9])
+def test_a_truncated_raw_is_one_error_line_without_librarys_own(tmp_path, dng, keep):
+    """LibRaw prints "<file>: Unexpected end of file" to stderr itself; the user sees deepisp's one line only."""
+    data = dng.read_bytes()
+    cut = tmp_path / "cut.dng"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    assert_clean_error(deepisp("process", cut, "-o", tmp_path / "out.jpg"), "cut.dng")
