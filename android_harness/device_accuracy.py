@@ -64,7 +64,10 @@ def load_source(path: Path) -> np.ndarray:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.number):
         raise DeepISPError(f"--tiles {path} holds a {arr.dtype} array of shape {list(arr.shape)}; expected an [H,W] mosaic or [N,h,w] tiles of normalised raw")
-    return arr.astype(np.float32)
+    arr = arr.astype(np.float32)
+    if arr.size == 0 or not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+        raise DeepISPError(f"--tiles {path}: values must be finite normalised raw in [0, 1], and there must be some; normalise by the black and white levels")
+    return arr
 
 
 def cut_tiles(source: np.ndarray, n: int, h: int, w: int) -> np.ndarray:

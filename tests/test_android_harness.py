@@ -545,3 +545,12 @@ def test_an_adb_that_prints_without_end_is_stopped_with_bounded_memory(tmp_path,
     chatty.chmod(0o755)
     done = adb_module.Adb(chatty, timeout=60)._run([], 60)
     assert done.returncode == 0 and done.stdout == "ok\x1b[31m\n" and done.stderr == "warn"
+
+
+@pytest.mark.parametrize("values", [np.full((4, 8, 8), np.nan), np.full((4, 8, 8), 3.0), np.zeros((0, 8, 8))], ids=["NaN", "above 1", "empty"])
+def test_tiles_that_are_not_normalised_raw_are_refused(tmp_path, values):
+    from android_harness.device_accuracy import load_source
+
+    np.save(tmp_path / "t.npy", values)
+    with pytest.raises(DeepISPError, match="normalised raw"):
+        load_source(tmp_path / "t.npy")
