@@ -293,8 +293,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, tiny_ckpt, s7_root, case):
         "unwritable_out": "not a writable folder",
         "no_raw_files": "no raw files",
         "bad_tile": "multiple of 16",
-        "bad_calib_max": "must be in (0, 1]",
-        "zero_calib_max": "must be in (0, 1]",
+        "bad_calib_max": "--calib-input-max: must be at most 1",
+        "zero_calib_max": "--calib-input-max: must be above 0",
     }[case]
     assert expected in last
     assert not out.exists() or not any(out.iterdir())
