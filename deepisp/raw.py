@@ -32,8 +32,8 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 # Largest frame decoded, in megapixels: checked from the header, before LibRaw allocates or decodes
 # anything (a few-kB file can declare a frame of many GB). `read_raw(max_megapixels=...)` raises it.
 MAX_MEGAPIXELS = 100.0
-_MAKE, _DNG_VERSION, _NOISE_PROFILE, _SUB_IFDS = 271, 50706, 51041, 330
-_READ_TAGS = frozenset({_MAKE, _DNG_VERSION, _NOISE_PROFILE})
+_MAKE, _DNG_VERSION, _NOISE_PROFILE, _SUB_IFDS, _WHITE_LEVEL = 271, 50706, 51041, 330, 50717
+_READ_TAGS = frozenset({_MAKE, _DNG_VERSION, _NOISE_PROFILE, _WHITE_LEVEL})
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,9 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
                     f"{max_megapixels:g} MP limit; if the file is genuine, raise the limit (--max-megapixels)"
                 )
             raw.unpack()
-            return replace(_decode(raw), noise_profile=_noise_profile(tags))
+            decoded = _decode(raw)
+            _check_declared_white_level(tags, decoded)
+            return replace(decoded, noise_profile=_noise_profile(tags))
     except DeepISPError as e:
         raise DeepISPError(f"{path}: {e}") from None
     except rawpy.LibRawFileUnsupportedError:
@@ -302,6 +304,17 @@ def libraw_messages_withheld() -> Iterator[None]:
             kept = [line for line in held.read().splitlines(keepends=True) if not _LIBRAW_MESSAGE.match(line)]
             if kept:
                 os.write(2, b"".join(kept))
+
+
+def _check_declared_white_level(tags: dict[int, object] | None, raw: RawMosaic) -> None:
+    """A DNG's WhiteLevel at or below its black level (0, say) is impossible; LibRaw replaces it with its own
+    default (65535) without a word, which renders a 10-bit sensor nearly black."""
+    declared = np.atleast_1d(np.asarray((tags or {}).get(_WHITE_LEVEL, np.inf), dtype=np.float64))
+    if declared.size and declared.min() <= max(raw.black_level):
+        raise DeepISPError(
+            f"WhiteLevel {declared.min():g} is not above the black level {max(raw.black_level):g} in the file's metadata; the file is damaged "
+            "or not a standard raw"
+        )
 
 
 def _utf8(path: Path) -> bool:

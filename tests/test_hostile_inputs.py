@@ -523,3 +523,22 @@ def test_a_truncated_raw_is_one_error_line_without_librarys_own(tmp_path, dng, k
     cut = tmp_path / "cut.dng"
     cut.write_bytes(data[: int(len(data) * keep)])
     assert_clean_error(deepisp("process", cut, "-o", tmp_path / "out.jpg"), "cut.dng")
+
+
+def test_a_dng_whose_white_level_is_zero_is_refused(tmp_path):
+    """WhiteLevel 0: LibRaw silently takes 65535 instead, which renders a 10-bit sensor nearly black."""
+    import struct
+
+    import tifffile
+
+    from deepisp.data.dng import write_dng
+
+    dng = tmp_path / "white0.dng"
+    write_dng(dng, np.full((64, 64), 500, np.uint16), color_matrix=np.eye(3), as_shot_neutral=(0.5, 1.0, 0.6))
+    with tifffile.TiffFile(dng) as tif:
+        tag = next(t for page in tif.pages for t in page.tags.values() if t.code == 50717)
+        offset, fmt = tag.valueoffset, {3: "<H", 4: "<I"}[int(tag.dtype)]
+    data = bytearray(dng.read_bytes())
+    struct.pack_into(fmt, data, offset, 0)
+    dng.write_bytes(bytes(data))
+    assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.jpg"), "WhiteLevel 0")
