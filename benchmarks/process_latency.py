@@ -42,7 +42,7 @@ from deepisp.atomic import atomic_path
 from deepisp.checkpoint import load_model
 from deepisp.data import SHARED_DATA as SHARED
 from deepisp.model import flops_per_pixel
-from deepisp.tiling import DEFAULT_TILE
+from deepisp.options import DEFAULT_TILE
 
 RESULTS = Path(__file__).parent / "results"
 EAGER_TILE = 448  # the host default tile before row bands

@@ -58,8 +58,9 @@ from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.metrics import image_metrics, psnr, psnr_linear_and_srgb, ssim
 from deepisp.model import DeepISP, fold_noise_level, noise_levels
+from deepisp.options import DEFAULT_TILE
 from deepisp.raw import read_raw
-from deepisp.tiling import DEFAULT_TILE, run_tiled
+from deepisp.tiling import run_tiled
 
 try:
     with warnings.catch_warnings():  # colour-demosaicing 0.2.7 imports SciPy's deprecated ndimage.filters

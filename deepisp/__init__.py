@@ -15,8 +15,11 @@ Pipeline stages, one module each:
     export/      ONNX and TFLite export: graphs, TF twin, quantization, metadata, accuracy gate, delegate checks
 
 Around them: train.py (training loop, TrainConfig), checkpoint.py (safe loading, shipped weights in
-weights/), evaluate.py, process.py (raw file -> image), cli.py (the `deepisp` command), errors.py (the one
-error type users see), atomic.py (temp-file-and-rename writes), pngio.py (16-bit PNG).
+weights/), evaluate.py, process.py (raw file -> image), cli.py (the `deepisp` command), options.py (the
+options' vocabulary and defaults, torch-free, so the command starts without the ML stack), arguments.py
+(argument parsing shared by every command: one-line errors, range-checked numbers), errors.py (the one error
+type users see, and `printable` for what echoes file names), atomic.py (temp-file-and-rename writes, bounded
+reads), pngio.py (16-bit PNG).
 """
 
 __version__ = "0.1.0"

@@ -52,3 +52,9 @@ def threads(text: str) -> int:
     if value > MAX_THREADS:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS}, the CPU cores present, got {text}")
     return value
+
+
+def add_noise_profile_argument(p: argparse.ArgumentParser, help: str) -> None:
+    """The `--noise-profile S O` flag (a DNG NoiseProfile: noise variance S*x + O) of every command that runs a
+    noise-aware model; `help` says what the command does with it."""
+    p.add_argument("--noise-profile", dest="noise_profile", type=number(float, 0, 1), nargs=2, metavar=("S", "O"), default=None, help=help)

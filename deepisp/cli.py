@@ -17,14 +17,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from deepisp.arguments import Parser, number, threads
-from deepisp.conditioning import WHITE_BALANCE_SOURCES
+from deepisp import __version__
+from deepisp.arguments import Parser, add_noise_profile_argument, number, threads
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError, printable
-from deepisp.model import EXPOSURES
-from deepisp.process import add_noise_profile_argument
-from deepisp.raw import MAX_MEGAPIXELS
-from deepisp.tiling import DEFAULT_TILE
+from deepisp.options import DEFAULT_TILE, EXPOSURES, MAX_MEGAPIXELS, WHITE_BALANCE_SOURCES
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
@@ -145,6 +142,7 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="deepisp", description="DeepISP: a learned camera ISP (raw Bayer -> finished image).")
+    parser.add_argument("--version", action="version", version=f"deepisp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(

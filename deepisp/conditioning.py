@@ -42,7 +42,8 @@ import torch
 from deepisp.cfa import mosaic as sample_rggb
 from deepisp.data.synthetic import AUTO_EXPOSURE_PERCENTILE, AUTO_EXPOSURE_TARGET, M_CAM_FROM_SRGB, SHORT_EXPOSURE_RATIO
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.model import EXPOSURES, ModelConfig
+from deepisp.model import ModelConfig
+from deepisp.options import EXPOSURES, WHITE_BALANCE_SOURCES
 from deepisp.raw import RawMosaic
 from deepisp.white_balance import REFERENCE_WB, balance, balance_gains, per_site
 
@@ -71,7 +72,6 @@ IDENTITY_TOLERANCE = 1e-3
 WB_ESTIMATE_NORM = 8
 WB_ESTIMATE_CEILING = 0.95
 WB_ESTIMATE_POOL = 2
-WHITE_BALANCE_SOURCES = ("camera", "estimate", "off")
 
 
 def metering_gain(mosaic: np.ndarray, stride: int = METER_STRIDE) -> float:

@@ -24,7 +24,8 @@ from deepisp.color import histogram_stretch, linear_to_srgb
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.metrics import image_metrics, psnr_linear_and_srgb
 from deepisp.model import DeepISP
-from deepisp.tiling import DEFAULT_TILE, run_tiled
+from deepisp.options import DEFAULT_TILE
+from deepisp.tiling import run_tiled
 
 
 def _side_by_side(panels: list[torch.Tensor], path: Path, max_width: int = 1536) -> None:

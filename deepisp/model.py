@@ -72,6 +72,7 @@ import torch.nn.functional as F
 
 from deepisp.cfa import mosaic
 from deepisp.demosaic import bilinear_demosaic
+from deepisp.options import COMPANDINGS, EXPOSURES, MODES
 
 # Initial s_k of `residual_scale` blocks: a block's residual starts limited to +-0.05 of full scale.
 RESIDUAL_SCALE_INIT = 0.05
@@ -83,10 +84,6 @@ AFFINE_COLUMNS = (MONOMIAL_ORDER.index("r"), MONOMIAL_ORDER.index("g"), MONOMIAL
 # Noise levels (full-scale units) are multiplied by this before `noise_to_bias`: a read-noise sigma of 10/255
 # becomes ~1, so the offsets learn at the pace of the other weights.
 NOISE_INPUT_SCALE = 25.5
-# Working domains of `compand`: the linear raw itself, or its signed square root.
-COMPANDINGS = ("none", "sqrt")
-# Exposure contracts of full models (ModelConfig.exposure): the raw as shot, or metered to the trained level.
-EXPOSURES = ("as_is", "metered")
 
 
 # Bounds of a config's sizes, 3-5x the paper's (n_ll 15-20, width 64, n_hl 3, hl_width 64): far beyond anything
@@ -115,7 +112,7 @@ class ModelConfig:
     exposure: str = "as_is"
 
     def __post_init__(self) -> None:
-        if self.mode not in ("jdd", "full"):
+        if self.mode not in MODES:
             raise ValueError(f"mode must be 'jdd' or 'full', got {self.mode!r}")
         sizes = {"n_ll": self.n_ll, "n_hl": self.n_hl, "width": self.width, "hl_width": self.hl_width}
         bad = {k: v for k, v in sizes.items() if type(v) is not int or not 0 <= v <= MAX_SIZES[k]}

@@ -20,7 +20,6 @@ encoders release the GIL), with results, and any error, reported in input order.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -35,18 +34,18 @@ import tifffile
 import torch
 from PIL import Image
 
-from deepisp.arguments import number
 from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
-from deepisp.conditioning import WHITE_BALANCE_SOURCES, Conditioning, file_white_balance, model_input, render_linear
+from deepisp.conditioning import Conditioning, file_white_balance, model_input, render_linear
 from deepisp.data.photos import JDD_MAX_SIGMA, JDD_SHOT_RANGE
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, fold_noise_level, noise_levels
 from deepisp.noise_estimate import estimate_noise_profile
+from deepisp.options import DEFAULT_TILE, MAX_MEGAPIXELS, WHITE_BALANCE_SOURCES
 from deepisp.pngio import write_png
-from deepisp.raw import MAX_MEGAPIXELS, RawMosaic, read_raw
+from deepisp.raw import RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
-from deepisp.tiling import DEFAULT_TILE, run_tiled
+from deepisp.tiling import run_tiled
 
 OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
 # Difference of noise level (read sigma, sqrt shot gain; relative to the larger) beyond which a file's
@@ -129,12 +128,6 @@ def decode(
                 f"the file has no NoiseProfile: noise estimated from the image (S={estimated[0]:.3g}, O={estimated[1]:.3g}); --noise-profile S O sets it"
             )
     return Decoded(raw, torch.from_numpy(mosaic), conditioning, tuple(warnings))
-
-
-def add_noise_profile_argument(p: argparse.ArgumentParser, help: str) -> None:
-    """The `--noise-profile S O` flag (a DNG NoiseProfile: noise variance S*x + O) of every command that runs a
-    noise-aware model; `help` says what the command does with it."""
-    p.add_argument("--noise-profile", dest="noise_profile", type=number(float, 0, 1), nargs=2, metavar=("S", "O"), default=None, help=help)
 
 
 def check_noise_profile(model: DeepISP | ExportedModel, noise_profile: tuple[float, float] | None) -> None:

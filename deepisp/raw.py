@@ -27,11 +27,9 @@ import tifffile
 
 from deepisp.cfa import CFA_PATTERNS, canonicalize, mirror
 from deepisp.errors import DeepISPError
+from deepisp.options import MAX_MEGAPIXELS
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
-# Largest frame decoded, in megapixels: checked from the header, before LibRaw allocates or decodes
-# anything (a few-kB file can declare a frame of many GB). `read_raw(max_megapixels=...)` raises it.
-MAX_MEGAPIXELS = 100.0
 _MAKE, _DNG_VERSION, _NOISE_PROFILE, _SUB_IFDS, _WHITE_LEVEL = 271, 50706, 51041, 330, 50717
 _READ_TAGS = frozenset({_MAKE, _DNG_VERSION, _NOISE_PROFILE, _WHITE_LEVEL})
 

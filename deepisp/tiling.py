@@ -45,11 +45,8 @@ from tqdm import tqdm
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig, apply_color_transform, compand, uncompand
+from deepisp.options import DEFAULT_TILE
 
-# Default nominal core for PyTorch processing on the host. Large windows waste little on overlap (a 12 MP
-# frame computes 1.25x its pixels at 1024, 1.57x at 448: the high-level stage's 64-row margins), and the
-# low-level stage inside each window runs in row bands (below), so window size no longer costs cache misses.
-DEFAULT_TILE = 1024
 # Pixels per low-level band on the host: the 24-channel activations of a band this size stay in this CPU's
 # cache; one whole 1104x1152 window ran at ~1.9x the time per pixel of 272x1152 bands (4313 vs 2245 ms/MP,
 # old phone-full, one thread on this project's 2-core CPU).

@@ -12,7 +12,7 @@ from PIL import Image
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
 from deepisp.cli import main
 from deepisp.model import DeepISP, ModelConfig
-from tests.conftest import shared_data
+from tests.conftest import REPO, shared_data
 
 TINY = ModelConfig(mode="full", n_ll=2, n_hl=1, width=8, hl_width=8)
 
@@ -155,3 +155,13 @@ def test_shipped_default_model_is_used_without_model_flag(tmp_path):
     assert main(["process", str(dng), "-o", str(out)]) == 0
     img = np.asarray(Image.open(out))
     assert img.shape == (1156, 1734, 3) and 20 < img.mean() < 235
+
+
+def test_the_command_starts_without_the_ml_stack():
+    """`deepisp --help`, `--version` and argument errors import no torch, numpy or rawpy (start-up in ~50 ms, and
+    Ctrl-C while a command starts is the usual `interrupted`, not a traceback from inside an import)."""
+    code = "import sys, deepisp.cli; print(sorted(m for m in ('torch', 'numpy', 'rawpy', 'tensorflow') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+    version = subprocess.run([sys.executable, "-m", "deepisp.cli", "--version"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("deepisp ")

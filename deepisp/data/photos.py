@@ -55,10 +55,9 @@ from deepisp.data.synthetic import (
 )
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.model import EXPOSURES
+from deepisp.options import EXPOSURES, MODES
 from deepisp.white_balance import balance
 
-MODES = ("jdd", "full")
 # Share of the photos held out for validation (fixed-seed choice), and its seed.
 VAL_FRACTION = 0.08
 HOLDOUT_SEED = 0

@@ -14,7 +14,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from deepisp.arguments import Parser, number, threads
+from deepisp.arguments import Parser, add_noise_profile_argument, number, threads
 from deepisp.errors import DeepISPError, printable
 
 DEFAULT_FRAME = (3024, 4032)  # Samsung Galaxy S7 main camera, the S7-ISP dataset's frame
@@ -24,7 +24,6 @@ CALIBRATION_WINDOW = 256
 
 
 def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
-    from deepisp.process import add_noise_profile_argument
 
     what = {"tflite": "TFLite (LiteRT) graphs for phone GPU/NPU delegates", "onnx": "ONNX graphs (opset 18, dynamic window size)"}[backend]
     p = Parser(
