@@ -542,3 +542,30 @@ def test_a_dng_whose_white_level_is_zero_is_refused(tmp_path):
     struct.pack_into(fmt, data, offset, 0)
     dng.write_bytes(bytes(data))
     assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.jpg"), "WhiteLevel 0")
+
+
+def test_a_weight_that_declares_more_elements_than_its_bytes_is_refused_without_allocating(tmp_path, dng):
+    """The pickled element count of one weight edited to 5e8 (2 GB of float32) over a record of 14 kB: refused
+    quickly and in one line (torch checks the record's size before allocating; this pins that down)."""
+    import io
+    import struct
+
+    state = torch.load(DEFAULT_CHECKPOINT, weights_only=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    source = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    pkl_name = next(i.filename for i in source.infolist() if i.filename.endswith("data.pkl"))
+    pkl = source.read(pkl_name)
+    counts = (v.untyped_storage().nbytes() // v.element_size() for v in state["model"].values())
+    declared = next(b"M" + struct.pack("<H", n) for n in counts if 256 <= n < 65536 and pkl.count(b"M" + struct.pack("<H", n)) == 1)
+    evil = tmp_path / "numel.pt"
+    with zipfile.ZipFile(evil, "w", zipfile.ZIP_STORED) as out:
+        for info in source.infolist():
+            out.writestr(info, pkl.replace(declared, b"J" + struct.pack("<i", 500_000_000)) if info.filename == pkl_name else source.read(info))
+    assert_clean_error(deepisp("process", dng, "-o", tmp_path / "out.png", "--model", evil), "numel.pt")
+    peak = (  # a fresh process's own peak while refusing it, in kB
+        "import resource, sys\nfrom deepisp.checkpoint import load_model\nfrom deepisp.errors import DeepISPError\n"
+        "try:\n    load_model(sys.argv[1])\nexcept DeepISPError:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", peak, str(evil)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0 and int(result.stdout) < 1_000_000, result.stdout + result.stderr  # far below the 2 GB declared
