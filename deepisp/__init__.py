@@ -22,4 +22,17 @@ type users see, and `printable` for what echoes file names), atomic.py (temp-fil
 reads), pngio.py (16-bit PNG).
 """
 
+import importlib
+
 __version__ = "0.1.0"
+
+# The Python API (deepisp.api), loaded on first use: `import deepisp` (and so the `deepisp` command) stays
+# free of torch until a model is needed.
+__all__ = ["DeepISPError", "DeepISPWarning", "__version__", "develop", "load_model", "read_raw"]
+_API = {"develop": "deepisp.api", "load_model": "deepisp.api", "DeepISPWarning": "deepisp.api", "read_raw": "deepisp.raw", "DeepISPError": "deepisp.errors"}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'deepisp' has no attribute {name!r}")

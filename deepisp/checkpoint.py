@@ -6,6 +6,7 @@ A checkpoint is a torch.save'd dict: {"format": 1, "model_config": {...}, "model
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import asdict
@@ -22,8 +23,19 @@ FORMAT = 1
 # (the pickled dict without tensors) are a few kB.
 MAX_CHECKPOINT_BYTES = 1 << 30
 MAX_PICKLE_BYTES = 1 << 20
-DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_micro_full.pt"
-DEFAULT_JDD_CHECKPOINT = Path(__file__).parent / "weights" / "deepisp_phone_jdd.pt"
+WEIGHTS = Path(__file__).parent / "weights"
+# The shipped models by name (their model cards: weights/<file>.md) and the sha256 of each file, checked
+# whenever one is loaded by name: a damaged or swapped file is refused (tests/test_checkpoint_registry pins
+# these to the files, so a retrained model ships with its new hash).
+SHIPPED = {
+    "micro-full": ("deepisp_micro_full.pt", "45772eabbb38e8e0663500ca3f27982733bb60cecb279f35ef4171c3d739059b"),
+    "phone-full": ("deepisp_phone_full.pt", "0fc9ea31165290789eab5ff9970aff83261362dd87ad5a607b3b71af94fbc27a"),
+    "micro-jdd": ("deepisp_micro_jdd.pt", "4fad267ef63e94c661ecc4d7bf80b48e0eb10cdcf2fa5ff5a0ff0de6fbdb8d6c"),
+    "phone-jdd": ("deepisp_phone_jdd.pt", "ddb77c01f5b413cdeac2cc69e92f861a09fe8cad33d52524c05fe510032d5b2c"),
+}
+DEFAULT_MODEL, DEFAULT_JDD_MODEL = "micro-full", "phone-jdd"
+DEFAULT_CHECKPOINT = WEIGHTS / SHIPPED[DEFAULT_MODEL][0]
+DEFAULT_JDD_CHECKPOINT = WEIGHTS / SHIPPED[DEFAULT_JDD_MODEL][0]
 
 
 def save_checkpoint(path: str | Path, model: DeepISP, cfg: ModelConfig, extra: dict | None = None) -> None:
@@ -77,9 +89,27 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def shipped_path(name: str) -> Path:
+    """The file of the shipped model `name` (SHIPPED), its sha256 checked; DeepISPError if it does not match."""
+    file, digest = SHIPPED[name]
+    path = WEIGHTS / file
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        raise DeepISPError(f"the shipped model {name!r} ({path}) is missing or not the file this deepisp shipped (sha256 differs); reinstall deepisp")
+    return path
+
+
+def model_path(path: str | Path | None) -> Path:
+    """The checkpoint file `load_model` reads for `path` (a shipped name, sha256 checked; a file; None: the default)."""
+    if path is None or (str(path) in SHIPPED and not Path(path).exists()):
+        return shipped_path(DEFAULT_MODEL if path is None else str(path))
+    return Path(path)
+
+
 def load_model(path: str | Path | None = None) -> tuple[DeepISP, dict]:
-    """The model of a checkpoint (the shipped default when `path` is None), in eval mode, on CPU."""
-    path = DEFAULT_CHECKPOINT if path is None else Path(path)
+    """The model of a checkpoint, in eval mode, on CPU: a shipped model by name ("micro-full", "phone-full",
+    "micro-jdd", "phone-jdd"; sha256 checked; a file of that name in the working folder wins), a checkpoint
+    file, or the default (micro-full) when None."""
+    path = model_path(path)
     state = load_checkpoint(path)
     try:
         model = DeepISP(ModelConfig(**state["model_config"]))

@@ -25,7 +25,13 @@ from deepisp.options import DEFAULT_TILE, EXPOSURES, MAX_MEGAPIXELS, WHITE_BALAN
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_micro_full.pt)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a shipped model by name (micro-full, phone-full, micro-jdd, phone-jdd) or a checkpoint from `deepisp train` "
+        "(default: micro-full, deepisp/weights/deepisp_micro_full.pt)",
+    )
     p.add_argument(
         "--tile",
         type=number(int, 8, 8192),
@@ -83,14 +89,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_process(args: argparse.Namespace) -> None:
-    from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
+    from deepisp.checkpoint import load_model, model_path
     from deepisp.process import process_files
 
     if len(args.inputs) > 1 and not (args.output and args.output.is_dir()):
         raise DeepISPError("several inputs need -o to name an existing folder")
     if args.backend == "torch":
         model, _ = load_model(args.model)
-        model_files = [args.model or DEFAULT_CHECKPOINT]
+        model_files = [model_path(args.model)]
     else:
         from deepisp.runtime import ExportedModel
 

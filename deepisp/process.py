@@ -113,11 +113,15 @@ def decode(
     linear: bool = False,
     noise_given: bool = False,
 ) -> Decoded:
-    """Read a raw file and prepare the model's input (`white_balance` "camera", "estimate", "off" or None, the
-    model's own contract; `linear` and `noise_given` as in `process_files`: what the warnings need to know)."""
+    """Read a raw file and prepare the model's input (`prepare_input`)."""
+    return prepare_input(model, read_raw(raw_path, max_megapixels), white_balance, linear, noise_given)
+
+
+def prepare_input(model: DeepISP | ExportedModel, raw: RawMosaic, white_balance: str | None = None, linear: bool = False, noise_given: bool = False) -> Decoded:
+    """A read raw as the model's input (`white_balance` "camera", "estimate", "off" or None, the model's own
+    contract; `linear` and `noise_given` as in `process_files`: what the warnings need to know)."""
     if white_balance is not None and white_balance not in WHITE_BALANCE_SOURCES:
         raise DeepISPError(f"unknown white balance mode {white_balance!r}: use one of {', '.join(WHITE_BALANCE_SOURCES)}")
-    raw = read_raw(raw_path, max_megapixels)
     mosaic, conditioning = model_input(raw, model.cfg, white_balance)
     warnings = file_warnings(model, raw, conditioning, linear)
     if model.cfg.noise_input and raw.noise_profile is None and not noise_given:
