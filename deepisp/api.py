@@ -19,8 +19,9 @@ import numpy as np
 
 from deepisp.checkpoint import load_model as _load_checkpoint_model
 from deepisp.model import DeepISP
+from deepisp.noise_level import check_noise_profile
 from deepisp.options import DEFAULT_TILE, MAX_MEGAPIXELS
-from deepisp.process import check_noise_profile, infer, noise_level_warning, prepare_input
+from deepisp.process import infer, noise_level_warning, prepare_input
 from deepisp.raw import RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
 

@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from deepisp.checkpoint import load_model
     from deepisp.evaluate import evaluate
-    from deepisp.process import at_given_noise_level
+    from deepisp.noise_level import at_given_noise_level
 
     model, _ = load_model(args.model)
     noise = None if args.noise_profile is None else tuple(args.noise_profile)

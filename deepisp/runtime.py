@@ -25,7 +25,7 @@ import torch
 from deepisp.atomic import read_bounded
 from deepisp.errors import DeepISPError
 from deepisp.export.graphs import ColorGraph, TileGraph
-from deepisp.export.metadata import MAX_GRAPH_BYTES, ExportMetadata, read_tflite
+from deepisp.export.metadata import MAX_GRAPH_BYTES, ExportMetadata, read_onnx, read_tflite
 from deepisp.model import ModelConfig
 from deepisp.tiling import run_tiled
 
@@ -130,12 +130,7 @@ def embedded_metadata(path: Path, backend: str) -> ExportMetadata | None:
     """The "deepisp" metadata a graph file carries (TFLite Model.metadata, ONNX metadata_props), or None."""
     blob = read_bounded(path, MAX_GRAPH_BYTES, f"{backend} graph of a deepisp export")
     try:
-        if backend == "tflite":
-            data = read_tflite(blob)
-        else:
-            from deepisp.export.onnx_export import read_embedded
-
-            data = read_embedded(blob)
+        data = read_tflite(blob) if backend == "tflite" else read_onnx(blob)
     except Exception:  # any parse failure of a graph file is reported below as "not readable"
         raise DeepISPError(f"{path} is not a readable {backend} graph; re-export") from None
     return None if data is None else ExportMetadata.from_json(data, path)

@@ -125,7 +125,7 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     from deepisp.export.gate import reference_outputs
     from deepisp.export.pipeline import ExportOptions, publish, summary_line
     from deepisp.model import compand
-    from deepisp.process import at_given_noise_level
+    from deepisp.noise_level import at_given_noise_level
     from deepisp.tiling import window_size
 
     if args.threads:

@@ -24,7 +24,7 @@ from deepisp.errors import DeepISPError
 from deepisp.export.metadata import ExportMetadata
 from deepisp.metrics import image_metrics
 from deepisp.model import DeepISP
-from deepisp.process import at_noise_level
+from deepisp.noise_level import at_noise_level
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_full_frame
 

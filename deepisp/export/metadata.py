@@ -360,6 +360,16 @@ def embed_tflite(blob: bytes, meta: dict) -> bytes:
     return bytes(utils.convert_object_to_bytearray(model))
 
 
+def read_onnx(blob: bytes) -> dict | None:
+    """The metadata JSON an ONNX graph stores (`deepisp.export.onnx_export.embed`: a metadata_props entry), or None."""
+    import onnx
+
+    for p in onnx.load_from_string(blob).metadata_props:
+        if p.key == "deepisp":
+            return json.loads(p.value)
+    return None
+
+
 def read_tflite(blob: bytes) -> dict | None:
     """The "deepisp" metadata JSON of a .tflite flatbuffer (for `ExportMetadata.from_json`), or None."""
     from deepisp.export._flatbuffers import utils

@@ -68,13 +68,3 @@ def embed(blob: bytes, meta: dict) -> bytes:
     entry = proto.metadata_props.add()
     entry.key, entry.value = "deepisp", json.dumps(meta)
     return proto.SerializeToString()
-
-
-def read_embedded(blob: bytes) -> dict | None:
-    """The metadata JSON stored by `embed`, or None."""
-    import onnx
-
-    for p in onnx.load_from_string(blob).metadata_props:
-        if p.key == "deepisp":
-            return json.loads(p.value)
-    return None

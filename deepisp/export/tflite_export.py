@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from deepisp.export.graphs import ColorGraph, TileGraph
 from deepisp.export.pipeline import BuiltVariant
+from deepisp.runtime import tflite_interpreter_class
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int16x8")
 CALIBRATED = ("int8", "int8-mixed", "int16x8")
@@ -94,7 +95,6 @@ def set_static_shapes(blob: bytes, inputs: dict[str, list[int]]) -> bytes:
     written into the flatbuffer's tensors, and the shape signatures (-1 for symbolic sizes) dropped.
     """
     from deepisp.export._flatbuffers import utils
-    from deepisp.runtime import tflite_interpreter_class
 
     interpreter_class = tflite_interpreter_class()
     it = interpreter_class(model_content=blob, experimental_op_resolver_type=_no_delegates(interpreter_class))
