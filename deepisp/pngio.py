@@ -8,6 +8,9 @@ functions here convert, so arrays are always RGB.
 
 from __future__ import annotations
 
+import struct
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -53,8 +56,9 @@ def read_png(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def write_png(path: str | Path, img: np.ndarray) -> None:
-    """Write uint8 or uint16 [H,W] (grey) or [H,W,3] (RGB) as an 8- or 16-bit PNG, atomically.
+def write_png(path: str | Path, img: np.ndarray, chunks: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Write uint8 or uint16 [H,W] (grey) or [H,W,3] (RGB) as an 8- or 16-bit PNG, atomically; `chunks`
+    ((type, data) pairs such as iCCP and eXIf) go right after the header, before the image data.
 
     The image is encoded first and written to a temporary file beside `path`, which then replaces
     `path`; if anything fails, `path` is left as it was and no temporary file remains.
@@ -72,8 +76,11 @@ def write_png(path: str | Path, img: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", bgr)
     if not ok:
         raise DeepISPError(f"OpenCV could not encode a {img.dtype} {img.shape} image as PNG for {path}")
+    data = encoded.tobytes()
+    header_end = 8 + 8 + 13 + 4  # signature, then the IHDR chunk: length, type, 13 bytes, CRC
+    extra = b"".join(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in chunks)
     try:
         with atomic_path(path) as tmp, open(tmp, "xb") as f:
-            f.write(encoded.tobytes())
+            f.write(data[:header_end] + extra + data[header_end:])
     except OSError as e:
         raise DeepISPError(f"cannot write {path}: {e.strerror or e}; check that its folder exists and is writable") from None

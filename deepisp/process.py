@@ -20,8 +20,10 @@ encoders release the GIL), with results, and any error, reported in input order.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -32,8 +34,9 @@ from typing import NamedTuple
 import numpy as np
 import tifffile
 import torch
-from PIL import Image
+from PIL import ExifTags, Image, ImageCms, TiffImagePlugin
 
+from deepisp import __version__
 from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
 from deepisp.conditioning import Conditioning, file_white_balance, model_input, render_linear
@@ -44,7 +47,7 @@ from deepisp.noise_estimate import estimate_noise_profile
 from deepisp.noise_level import at_noise_level, check_noise_profile, profile_levels
 from deepisp.options import DEFAULT_TILE, MAX_MEGAPIXELS, WHITE_BALANCE_SOURCES
 from deepisp.pngio import write_png
-from deepisp.raw import RawMosaic, read_raw
+from deepisp.raw import SHOT_TAGS, RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_tiled
 
@@ -75,24 +78,51 @@ def check_output_path(path: Path, bits: int | None) -> int:
     return bits
 
 
-def save_image(img: np.ndarray, path: Path, bits: int) -> None:
-    """Write [H,W,3] float in [0,1] (display-referred) atomically: JPEG/PNG/TIFF by extension. A failed
-    write (disk full, folder gone) is a DeepISPError and leaves no file."""
+def save_image(img: np.ndarray, path: Path, bits: int, shot: Sequence[tuple[str, object]] = ()) -> None:
+    """Write [H,W,3] float in [0,1] (display-referred, sRGB) atomically: JPEG/PNG/TIFF by extension, with an sRGB
+    ICC profile and the shot's EXIF (`RawMosaic.shot`: camera, time, exposure; orientation 1, as the pixels are
+    in display orientation; Software: deepisp). A failed write (disk full, folder gone) is a DeepISPError and
+    leaves no file."""
     if not np.isfinite(img).all():
         raise DeepISPError(f"the model produced non-finite values for {path.name}; the model file is damaged: re-download or retrain it")
     data = np.round(img * (65535 if bits == 16 else 255)).astype(np.uint16 if bits == 16 else np.uint8)
     ext = path.suffix.lower()
-    if ext == ".png":
-        write_png(path, data)  # OpenCV: Pillow cannot write 16-bit RGB PNG
+    exif = exif_bytes(shot)
+    if ext == ".png":  # OpenCV: Pillow cannot write 16-bit RGB PNG
+        write_png(path, data, [(b"iCCP", b"sRGB\x00\x00" + zlib.compress(srgb_icc())), (b"eXIf", exif.removeprefix(b"Exif\x00\x00"))])
         return
     try:
         with atomic_path(path) as tmp:
             if ext in (".tif", ".tiff"):
-                tifffile.imwrite(tmp, data, photometric="rgb")
+                ifd0 = [(code, "s", 0, value, True) for code, name in SHOT_TAGS.items() for key, value in shot if key == name]
+                tifffile.imwrite(tmp, data, photometric="rgb", iccprofile=srgb_icc(), software=SOFTWARE, extratags=ifd0)
             else:
-                Image.fromarray(data).save(tmp, quality=95)
+                Image.fromarray(data).save(tmp, quality=95, exif=exif, icc_profile=srgb_icc())
     except OSError as e:
         raise DeepISPError(f"cannot write {path}: {e.strerror or e}; free some space or choose another -o") from None
+
+
+SOFTWARE = f"deepisp {__version__}"
+_EXIF_IFD = 0x8769
+
+
+@functools.cache
+def srgb_icc() -> bytes:
+    """The sRGB ICC profile (littleCMS's built-in, via Pillow) every developed image carries."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def exif_bytes(shot: Sequence[tuple[str, object]]) -> bytes:
+    """An EXIF block ("Exif\\0\\0" + TIFF structure) of the shot's tags, orientation 1 and Software."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 1
+    exif[ExifTags.Base.Software] = SOFTWARE
+    sub = exif.get_ifd(_EXIF_IFD)
+    for name, value in shot:
+        tag = ExifTags.Base[name]
+        value = TiffImagePlugin.IFDRational(*value) if isinstance(value, tuple) else value
+        (exif if tag in SHOT_TAGS else sub)[tag] = value
+    return exif.tobytes()
 
 
 class Decoded(NamedTuple):
@@ -269,7 +299,7 @@ def process_files(
                     record["warnings"] = warnings
                 record["seconds"] = time.perf_counter() - t0
                 yield from report(written)
-                written = (writer.submit(save_image, img, out_path, bits_of[i]), record)
+                written = (writer.submit(save_image, img, out_path, bits_of[i], raw.shot), record)
             yield from report(written)
         finally:
             if pending is not None:

@@ -30,8 +30,11 @@ from deepisp.errors import DeepISPError
 from deepisp.options import MAX_MEGAPIXELS
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
-_MAKE, _DNG_VERSION, _NOISE_PROFILE, _SUB_IFDS, _WHITE_LEVEL = 271, 50706, 51041, 330, 50717
-_READ_TAGS = frozenset({_MAKE, _DNG_VERSION, _NOISE_PROFILE, _WHITE_LEVEL})
+_MAKE, _DNG_VERSION, _NOISE_PROFILE, _SUB_IFDS, _WHITE_LEVEL, _EXIF_IFD = 271, 50706, 51041, 330, 50717, 34665
+# The shot's description carried into the developed image (RawMosaic.shot): IFD0 tags, then EXIF-IFD ones.
+SHOT_TAGS = {271: "Make", 272: "Model", 306: "DateTime"}
+SHOT_EXIF_TAGS = ("DateTimeOriginal", "ExposureTime", "FNumber", "ISOSpeedRatings", "FocalLength")
+_READ_TAGS = frozenset({_MAKE, _DNG_VERSION, _NOISE_PROFILE, _WHITE_LEVEL, _EXIF_IFD, *SHOT_TAGS})
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class RawMosaic:
             normalisation), from the file's colour matrix as LibRaw reads it (a DNG's ColorMatrix, or LibRaw's
             per-camera table for other formats); None when LibRaw knows none. deepisp.conditioning maps the
             camera's colours into the reference camera's with it.
+        shot: what the file says of the shot, for the developed image's EXIF: (name, value) pairs of Make,
+            Model, DateTime, DateTimeOriginal, ExposureTime, FNumber, ISOSpeedRatings, FocalLength (those the
+            file has; TIFF-based raws: DNG, CR2, NEF, ARW, ...).
     """
 
     mosaic: np.ndarray
@@ -70,6 +76,7 @@ class RawMosaic:
     camera_wb: tuple[float, float, float] | None
     noise_profile: tuple[float, float] | None = None
     camera_matrix: tuple[tuple[float, float, float], ...] | None = None
+    shot: tuple[tuple[str, object], ...] = ()
 
     def to_sensor_frame(self, img: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
         """Undo the canonicalising flips of an image in the canonical frame.
@@ -264,7 +271,7 @@ def read_raw(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> RawMos
             raw.unpack()
             decoded = _decode(raw)
             _check_declared_white_level(tags, decoded)
-            return replace(decoded, noise_profile=_noise_profile(tags))
+            return replace(decoded, noise_profile=_noise_profile(tags), shot=_shot(tags))
     except DeepISPError as e:
         raise DeepISPError(f"{path}: {e}") from None
     except rawpy.LibRawFileUnsupportedError:
@@ -302,6 +309,26 @@ def libraw_messages_withheld() -> Iterator[None]:
             kept = [line for line in held.read().splitlines(keepends=True) if not _LIBRAW_MESSAGE.match(line)]
             if kept:
                 os.write(2, b"".join(kept))
+
+
+def _shot(tags: dict[int, object] | None) -> tuple[tuple[str, object], ...]:
+    """RawMosaic.shot from the file's tags: text stripped of NULs and bounded, numbers as (numerator,
+    denominator) or int; malformed values left out."""
+    tags = tags or {}
+    found: list[tuple[str, object]] = []
+    for code, name in SHOT_TAGS.items():
+        if isinstance(tags.get(code), str) and tags[code].strip("\x00 "):
+            found.append((name, tags[code].strip("\x00 ")[:64]))
+    exif = tags.get(_EXIF_IFD) if isinstance(tags.get(_EXIF_IFD), dict) else {}
+    for name in SHOT_EXIF_TAGS:
+        value = exif.get(name)
+        if isinstance(value, str) and value.strip("\x00 "):
+            found.append((name, value.strip("\x00 ")[:64]))
+        elif isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 31:
+            found.append((name, value))
+        elif isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and 0 < v < 1 << 32 for v in value):
+            found.append((name, value))
+    return tuple(found)
 
 
 def _check_declared_white_level(tags: dict[int, object] | None, raw: RawMosaic) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import doctest
 import hashlib
+import io
 import shutil
 import warnings
 
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 
 import deepisp
 from deepisp import checkpoint
@@ -70,3 +72,46 @@ def test_readme_example_runs(monkeypatch):
         warnings.simplefilter("ignore", deepisp.DeepISPWarning)
         result = doctest.testfile(str(REPO / "README.md"), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".tif"])
+def test_outputs_carry_the_shots_exif_and_an_srgb_profile(shot, tmp_path, ext):
+    """Developed images keep the camera (Make, Model) with orientation reset and Software set, embed an sRGB ICC
+    profile, and their pixels are what `develop` returns."""
+    import io
+
+    from PIL import ImageCms
+
+    from deepisp.pngio import read_png
+
+    out = tmp_path / f"out{ext}"
+    bits = ["--bits", "16"] if ext == ".png" else []
+    assert main(["process", str(shot), "-o", str(out), *bits]) == 0
+    if ext == ".tif":
+        with tifffile.TiffFile(out) as tif:
+            tags = tif.pages[0].tags
+            meta = {k: tags[k].value for k in ("Make", "Model", "Software")}
+            icc = bytes(tags["InterColorProfile"].value)
+            pixels = tif.pages[0].asarray()
+    else:
+        with Image.open(out) as im:
+            exif, icc = im.getexif(), im.info["icc_profile"]
+            meta = {"Make": exif[271], "Model": exif[272], "Software": exif[305]}
+            assert exif[274] == 1
+        pixels = read_png(out) if ext == ".png" else None
+    assert meta == {"Make": "deepisp", "Model": "synthetic S7", "Software": f"deepisp {deepisp.__version__}"}
+    assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() == "sRGB built-in"
+    if pixels is not None:  # 16-bit: the chunks and tags changed nothing in the image data
+        assert np.array_equal(pixels, np.round(deepisp.develop(shot) * 65535).astype(np.uint16))
+
+
+def test_exif_of_the_exposure_round_trips():
+    from deepisp.process import exif_bytes
+
+    shot = (("Make", "Canon"), ("DateTimeOriginal", "2026:01:02 03:04:05"), ("ExposureTime", (1, 125)), ("FNumber", (28, 10)), ("ISOSpeedRatings", 800))
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="JPEG", exif=exif_bytes(shot))
+    exif = Image.open(io.BytesIO(buf.getvalue())).getexif()
+    sub = exif.get_ifd(0x8769)
+    assert exif[271] == "Canon" and sub[36867] == "2026:01:02 03:04:05" and float(sub[33434]) == 1 / 125
+    assert float(sub[33437]) == 2.8 and sub[34855] == 800
