@@ -134,6 +134,20 @@ def cmd_process(args: argparse.Namespace) -> None:
             print(f"warning: {printable(info['input'])}: {warning}", file=sys.stderr)
 
 
+EXPORT_FORMATS = ("tflite", "onnx")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.format is None:
+        if "-h" in args.rest or "--help" in args.rest:
+            print("usage: deepisp export --format {tflite,onnx} [options]; `deepisp export --format tflite --help` lists the options")
+            return 0
+        raise DeepISPError("deepisp export needs --format tflite or --format onnx (then --help lists its options)")
+    from deepisp.export.commands import run
+
+    return run(args.format, args.rest, prog=f"deepisp export --format {args.format}")
+
+
 def cmd_presets(args: argparse.Namespace) -> None:
     from deepisp.model import PRESETS, DeepISP, count_parameters, flops_per_pixel
 
@@ -323,26 +337,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_model_args(p)
     p.set_defaults(func=cmd_process)
 
+    p = sub.add_parser(
+        "export",
+        help="export a model to TFLite or ONNX graphs for phones (as export/to_tflite.py and export/to_onnx.py)",
+        description="deepisp export --format tflite|onnx [options]: the exporter of export/to_<format>.py, installed; "
+        "`deepisp export --format tflite --help` lists its options.",
+        add_help=False,
+    )
+    p.add_argument("--format", choices=EXPORT_FORMATS, help="tflite (LiteRT, phone GPU/NPU delegates) or onnx")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("presets", help="list model sizes", description="Named model sizes with parameters and forward FLOPs per pixel.")
     p.set_defaults(func=cmd_presets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "export":  # only the exporter takes options this parser does not know
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
     try:
-        args.func(args)
+        status = args.func(args)
     except DeepISPError as e:
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

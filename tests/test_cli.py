@@ -165,3 +165,11 @@ def test_the_command_starts_without_the_ml_stack():
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
     version = subprocess.run([sys.executable, "-m", "deepisp.cli", "--version"], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("deepisp ")
+
+
+def test_export_is_an_installed_command(tmp_path, capsys):
+    """`deepisp export --format onnx ...` runs export/to_onnx.py's exporter: same options, same files."""
+    assert main(["export", "--format", "onnx", "--frame", "64", "64", "--eval-images", "1", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "deepisp_onnx_fp32.json").is_file()
+    assert main(["export", "--frame", "64", "64"]) == 2  # no --format
+    assert "--format" in capsys.readouterr().err

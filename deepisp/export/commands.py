@@ -23,11 +23,11 @@ DEFAULT_TILE = 1024
 CALIBRATION_WINDOW = 256
 
 
-def parser(backend: str, variants: tuple[str, ...]) -> argparse.ArgumentParser:
+def parser(backend: str, variants: tuple[str, ...], prog: str | None = None) -> argparse.ArgumentParser:
 
     what = {"tflite": "TFLite (LiteRT) graphs for phone GPU/NPU delegates", "onnx": "ONNX graphs (opset 18, dynamic window size)"}[backend]
     p = Parser(
-        prog=f"export/to_{backend}.py",
+        prog=prog or f"export/to_{backend}.py",
         description=f"Export a DeepISP checkpoint as {what}: a tile graph (raw Bayer window -> image, plus the "
         "high-level cells) and a color graph (global W applied per pixel), run tile by tile with the plan in the "
         "metadata. Every variant is checked against the float PyTorch model on held-out raw frames and refused "
@@ -99,8 +99,8 @@ def _check_out(out: Path) -> None:
         raise DeepISPError(f"cannot write to --out {out}: {existing} is not a writable folder; choose another --out")
 
 
-def run(backend: str, argv: list[str] | None = None) -> int:
-    """Entry point of export/to_<backend>.py; returns the exit status."""
+def run(backend: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Entry point of export/to_<backend>.py and `deepisp export --format <backend>`; returns the exit status."""
     try:
         if backend == "tflite":
             from deepisp.export import tflite_export as exporter
@@ -109,7 +109,7 @@ def run(backend: str, argv: list[str] | None = None) -> int:
     except ImportError as e:
         print(f"error: {backend} export needs the export extras ({e.name} is missing): pip install -e '.[export]'", file=sys.stderr)
         return 2
-    args = parser(backend, exporter.VARIANTS).parse_args(argv)
+    args = parser(backend, exporter.VARIANTS, prog).parse_args(argv)
     try:
         return _export(backend, exporter, args)
     except DeepISPError as e:
