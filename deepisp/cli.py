@@ -211,12 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="model size, see `deepisp presets` (default phone-full)")
     p.add_argument("--pair", choices=["low_light", "mimic"], help="S7 pair: short raw -> medium JPEG (default) or medium -> medium")
     p.add_argument("--msr-camera", dest="msr_camera", choices=["panasonic", "canon"])
-    p.add_argument("--steps", type=number(int, 0), help="total optimizer steps (default 2000); with --resume, a new total (default: the run's own)")
-    p.add_argument("--batch", type=number(int, 1, 4096), help="crops per step (default 4)")
-    p.add_argument("--crop", type=number(int, 8, 4096), help="crop side in pixels (default 128)")
-    p.add_argument("--lr", type=number(float, 0, 1), help="Adam learning rate (default 5e-5, the paper's)")
+    p.add_argument("--steps", type=number(int), help="total optimizer steps (default 2000); with --resume, a new total (default: the run's own)")
+    p.add_argument("--batch", type=number(int), help="crops per step (default 4)")
+    p.add_argument("--crop", type=number(int), help="crop side in pixels (default 128)")
+    p.add_argument("--lr", type=number(float), help="Adam learning rate (default 5e-5, the paper's)")
     p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"], help="constant (paper, default) or cosine decay to 0 at --steps")
-    p.add_argument("--alpha", type=number(float, 0, 1), help="MS-SSIM weight in the full-ISP loss (default 0.84)")
+    p.add_argument("--alpha", type=number(float), help="MS-SSIM weight in the full-ISP loss (default 0.84)")
     p.add_argument(
         "--jdd-loss",
         dest="jdd_loss",
@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="jdd loss: l2 on linear RGB (the paper's, default) or l2+srgb, plus the L2 of the sRGB-encoded images (weighs dark tones as a display does)",
     )
     p.add_argument("--seed", type=number(int, 0))
-    p.add_argument("--ckpt-every", dest="ckpt_every", type=number(int, 1), help="checkpoint period in steps (default 200)")
-    p.add_argument("--val-every", dest="val_every", type=number(int, 1), help="validation period in steps (default 200)")
+    p.add_argument("--ckpt-every", dest="ckpt_every", type=number(int), help="checkpoint period in steps (default 200)")
+    p.add_argument("--val-every", dest="val_every", type=number(int), help="validation period in steps (default 200)")
     p.add_argument("--device", help="cpu, cuda or auto (default)")
     p.add_argument(
         "--white-balance",
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--color-head-lr-mult",
         dest="color_head_lr_mult",
-        type=number(float, 0, 1000, above=True),
+        type=number(float),
         help="learning-rate multiplier of the FC that predicts W (default 1: the paper's single rate)",
     )
     p.add_argument(

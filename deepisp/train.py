@@ -301,7 +301,8 @@ def stored_train_config(state: dict, path: Path) -> TrainConfig:
 
 
 def check_train_config(tc: TrainConfig, resume: bool) -> None:
-    """Range checks of every numeric option, before anything is loaded or written (NaN fails every check)."""
+    """Range checks of every numeric option, before anything is loaded or written (NaN fails every check): the
+    one place for them, `deepisp train` and Python callers alike (the command's parser only checks numbers)."""
     checks = [
         ("--steps", tc.steps, tc.steps >= 1 or (resume and tc.steps == 0), "at least 1"),
         ("--batch", tc.batch, 1 <= tc.batch <= 4096, "in 1..4096"),
