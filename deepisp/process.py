@@ -20,14 +20,13 @@ encoders release the GIL), with results, and any error, reported in input order.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,16 +79,16 @@ def check_output_path(path: Path, bits: int | None) -> int:
 
 def save_image(img: np.ndarray, path: Path, bits: int, shot: Sequence[tuple[str, object]] = ()) -> None:
     """Write [H,W,3] float in [0,1] (display-referred, sRGB) atomically: JPEG/PNG/TIFF by extension, with an sRGB
-    ICC profile and the shot's EXIF (`RawMosaic.shot`: camera, time, exposure; orientation 1, as the pixels are
-    in display orientation; Software: deepisp). A failed write (disk full, folder gone) is a DeepISPError and
-    leaves no file."""
+    ICC profile and the shot's description (`RawMosaic.shot`): JPEG and PNG all of it as EXIF (orientation 1, as
+    the pixels are in display orientation; Software: deepisp), TIFF its Make, Model and DateTime tags and
+    Software. A failed write (disk full, folder gone) is a DeepISPError and leaves no file."""
     if not np.isfinite(img).all():
         raise DeepISPError(f"the model produced non-finite values for {path.name}; the model file is damaged: re-download or retrain it")
     data = np.round(img * (65535 if bits == 16 else 255)).astype(np.uint16 if bits == 16 else np.uint8)
     ext = path.suffix.lower()
-    exif = exif_bytes(shot)
     if ext == ".png":  # OpenCV: Pillow cannot write 16-bit RGB PNG
-        write_png(path, data, [(b"iCCP", b"sRGB\x00\x00" + zlib.compress(srgb_icc())), (b"eXIf", exif.removeprefix(b"Exif\x00\x00"))])
+        exif = exif_bytes(shot).removeprefix(b"Exif\x00\x00")  # eXIf holds the bare TIFF structure
+        write_png(path, data, [(b"iCCP", b"sRGB\x00\x00" + zlib.compress(srgb_icc())), (b"eXIf", exif)])
         return
     try:
         with atomic_path(path) as tmp:
@@ -97,7 +96,7 @@ def save_image(img: np.ndarray, path: Path, bits: int, shot: Sequence[tuple[str,
                 ifd0 = [(code, "s", 0, value, True) for code, name in SHOT_TAGS.items() for key, value in shot if key == name]
                 tifffile.imwrite(tmp, data, photometric="rgb", iccprofile=srgb_icc(), software=SOFTWARE, extratags=ifd0)
             else:
-                Image.fromarray(data).save(tmp, quality=95, exif=exif, icc_profile=srgb_icc())
+                Image.fromarray(data).save(tmp, quality=95, exif=exif_bytes(shot), icc_profile=srgb_icc())
     except OSError as e:
         raise DeepISPError(f"cannot write {path}: {e.strerror or e}; free some space or choose another -o") from None
 
@@ -106,7 +105,7 @@ SOFTWARE = f"deepisp {__version__}"
 _EXIF_IFD = 0x8769
 
 
-@functools.cache
+@cache
 def srgb_icc() -> bytes:
     """The sRGB ICC profile (littleCMS's built-in, via Pillow) every developed image carries."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
