@@ -312,23 +312,24 @@ def libraw_messages_withheld() -> Iterator[None]:
 
 
 def _shot(tags: dict[int, object] | None) -> tuple[tuple[str, object], ...]:
-    """RawMosaic.shot from the file's tags: text stripped of NULs and bounded, numbers as (numerator,
-    denominator) or int; malformed values left out."""
+    """RawMosaic.shot from the file's tags (IFD0's, then the EXIF IFD's); malformed or empty values left out."""
     tags = tags or {}
-    found: list[tuple[str, object]] = []
-    for code, name in SHOT_TAGS.items():
-        if isinstance(tags.get(code), str) and tags[code].strip("\x00 "):
-            found.append((name, tags[code].strip("\x00 ")[:64]))
     exif = tags.get(_EXIF_IFD) if isinstance(tags.get(_EXIF_IFD), dict) else {}
-    for name in SHOT_EXIF_TAGS:
-        value = exif.get(name)
-        if isinstance(value, str) and value.strip("\x00 "):
-            found.append((name, value.strip("\x00 ")[:64]))
-        elif isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 31:
-            found.append((name, value))
-        elif isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and 0 < v < 1 << 32 for v in value):
-            found.append((name, value))
-    return tuple(found)
+    found = [(name, _shot_value(tags.get(code))) for code, name in SHOT_TAGS.items()]
+    found += [(name, _shot_value(exif.get(name))) for name in SHOT_EXIF_TAGS]
+    return tuple((name, value) for name, value in found if value is not None)
+
+
+def _shot_value(value: object) -> object | None:
+    """A tag's value as RawMosaic.shot keeps it: text stripped of NULs and bounded, a positive int, or a
+    positive (numerator, denominator); None for anything else (zeros are what converters write for "unknown")."""
+    if isinstance(value, str):
+        return value.strip("\x00 ")[:64] or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 < value < 1 << 31 else None
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and 0 < v < 1 << 32 for v in value):
+        return value
+    return None
 
 
 def _check_declared_white_level(tags: dict[int, object] | None, raw: RawMosaic) -> None:
