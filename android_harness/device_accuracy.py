@@ -25,6 +25,7 @@ import numpy as np
 from android_harness.tflite_info import MAX_MODEL_BYTES, GraphInfo, TensorInfo
 from deepisp.atomic import atomic_path, read_bounded
 from deepisp.errors import DeepISPError
+from deepisp.export.embedding import read_tflite
 
 
 def unsupported_reason(graph: GraphInfo) -> str | None:
@@ -93,14 +94,13 @@ def cut_tiles(source: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
 def to_graph_domain(tiles: np.ndarray, model: Path) -> np.ndarray:
     """Normalised raw tiles -> what `model`'s tile graph takes: square-root companded for a companded jdd
     model (`model_config.compand` in its embedded deepisp metadata, deepisp.model.compand), else as they are."""
-    from deepisp.export.metadata import read_tflite
-
     meta = read_tflite(read_bounded(model, MAX_MODEL_BYTES, "exported .tflite model")) or {}
     if meta.get("model_config", {}).get("compand", "none") == "none":
         return tiles
     import torch  # only paid for companded models
 
-    from deepisp.model import ModelConfig, compand
+    from deepisp.model.config import ModelConfig
+    from deepisp.model.domain import compand
 
     return compand(torch.from_numpy(tiles), ModelConfig(**meta["model_config"])).numpy()
 

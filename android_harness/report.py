@@ -20,6 +20,7 @@ from android_harness.benchmark_output import BenchmarkOutput
 from android_harness.tflite_info import GraphInfo
 from deepisp.atomic import atomic_path, make_folder
 from deepisp.errors import DeepISPError
+from deepisp.export.metadata import ExportMetadata
 
 COLUMNS = [
     "variant",
@@ -54,10 +55,7 @@ def windows_per_frame(model: Path, graph: GraphInfo, frame: tuple[int, int]) -> 
     (None, "", "") for a graph that is not a tile graph (no sidecar names it, and its input is not a
     single-channel [1,H,W,1] window).
     """
-    sidecars = sorted(model.parent.glob("*.json"))
-    if sidecars:
-        from deepisp.export.metadata import ExportMetadata  # imports torch: only paid when there is a JSON to read
-    for sidecar in sidecars:
+    for sidecar in sorted(model.parent.glob("*.json")):
         try:
             meta = ExportMetadata.read(sidecar)
         except DeepISPError:

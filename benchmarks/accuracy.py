@@ -16,7 +16,6 @@ against the committed floors and exits 1 naming each variant and metric that reg
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,11 +24,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from deepisp.atomic import atomic_path
+from benchmarks.common import add_out, fail, parser, save_jpeg, write_result
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
 from deepisp.color import histogram_stretch
 from deepisp.data.s7 import S7Dataset
 from deepisp.errors import DeepISPError
+from deepisp.export.backends import BACKENDS
 from deepisp.export.gate import compare, displayed, error_heat_map, reference_model, reference_outputs
 from deepisp.export.metadata import ExportMetadata
 from deepisp.export.pipeline import delegate_verdict
@@ -37,7 +37,6 @@ from deepisp.metrics import image_metrics
 from deepisp.model import ModelConfig
 from deepisp.runtime import ExportedModel
 
-RESULTS = Path(__file__).parent / "results"
 # Gate metrics: name -> (key in a variant's results, "min" if higher is better else "max").
 GATED = {"psnr_vs_float": ("psnr", "min"), "ssim_vs_float": ("ssim", "min"), "ciede2000_vs_float": ("ciede2000", "max"), "max_abs_vs_float": ("max_abs", "max")}
 
@@ -101,8 +100,7 @@ def visual_report(
     draw = ImageDraw.Draw(labelled)
     for k, label in enumerate(["float", *outputs, "target"]):
         draw.text((k * crop + 3, 1), label, fill="black")
-    with atomic_path(path) as tmp:
-        labelled.save(tmp, quality=90)
+    save_jpeg(labelled, path, quality=90)
 
 
 def markdown(results: dict) -> str:
@@ -129,20 +127,15 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(path: Path, results: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(markdown(results))
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--exported", type=Path, required=True, help="folder with the export's deepisp_*.json sidecars")
     ap.add_argument("--model", type=Path, default=None, help="float checkpoint they came from (default: the shipped model)")
     ap.add_argument("--data", type=Path, default=None, help="S7-layout root (default: the project's synthetic Kodak set)")
     ap.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     ap.add_argument("--limit", type=int, default=None, help="first N frames of the split")
     ap.add_argument("--check", type=Path, default=None, help="baselines JSON: exit 1 on any regression")
-    ap.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
+    add_out(ap, "accuracy.json")
     args = ap.parse_args(argv)
     try:
         sidecars = sorted(args.exported.glob("deepisp_*.json"))
@@ -163,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         first_outputs = {}
         for sidecar in sidecars:
             exported = ExportedModel(sidecar)
-            name = exported.variant if exported.backend == "tflite" else f"onnx-{exported.variant}"
+            name = BACKENDS[exported.backend].label(exported.variant)
             results["variants"][name] = {mode: compare(exported, frames, references, targets, untiled=(mode == "untiled")) for mode in ("tiled", "untiled")}
             measured = exported.metadata.measured
             if measured is None:
@@ -177,12 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     except DeepISPError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(args.out.with_suffix(".md"), results)
+        return fail(e)
+    write_result(args.out, results, markdown(results))
     visual_report(args.out.with_suffix(".jpg"), frames[0], references[0], targets[0], first_outputs, model.cfg.mode)
     print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {args.out.with_suffix('.jpg')}")
     if args.check:

@@ -16,8 +16,6 @@ benchmarks/results/colorchart.json, colorchart.md and colorchart.jpg (the patche
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import rawpy
 import torch
 from PIL import Image, ImageDraw
 
-from deepisp.atomic import atomic_path
+from benchmarks.common import RESULTS, add_full_models, fail, missing_shared, parser, save_jpeg, short_label, write_result
 from deepisp.checkpoint import load_model
 from deepisp.color import srgb_to_linear
 from deepisp.conditioning import model_input
@@ -36,9 +34,6 @@ from deepisp.model import DeepISP
 from deepisp.raw import read_raw
 from deepisp.tiling import run_tiled
 
-RESULTS = Path(__file__).resolve().parent / "results"
-WEIGHTS = Path(__file__).resolve().parents[1] / "deepisp" / "weights"
-SHIPPED_FULL = ("deepisp_micro_full.pt", "deepisp_phone_full.pt")
 CHART = SHARED_DATA / "raw" / "colorchart.dng"
 REFERENCE = "ColorChecker24 - After November 2014"
 # Patch centres (x, y) in the frame as processed (display orientation = sensor frame for this file), read off
@@ -135,8 +130,7 @@ def figure(reference: np.ndarray, results: dict, path: Path) -> None:
         for p, c in enumerate(srgb):
             x, y = x0 + (p % 6) * cell, (p // 6) * cell
             draw.rectangle([x, y, x + cell - 2, y + cell - 2], fill=tuple(int(v) for v in c))
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="JPEG", quality=92)
+    save_jpeg(img, path, quality=92)
 
 
 def to_markdown(report: dict) -> str:
@@ -154,28 +148,24 @@ def to_markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full-model", dest="full_models", type=Path, nargs="+", help="full-ISP checkpoints (default: every shipped one)")
+    ap = parser(__doc__)
+    add_full_models(ap)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if not CHART.is_file():
-        print(f"error: {CHART} not found: this benchmark needs ../shared/data beside the repo", file=sys.stderr)
-        return 2
+        return fail(missing_shared(CHART))
     names, reference = reference_linear_srgb()
     lamp = lamp_mask(CHART)
     renders = {RAWPY: rawpy_render(CHART)}
-    for path in args.full_models or [WEIGHTS / n for n in SHIPPED_FULL]:
+    for path in args.full_models:
         model, _ = load_model(path)
-        renders[f"DeepISP {path.stem.removeprefix('deepisp_').replace('_', '-')}"] = model_render(model, CHART)
+        renders[short_label(path)] = model_render(model, CHART)
     results = {name: score(img, reference, lamp) for name, img in renders.items()}
     report = {"reference": REFERENCE, "patches": names, "reference_linear_srgb": reference.tolist(), "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "colorchart.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
-    with atomic_path(args.out / "colorchart.md") as tmp:
-        tmp.write_text(to_markdown(report))
+    markdown = to_markdown(report)
+    write_result(args.out / "colorchart.json", report, markdown, indent=1)
     figure(reference, results, args.out / "colorchart.jpg")
-    print(to_markdown(report))
+    print(markdown)
     return 0
 
 

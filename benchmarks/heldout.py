@@ -20,8 +20,6 @@ can express. Writes benchmarks/results/heldout.json and heldout.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from deepisp.atomic import atomic_path
+from benchmarks.common import add_out, missing_shared, parser, write_result
 from deepisp.checkpoint import load_model
 from deepisp.color import histogram_stretch
 from deepisp.data import SHARED_DATA
@@ -37,7 +35,6 @@ from deepisp.data.photos import PhotoDataset
 from deepisp.metrics import image_metrics, psnr
 from deepisp.model import DeepISP, flops_per_pixel, quadratic_monomials
 
-RESULTS = Path(__file__).parent / "results"
 FOLDERS = ("urban100", "sunhays80")
 METRICS = ("psnr", "ssim", "ciede2000", "ciede2000_p99", "psnr_oracle_w")
 
@@ -55,7 +52,7 @@ def oracle_w_output(model: DeepISP, rgb: torch.Tensor, target: torch.Tensor) -> 
 def evaluate(path: Path) -> dict:
     model, _ = load_model(path)
     folders = [SHARED_DATA / "photos" / f for f in FOLDERS]
-    photos = PhotoDataset(folders, "full", split="val", crop=64, augment=False, balanced=model.cfg.white_balance == "as_shot")
+    photos = PhotoDataset(folders, "full", split="val", crop=64, augment=False, balanced=model.cfg.balanced_input)
     rows = []
     for i in tqdm(range(len(photos)), desc=path.name, leave=False):
         rgb, target = photos[i]
@@ -85,12 +82,12 @@ def markdown_table(payload: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("models", type=Path, nargs="+", help="full-ISP checkpoints, one row each")
-    ap.add_argument("--out", type=Path, default=RESULTS / "heldout.json")
+    add_out(ap, "heldout.json")
     args = ap.parse_args()
     if not SHARED_DATA.is_dir():
-        sys.exit(f"error: {SHARED_DATA} not found: this benchmark needs ../shared/data beside the repo")
+        sys.exit(f"error: {missing_shared(SHARED_DATA)}")
     models = {}
     names = [p.name for p in args.models]
     for path in args.models:
@@ -99,12 +96,8 @@ def main() -> int:
         models[name] = r = evaluate(path)
         print(f"{name:<32} " + "  ".join(f"{k} {v:.3f}" for k, v in r["mean"].items()), flush=True)
     payload = {"folders": FOLDERS, "n_photos": next(iter(models.values()))["n_photos"], "models": models}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2))
-    with atomic_path(args.out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown_table(payload))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    table = write_result(args.out, payload, markdown_table(payload))
+    print(f"wrote {args.out} and {table}")
     return 0
 
 

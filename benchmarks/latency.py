@@ -19,50 +19,37 @@ at the highest thread count, one point per variant.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from deepisp.atomic import atomic_path
+from benchmarks.common import add_out, fail, parser, pyplot, save_plot, timings, write_result
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
 from deepisp.errors import DeepISPError
+from deepisp.export.backends import BACKENDS
 from deepisp.export.gate import reference_model
+from deepisp.export.graph_io import TileIO
 from deepisp.export.graphs import TileGraph
 from deepisp.export.metadata import ExportMetadata
-from deepisp.model import ModelConfig, flops_per_pixel
+from deepisp.model import DeepISP, ModelConfig, flops_per_pixel
+from deepisp.options import ExportFormat, Mode
 from deepisp.runtime import tflite_interpreter_class
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def timed(fn, repeats: int, budget_s: float) -> list[float]:
-    """Run fn once to warm up, then up to `repeats` times (fewer if past `budget_s`); seconds per run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if sum(times) > budget_s:
-            break
-    return times
 
 
 def machine_peak_gflops(threads: int) -> float:
     """Best fp32 GFLOP/s of a 2048^3 matmul and a 64->64 3x3 conv (channels-last, 256x256) in PyTorch."""
     torch.set_num_threads(threads)
     a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
-    mm = 2 * 2048**3 / min(timed(lambda: a @ b, 5, 10))
+    mm = 2 * 2048**3 / min(timings(lambda: a @ b, 5, 10))
     x = torch.rand(1, 64, 256, 256).to(memory_format=torch.channels_last)
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
     with torch.no_grad():
-        cv = 2 * 9 * 64 * 64 * 256 * 256 / min(timed(lambda: conv(x), 5, 10))
+        cv = 2 * 9 * 64 * 64 * 256 * 256 / min(timings(lambda: conv(x), 5, 10))
     return max(mm, cv) / 1e9
 
 
@@ -76,16 +63,16 @@ def width_peak_gflops(cfg: ModelConfig, threads: int, size: int = 256) -> float:
         x = torch.rand(1, cfg.width, size, size).contiguous(memory_format=layout)
         c = conv.to(memory_format=layout)
         with torch.no_grad():
-            best = max(best, 2 * 9 * cfg.width**2 * size**2 / min(timed(lambda c=c, x=x: c(x), 5, 10)))
+            best = max(best, 2 * 9 * cfg.width**2 * size**2 / min(timings(lambda c=c, x=x: c(x), 5, 10)))
     return best / 1e9
 
 
 def tile_flops(cfg: ModelConfig) -> float:
     """FLOPs per pixel of the tile graph: the network minus the per-pixel colour transform (pass 2)."""
-    return flops_per_pixel(cfg) - (2 * 3 * 10 if cfg.mode == "full" else 0)
+    return flops_per_pixel(cfg) - (2 * 3 * 10 if cfg.mode == Mode.FULL else 0)
 
 
-def torch_case(model, size: int, threads: int):
+def torch_case(model: DeepISP, size: int, threads: int) -> Callable[[], None]:
     torch.set_num_threads(threads)
     graph = TileGraph(model).eval()
     x = torch.rand(1, 1, size, size)
@@ -97,14 +84,14 @@ def torch_case(model, size: int, threads: int):
     return run
 
 
-def tflite_case(path: Path, size: int, threads: int):
+def tflite_case(path: Path, size: int, threads: int) -> Callable[[], object]:
     it = tflite_interpreter_class()(model_path=str(path), num_threads=threads)
     runner = it.get_signature_runner()
     x = np.random.rand(1, size, size, 1).astype(np.float32)
-    return lambda: runner(**{TileGraph.MOSAIC: x})
+    return lambda: runner(**{TileIO.MOSAIC: x})
 
 
-def onnx_case(graph: Path | bytes, size: int, threads: int):
+def onnx_case(graph: Path | bytes, size: int, threads: int) -> Callable[[], object]:
     """ONNX Runtime on a tile graph, given as a file or as serialized bytes."""
     import onnxruntime as ort
 
@@ -112,20 +99,20 @@ def onnx_case(graph: Path | bytes, size: int, threads: int):
     opts.intra_op_num_threads = threads
     session = ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), opts, providers=["CPUExecutionProvider"])
     x = np.random.rand(1, 1, size, size).astype(np.float32)
-    return lambda: session.run(None, {TileGraph.MOSAIC: x})
+    return lambda: session.run(None, {TileIO.MOSAIC: x})
+
+
+# How each export backend's tile graph is timed.
+CASES = {ExportFormat.TFLITE.value: tflite_case, ExportFormat.ONNX.value: onnx_case}
 
 
 def pareto_plot(rows: list[dict], accuracy: dict, path: Path, cap_db: float = 100.0) -> None:
     """PSNR vs float (capped at `cap_db`: fp32 is round-off) against median tile latency, one point per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     threads = max(r["threads"] for r in rows)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
-        name = r["variant"] if r["backend"] == "tflite" else f"{r['backend']}-{r['variant']}"
+        name = BACKENDS[r["backend"]].label(r["variant"]) if r["backend"] in BACKENDS else r["variant"]
         acc = accuracy["variants"].get(name)  # benchmarks/accuracy.py names ONNX variants "onnx-<variant>" too
         if r["threads"] != threads or (acc is None and r["backend"] != "torch"):
             continue
@@ -137,32 +124,27 @@ def pareto_plot(rows: list[dict], accuracy: dict, path: Path, cap_db: float = 10
     ax.set_ylabel(f"PSNR vs float model (dB, capped at {cap_db:.0f})")
     ax.set_title("DeepISP exported variants: accuracy against latency")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_plot(fig, path)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--exported", type=Path, required=True, help="folder with the export's deepisp_*.json sidecars")
     ap.add_argument("--model", type=Path, default=None, help="the checkpoint they were exported from (default: shipped model)")
     ap.add_argument("--size", type=int, default=1024, help="tile side in pixels (default 1024)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=30.0, help="stop repeating a case after this many seconds")
-    ap.add_argument("--out", type=Path, default=RESULTS / "latency.json")
+    add_out(ap, "latency.json")
     args = ap.parse_args()
     sidecars = sorted(args.exported.glob("deepisp_*.json"))
     if not sidecars:
-        print(f"error: no deepisp_*.json sidecars in {args.exported}: run export/to_tflite.py / to_onnx.py first", file=sys.stderr)
-        return 2
+        return fail(f"no deepisp_*.json sidecars in {args.exported}: run export/to_tflite.py / to_onnx.py first")
     try:
         exported = [ExportMetadata.read(sidecar) for sidecar in sidecars]
         model = reference_model(load_model(args.model)[0], exported)
     except DeepISPError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
     flops = tile_flops(model.cfg)
     mpix = args.size**2 / 1e6
     rows = []
@@ -172,11 +154,11 @@ def main() -> int:
         width_peaks[threads] = width_peak_gflops(model.cfg, threads)
         cases = [("torch", "fp32 eager", torch_case(model, args.size, threads))]
         for meta in exported:
-            make = tflite_case if meta.backend == "tflite" else onnx_case
+            make = CASES[meta.backend]
             cases.append((meta.backend, meta.variant, make(args.exported / meta.tile_graph, args.size, threads)))
         baseline = None
         for backend, variant, run in cases:
-            t = timed(run, args.repeats, args.budget)
+            t = timings(run, args.repeats, args.budget)
             med = statistics.median(t)
             baseline = baseline or med
             row = {
@@ -210,29 +192,33 @@ def main() -> int:
         "torch": torch.__version__,
         "exported": str(args.exported),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    report = {"meta": meta, "results": rows}
+    table = write_result(args.out, report, markdown_table(report, model.cfg.width))
+    accuracy = args.out.parent / "accuracy.json"
+    if accuracy.is_file():
+        pareto_plot(rows, json.loads(accuracy.read_text()), args.out.with_name("latency_pareto.png"))
+    print(f"wrote {args.out} and {table}" + (" and latency_pareto.png" if accuracy.is_file() else ""))
+    return 0
+
+
+def markdown_table(report: dict, width: int) -> str:
+    """The README's table of latency.json's `report`, for a model `width` channels wide."""
+    meta = report["meta"]
+    size, peaks, width_peaks = meta["size"], meta["peak_gflops"], meta["width_peak_gflops"]
     lines = [
-        f"Tile graph on one {args.size}x{args.size} raw window, host CPU "
-        f"({', '.join(f'{t} thr peak {p:.0f}, at width {model.cfg.width} {width_peaks[t]:.0f} GFLOP/s' for t, p in peaks.items())}).",
+        f"Tile graph on one {size}x{size} raw window, host CPU "
+        f"({', '.join(f'{t} thr peak {p:.0f}, at width {width} {width_peaks[t]:.0f} GFLOP/s' for t, p in peaks.items())}).",
         "",
-        f"| backend | variant | threads | median ms | min–max ms | MPix/s | vs torch eager | GFLOP/s | % of peak | % of peak at width {model.cfg.width} |",
+        f"| backend | variant | threads | median ms | min–max ms | MPix/s | vs torch eager | GFLOP/s | % of peak | % of peak at width {width} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['backend']} | {r['variant']} | {r['threads']} | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | "
         f"{r['mpix_per_s']:.2f} | {r['vs_torch_eager']:.2f} | {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% | "
         f"{100 * r['fraction_of_width_peak']:.0f}% |"
-        for r in rows
+        for r in report["results"]
     ]
-    with atomic_path(args.out.with_suffix(".md")) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    accuracy = args.out.parent / "accuracy.json"
-    if accuracy.is_file():
-        pareto_plot(rows, json.loads(accuracy.read_text()), args.out.with_name("latency_pareto.png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}" + (" and latency_pareto.png" if accuracy.is_file() else ""))
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

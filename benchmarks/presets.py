@@ -8,7 +8,7 @@ random values (timing does not depend on content) with the weights of a fresh mo
     ms per megapixel of three host paths, pass 1 (demosaic, low-level stage, high-level cells):
         eager    the training forward (two convs per block) on the whole window: the reference
         default  what `deepisp process` runs: merged convs, row bands (deepisp.tiling.TorchRunner)
-        onnx     the same tile graph exported to ONNX and run by ONNX Runtime's CPU provider
+        onnx     the same tile graph as the shipped ONNX export builds it, run by ONNX Runtime's CPU provider
     each path's ratio to eager and effective GFLOP/s as % of this CPU's peak fp32 conv/matmul throughput,
     measured in the same run (benchmarks.latency.machine_peak_gflops)
     quality: the rows of benchmarks/results/quality.json for the files in deepisp/weights whose network is this
@@ -19,47 +19,41 @@ against kFLOP/pixel, one point per shipped model, the best classical method of q
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from benchmarks.latency import machine_peak_gflops, onnx_case, timed, torch_case
-from deepisp.atomic import atomic_path
+from benchmarks.common import RESULTS, add_out, parser, pyplot, save_plot, timings, write_result
+from benchmarks.latency import machine_peak_gflops, onnx_case, torch_case
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
-from deepisp.export.graphs import TileGraph
+from deepisp.export.backends import BACKENDS
 from deepisp.model import PRESETS, DeepISP, ModelConfig, count_parameters, flops_per_pixel
+from deepisp.options import ExportFormat
 from deepisp.tiling import TorchRunner
 
-RESULTS = Path(__file__).parent / "results"
 PATHS = ("eager", "default", "onnx")
 
 
-def eager_pass(model: DeepISP, size: int):
+def eager_pass(model: DeepISP, size: int) -> Callable[[], object]:
     return torch_case(model, size, torch.get_num_threads())
 
 
-def default_pass(model: DeepISP, size: int):
+def default_pass(model: DeepISP, size: int) -> Callable[[], object]:
     runner, mosaic = TorchRunner(model), torch.rand(size, size)
     return lambda: runner.low_level(mosaic)
 
 
-def onnx_pass(model: DeepISP, size: int):
-    buf = io.BytesIO()
-    torch.onnx.export(
-        TileGraph(model).eval(),
-        (torch.rand(1, 1, size, size),),
-        buf,
-        input_names=[TileGraph.MOSAIC],
-        output_names=TileGraph.output_names(model.cfg.mode),
-        dynamo=False,
-    )
-    return onnx_case(buf.getvalue(), size, torch.get_num_threads())
+def onnx_pass(model: DeepISP, size: int) -> Callable[[], object]:
+    """The tile graph built by the shipped ONNX exporter (`deepisp export --format onnx`: torch.onnx's dynamo
+    exporter, symbolic H and W), so what is timed is the graph that ships."""
+    onnx = BACKENDS[ExportFormat.ONNX]
+    built = onnx.exporter_class()(model, (size, size)).build(onnx.variants[0])
+    return onnx_case(built.graphs["tile"], size, torch.get_num_threads())
 
 
 def rows_by_file(rows: dict, files) -> dict[str, dict]:
@@ -90,7 +84,7 @@ def measure(cfg: ModelConfig, size: int, repeats: int, peak: float) -> dict:
     flops = flops_per_pixel(cfg)
     row = {"kflop_per_pixel": flops / 1e3, "parameters": count_parameters(model), "paths": {}}
     for path, make in zip(PATHS, (eager_pass, default_pass, onnx_pass)):
-        seconds = statistics.median(timed(make(model, size), repeats, budget_s=60))
+        seconds = statistics.median(timings(make(model, size), repeats, budget_s=60))
         row["paths"][path] = {"ms_per_mp": 1e3 * seconds / (size * size / 1e6), "gflops": flops * size * size / seconds / 1e9}
     for r in row["paths"].values():
         r["vs_eager"] = row["paths"]["eager"]["ms_per_mp"] / r["ms_per_mp"]
@@ -98,25 +92,23 @@ def measure(cfg: ModelConfig, size: int, repeats: int, peak: float) -> dict:
     return row
 
 
-def fill_quality(payload: dict) -> None:
-    """Set each preset row's quality column from benchmarks/results/quality.json (run benchmarks/quality.py first)."""
+def fill_quality(payload: dict, out: Path) -> None:
+    """Set each preset row's quality column from benchmarks/results/quality.json (run benchmarks/quality.py first);
+    the quality-against-cost plot goes beside `out`."""
     quality_file = RESULTS / "quality.json"
     quality = json.loads(quality_file.read_text()) if quality_file.is_file() else {}
     shipped = {path.name: load_model(path)[0].cfg for path in sorted(DEFAULT_CHECKPOINT.parent.glob("*.pt"))}
     for name, row in payload["presets"].items():
         row["quality"] = shipped_quality(quality, PRESETS[name], shipped)
     if quality:
-        pareto_plot(quality, shipped, RESULTS / "presets_pareto.png")
+        pareto_plot(quality, shipped, out.with_name("presets_pareto.png"))
 
 
 def pareto_plot(quality: dict, shipped: dict[str, ModelConfig], path: Path) -> None:
     """Kodak24 quality against cost: full ISP (PSNR after histogram stretch) and JDD (linear PSNR at sigma 0 and 5),
     one point per shipped model found in `quality` (quality.json), the best classical row of each panel as a
     dashed line (classical methods are not costed in FLOPs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     def classical(rows: dict, value) -> tuple[str, float]:
         return max(((name, value(row)) for name, row in rows.items() if not name.startswith("DeepISP")), key=lambda nv: nv[1])
@@ -144,10 +136,7 @@ def pareto_plot(quality: dict, shipped: dict[str, ModelConfig], path: Path) -> N
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_plot(fig, path)
 
 
 def markdown_table(payload: dict) -> str:
@@ -168,16 +157,16 @@ def markdown_table(payload: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--size", type=int, default=1024, help="raw window side in pixels (default 1024)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per path (default 3)")
     ap.add_argument("--presets", nargs="+", default=[n for n in PRESETS if not n.startswith("tiny")], choices=list(PRESETS))
-    ap.add_argument("--out", type=Path, default=RESULTS / "presets.json")
+    add_out(ap, "presets.json")
     ap.add_argument("--quality-only", action="store_true", help="keep the timings in --out, refresh only the quality column")
     args = ap.parse_args()
     if args.quality_only:
         payload = json.loads(args.out.read_text())
-        fill_quality(payload)
+        fill_quality(payload, args.out)
         write(payload, args.out)
         return 0
     threads = torch.get_num_threads()
@@ -191,18 +180,13 @@ def main() -> int:
             flush=True,
         )
     payload = {"meta": {"size": args.size, "threads": threads, "peak_gflops": peak, "torch": torch.__version__}, "presets": presets}
-    fill_quality(payload)
+    fill_quality(payload, args.out)
     write(payload, args.out)
     return 0
 
 
 def write(payload: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2))
-    table = out.with_suffix(".md")
-    with atomic_path(table) as tmp:
-        tmp.write_text(markdown_table(payload))
+    table = write_result(out, payload, markdown_table(payload))
     print(f"wrote {out} and {table}")
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/process_latency.py [--model CKPT] [--tile 1024] [--skip-12mp] [--exported out/export]
 
-Cases (each in a fresh subprocess, so peak RSS is that run's alone):
+Cases (each path in a fresh subprocess, benchmarks/process_latency_child.py, so peak RSS is that run's alone):
     colorchart  ../shared/data/raw/colorchart.dng (real sensor data, 1734x1156)
     12mp        a 3024x4032 DNG (the S7's frame size) written from a Kodak photo by the synthetic pipeline
 Paths per case:
@@ -28,7 +28,6 @@ Writes benchmarks/results/process_latency.json and .md (the README's table).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -37,57 +36,22 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import add_out, missing_shared, parser, write_result
 from benchmarks.latency import machine_peak_gflops, width_peak_gflops
-from deepisp.atomic import atomic_path
 from deepisp.checkpoint import load_model
 from deepisp.data import SHARED_DATA as SHARED
 from deepisp.model import flops_per_pixel
 from deepisp.options import DEFAULT_TILE
 
-RESULTS = Path(__file__).parent / "results"
 EAGER_TILE = 448  # the host default tile before row bands
 BATCH = 4  # files in the `colorchart x4` case
 
-# Runs in the child: time process_file (tiled) or the full-frame path, report seconds and peak RSS.
-# Peak RSS is VmHWM, which exec resets; getrusage's ru_maxrss would carry over the parent's peak.
-_CHILD = r"""
-import json, sys, time, torch
-from pathlib import Path
-from deepisp.checkpoint import load_model
-from deepisp.process import process_file, process_files
-from deepisp.raw import read_raw
-from deepisp.runtime import ExportedModel
-from deepisp.tiling import run_full_frame
-raw_path, out, model_path, tile, mode, BATCH = *sys.argv[1:6], int(sys.argv[6])
-model = ExportedModel(model_path) if mode == "exported" else load_model(None if model_path == "default" else model_path)[0]
-if mode == "eager":  # the training forward's two convs per block, whole windows
-    import deepisp.tiling
-    def two_conv(rgb, stage=model.low_level):
-        features, image = stage(rgb)
-        return (None if features is None else torch.cat([features, image], 1)), image
-    model.low_level.infer = torch.no_grad()(two_conv)
-    deepisp.tiling.BAND_PIXELS = 1 << 62
-t0 = time.perf_counter()
-if mode in ("default", "eager", "exported"):
-    info = process_file(model, Path(raw_path), Path(out), tile=int(tile), progress=False)
-elif mode in ("one_at_a_time", "pipelined"):
-    jobs = [(Path(raw_path), Path(out).with_name(f"out{i}.jpg")) for i in range(BATCH)]
-    if mode == "pipelined":
-        list(process_files(model, jobs, tile=int(tile), progress=False))
-    else:
-        for raw, o in jobs:
-            process_file(model, raw, o, tile=int(tile), progress=False)
-else:
-    mosaic = torch.from_numpy(read_raw(raw_path).mosaic)
-    run_full_frame(model, mosaic)
-seconds = time.perf_counter() - t0
-hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({"seconds": seconds, "peak_rss_mb": hwm_kb / 1024}))
-"""
-
 
 def run_case(raw: Path, model: str, tile: int, mode: str, out_dir: Path) -> dict:
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(raw), str(out_dir / "out.jpg"), model, str(tile), mode, str(BATCH)], capture_output=True, text=True)
+    """One path on one case in a fresh process (benchmarks/process_latency_child.py): its seconds and peak RSS,
+    or the last line of what it said on failing."""
+    child = [sys.executable, "-m", "benchmarks.process_latency_child", str(raw), str(out_dir / "out.jpg"), model, str(tile), mode, str(BATCH)]
+    r = subprocess.run(child, capture_output=True, text=True)
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -114,16 +78,16 @@ def write_12mp_dng(path: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--model", default="default", help="checkpoint (default: the shipped model)")
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"PyTorch tile (default {DEFAULT_TILE}); exported variants use their own plan")
     ap.add_argument("--skip-12mp", action="store_true", help="only the colorchart case")
     ap.add_argument("--exported", type=Path, default=None, help="also run every exported variant in this folder")
     ap.add_argument("--with-int16", action="store_true", help="include int16x8 variants (slow reference kernels)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "process_latency.json")
+    add_out(ap, "process_latency.json")
     args = ap.parse_args()
     if not SHARED.is_dir():
-        sys.exit(f"error: {SHARED} not found: this benchmark needs ../shared/data beside the repo")
+        sys.exit(f"error: {missing_shared(SHARED)}")
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,12 +142,7 @@ def main() -> None:
         },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as t:
-        t.write_text(json.dumps(payload, indent=2))
-    table = args.out.with_suffix(".md")
-    with atomic_path(table) as t:
-        t.write_text(markdown_table(payload))
+    table = write_result(args.out, payload, markdown_table(payload))
     print(f"wrote {args.out} and {table}")
 
 

@@ -14,8 +14,6 @@ urban100 and sunhays80, benchmarks/heldout.py's): what models are chosen on, wri
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -28,37 +26,24 @@ import rawpy
 import torch
 from tqdm import tqdm
 
+from benchmarks.common import RESULTS, add_full_models, fail, means, parser, short_label, timed, write_result
 from benchmarks.heldout import FOLDERS as HELDOUT_FOLDERS
-from benchmarks.quality import means, rawpy_default
-from deepisp.atomic import atomic_path
+from benchmarks.quality_full import NO_ISP, RAWPY, no_isp, rawpy_default
 from deepisp.checkpoint import load_model
-from deepisp.color import M_XYZ_FROM_SRGB, histogram_stretch, linear_to_srgb, srgb_to_linear
+from deepisp.color import histogram_stretch, srgb_to_linear
 from deepisp.conditioning import model_input
 from deepisp.data import SHARED_DATA
 from deepisp.data.dng import write_dng
 from deepisp.data.photos import holdout
-from deepisp.data.synthetic import (
-    BLACK_LEVEL,
-    S7_XYZ_TO_CAMERA,
-    WHITE_LEVEL,
-    auto_exposure_gain,
-    camera_from_srgb,
-    camera_mosaic,
-    draw_scene_params,
-    expose,
-    find_photos,
-    load_photo,
-)
-from deepisp.demosaic import bilinear_demosaic
+from deepisp.data.synthetic import BLACK_LEVEL, WHITE_LEVEL, auto_exposure_gain, camera_mosaic, draw_scene_params, expose, find_photos, load_photo
 from deepisp.errors import DeepISPError
 from deepisp.metrics import image_metrics
 from deepisp.model import DeepISP
+from deepisp.options import Mode
 from deepisp.raw import read_raw
+from deepisp.reference_camera import M_XYZ_FROM_SRGB, S7_XYZ_TO_CAMERA, camera_from_srgb
 from deepisp.tiling import run_tiled
 
-RESULTS = Path(__file__).resolve().parent / "results"
-WEIGHTS = Path(__file__).resolve().parents[1] / "deepisp" / "weights"
-SHIPPED_FULL = ("deepisp_micro_full.pt", "deepisp_phone_full.pt")
 # XYZ (D65) -> camera matrices x10000 from LibRaw's src/tables/colordata.cpp (Adobe DNG Converter's), as
 # LibRaw itself uses them for these cameras' raw files. No model was trained on any but the S7.
 CAMERAS = {
@@ -72,7 +57,6 @@ CAMERAS = {
 # Fractions of the automatic exposure; "1 clip 5%" exposes so that 5% of the mosaic's sites clip.
 EXPOSURES = {"1/16": 1 / 16, "1/8": 1 / 8, "1/4": 1 / 4, "1/2": 1 / 2, "1": 1.0, "1 clip 5%": None}
 CLIPPED_SHARE = 0.05
-NO_ISP, RAWPY = "bilinear + sRGB curve (no ISP)", "rawpy default (AHD, camera WB)"
 METRICS = ("psnr", "ssim", "ciede2000", "ciede2000_p99")
 PROTOCOL = (
     "Scenes: each Kodak24 photo (500x500 sRGB) taken as the scene in linear sRGB (inverse sRGB curve); for each camera, "
@@ -137,10 +121,6 @@ def model_render(model: DeepISP, dng: Path) -> torch.Tensor:
     return run_tiled(model, torch.from_numpy(mosaic)).clamp(0, 1)
 
 
-def no_isp(dng: Path) -> torch.Tensor:
-    return linear_to_srgb(bilinear_demosaic(torch.from_numpy(read_raw(dng).mosaic)[None, None])[0].clamp(0, 1))
-
-
 @torch.no_grad()
 def run(photos: list[Path], models: dict[str, DeepISP], workdir: Path) -> list[dict]:
     """One row per (photo, camera, exposure, wb metadata, method)."""
@@ -154,14 +134,12 @@ def run(photos: list[Path], models: dict[str, DeepISP], workdir: Path) -> list[d
             dng = workdir / f"scene_{'wb' if with_wb else 'nowb'}.dng"
             write_scene(dng, dn, params, with_wb)
             renders: dict[str, Callable[[], torch.Tensor]] = {
-                NO_ISP: lambda d=dng: no_isp(d),
+                NO_ISP: lambda d=dng: no_isp(read_raw(d).mosaic),
                 RAWPY: lambda d=dng, t=target: rawpy_default(d, t),
                 **{name: (lambda m=m, d=dng: model_render(m, d)) for name, m in models.items()},
             }
             for method, render in renders.items():
-                t0 = time.perf_counter()
-                out = render()
-                seconds = time.perf_counter() - t0
+                out, seconds = timed(render)
                 metrics = image_metrics(histogram_stretch(out), target)
                 rows.append(
                     {
@@ -235,8 +213,8 @@ def summarise(mean: dict, methods: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__ + "\nProtocol: " + PROTOCOL, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full-model", dest="full_models", type=Path, nargs="+", help="full-ISP checkpoints (default: every shipped one)")
+    ap = parser(__doc__ + "\nProtocol: " + PROTOCOL)
+    add_full_models(ap)
     ap.add_argument("--photos", type=Path, default=SHARED_DATA / "photos" / "kodak24", help="test photos (default: Kodak24)")
     ap.add_argument("--heldout", action="store_true", help="the held-out training photos instead of --photos: for choosing models")
     ap.add_argument("--limit", type=int, default=None, help="only the first N photos")
@@ -249,20 +227,18 @@ def main(argv: list[str] | None = None) -> int:
             raise DeepISPError(f"--limit must be at least 1, got {args.limit}")
         photos = heldout_photos() if args.heldout else find_photos([args.photos])
         photos = photos[: args.limit]
-        paths = args.full_models or [WEIGHTS / name for name in SHIPPED_FULL]
         models = {}
-        for path in paths:
+        for path in args.full_models:
             model, state = load_model(path)
-            if model.cfg.mode != "full":
+            if model.cfg.mode != Mode.FULL:
                 raise DeepISPError(f"{path} is a {model.cfg.mode} model; this benchmark runs full-ISP models")
-            models[f"DeepISP {path.stem.removeprefix('deepisp_').replace('_', '-')} ({model.cfg.exposure} exposure)"] = model
+            models[f"{short_label(path)} ({model.cfg.exposure} exposure)"] = model
         args.out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             rows = run(photos, models, Path(tmp))
     except DeepISPError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
     methods = [NO_ISP, RAWPY, *models]
     mean = means(rows, METRICS, ("camera", "exposure", "wb", "method"))
     report = {
@@ -270,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_photos": len(photos),
         "heldout": args.heldout,
         "photos": "held-out split of " + ", ".join(HELDOUT_FOLDERS) if args.heldout else args.photos.name,
-        "models": {name: p.name for name, p in zip(models, paths)},
+        "models": {name: p.name for name, p in zip(models, args.full_models)},
         "methods": methods,
         "cameras": {k: np.asarray(v).tolist() for k, v in CAMERAS.items()},
         "exposures": list(EXPOSURES),
@@ -281,11 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         "versions": f"rawpy {rawpy.__version__}, LibRaw {rawpy.libraw_version}, torch {torch.__version__}, {platform.machine()}",
     }
     name = "robustness_heldout" if args.heldout else "robustness"
-    with atomic_path(args.out / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
-    with atomic_path(args.out / f"{name}.md") as tmp:
-        tmp.write_text(to_markdown(report))
-    print(to_markdown(report))
+    markdown = to_markdown(report)
+    write_result(args.out / f"{name}.json", report, markdown, indent=1)
+    print(markdown)
     return 0
 
 

@@ -13,34 +13,18 @@ one warm-up; compare within one run only.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
-import time
-from pathlib import Path
 
 import torch
 
+from benchmarks.common import add_out, parser, timings, write_result
 from benchmarks.preset_sweep import CANDIDATES
-from deepisp.atomic import atomic_path
 from deepisp.losses import IspLoss, jdd_loss
 from deepisp.model import PRESETS, DeepISP, ModelConfig, count_parameters, flops_per_pixel
+from deepisp.options import Mode
 from deepisp.train import autocast_dtype
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (allocator, oneDNN primitive cache)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 # Training paths: (name, memory format, autocast dtype or None).
 PATHS = (
@@ -55,7 +39,7 @@ def train_seconds(cfg: ModelConfig, crop: int, batch: int, repeats: int, memory_
     torch.manual_seed(0)
     model = DeepISP(cfg).to(memory_format=memory_format)
     opt = torch.optim.Adam(model.parameters(), lr=5e-5)
-    loss_fn = IspLoss() if cfg.mode == "full" else jdd_loss
+    loss_fn = IspLoss() if cfg.mode == Mode.FULL else jdd_loss
     x = torch.rand(batch, 3, crop, crop).contiguous(memory_format=memory_format)
     y = torch.rand(batch, 3, crop, crop)
 
@@ -67,7 +51,7 @@ def train_seconds(cfg: ModelConfig, crop: int, batch: int, repeats: int, memory_
         loss.backward()
         opt.step()
 
-    return _median_seconds(train_step, repeats)
+    return statistics.median(timings(train_step, repeats))
 
 
 def measure(cfg: ModelConfig, crop: int, batch: int, repeats: int) -> dict:
@@ -80,7 +64,7 @@ def measure(cfg: ModelConfig, crop: int, batch: int, repeats: int) -> dict:
         with torch.no_grad():
             model(image)
 
-    t_infer = _median_seconds(infer, repeats)
+    t_infer = statistics.median(timings(infer, repeats))
     fpp = flops_per_pixel(cfg)
     base = train_s["eager fp32"]
     return {
@@ -96,13 +80,13 @@ def measure(cfg: ModelConfig, crop: int, batch: int, repeats: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--candidates", action="store_true", help="also measure the equal-cost phone shapes (width x n_ll)")
     ap.add_argument("--presets", nargs="+", choices=sorted(PRESETS), help="measure only these presets (default: all)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "train_throughput.json")
+    add_out(ap, "train_throughput.json")
     args = ap.parse_args()
 
     configs = {name: PRESETS[name] for name in (args.presets or PRESETS)}
@@ -121,7 +105,6 @@ def main() -> None:
             f"{name:<16} {r['params']:>7,} {r['kflop_per_pixel']:>8.1f} {px['eager fp32']:>18,.0f} {cells[0]:>14} {cells[1]:>14} "
             f"{r['infer_pixels_per_s']:>11,.0f}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -134,11 +117,8 @@ def main() -> None:
         "repeats": args.repeats,
     }
     report = {"meta": meta, "results": rows}
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(args.out.with_suffix(".md")) as tmp:
-        tmp.write_text(to_markdown(report))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    table = write_result(args.out, report, to_markdown(report))
+    print(f"wrote {args.out} and {table}")
 
 
 def to_markdown(report: dict) -> str:

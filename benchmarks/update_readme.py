@@ -8,14 +8,13 @@ benchmarks/results/NAME.md. With --check nothing is written; exit 1 if the READM
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
+from benchmarks.common import REPO, RESULTS, parser
 from deepisp.atomic import atomic_path
 
-REPO = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
 
 
@@ -30,12 +29,12 @@ def render(readme: str, results: Path) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--check", action="store_true", help="only report whether README.md is up to date")
     args = ap.parse_args()
     readme = REPO / "README.md"
     old = readme.read_text()
-    new = render(old, REPO / "benchmarks" / "results")
+    new = render(old, RESULTS)
     if args.check:
         print("README tables are up to date" if new == old else "README tables are out of date: run benchmarks/update_readme.py")
         return int(new != old)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from deepisp.checkpoint import load_model as _load_checkpoint_model
-from deepisp.model import DeepISP
+from deepisp.model.network import DeepISP
 from deepisp.noise_level import check_noise_profile
 from deepisp.options import DEFAULT_TILE, MAX_MEGAPIXELS
 from deepisp.process import infer, noise_level_warning, prepare_input

@@ -16,7 +16,8 @@ import torch
 
 from deepisp.atomic import atomic_path
 from deepisp.errors import DeepISPError
-from deepisp.model import DeepISP, ModelConfig
+from deepisp.model.config import ModelConfig
+from deepisp.model.network import DeepISP
 
 FORMAT = 1
 # The largest model ModelConfig allows (deepisp.model.MAX_SIZES) with Adam's two moments is ~600 MB; settings

@@ -21,7 +21,7 @@ from deepisp import __version__
 from deepisp.arguments import Parser, add_noise_profile_argument, number, threads
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError, printable
-from deepisp.options import DEFAULT_TILE, EXPOSURES, MAX_MEGAPIXELS, WHITE_BALANCE_SOURCES
+from deepisp.options import DEFAULT_TILE, EXPORT_FORMATS, EXPOSURES, MAX_MEGAPIXELS, PROCESS_BACKENDS, WHITE_BALANCE_SOURCES, Mode
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
@@ -75,7 +75,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     model, _ = load_model(args.model)
     noise = None if args.noise_profile is None else tuple(args.noise_profile)
     model = at_given_noise_level(model, noise, "for the evaluation frames")
-    if model.cfg.mode == "full":
+    if model.cfg.mode == Mode.FULL:
         from deepisp.data.s7 import S7Dataset
 
         dataset = S7Dataset(args.data, split=args.split, pair=args.pair, model_config=model.cfg)
@@ -134,9 +134,6 @@ def cmd_process(args: argparse.Namespace) -> None:
             print(f"warning: {printable(info['input'])}: {warning}", file=sys.stderr)
 
 
-EXPORT_FORMATS = ("tflite", "onnx")
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format is None:
         if "-h" in args.rest or "--help" in args.rest:
@@ -149,7 +146,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
-    from deepisp.model import PRESETS, DeepISP, count_parameters, flops_per_pixel
+    from deepisp.model.config import PRESETS
+    from deepisp.model.cost import count_parameters, flops_per_pixel
+    from deepisp.model.network import DeepISP
 
     print(f"{'preset':<12} {'mode':<5} {'n_ll':>4} {'n_hl':>4} {'width':>5} {'params':>9} {'kFLOP/px':>9} {'TFLOP/12MP':>10}")
     for name, cfg in PRESETS.items():
@@ -307,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "onnx", "tflite"],
+        choices=PROCESS_BACKENDS,
         help="torch (checkpoint) or exported graphs run with ONNX Runtime / the LiteRT interpreter; for onnx and "
         "tflite, --model is the export's sidecar JSON and the tile plan comes from it (default torch)",
     )

@@ -7,18 +7,10 @@ curve (what a JPEG stores), "linear" values do not.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-# Linear sRGB (D65) -> CIE XYZ, IEC 61966-2-1: [3,3] float64, rows X, Y, Z, applied as xyz = M @ rgb.
-# deepisp.data.synthetic derives its camera matrices from it.
-M_XYZ_FROM_SRGB = np.array(
-    [
-        [0.412453, 0.357580, 0.180423],
-        [0.212671, 0.715160, 0.072169],
-        [0.019334, 0.119193, 0.950227],
-    ]
-)
+from deepisp.reference_camera import M_XYZ_FROM_SRGB
+
 # float32, cast to the input's dtype when applied: float64 Lab values depend on this rounding.
 _RGB_TO_XYZ = torch.tensor(M_XYZ_FROM_SRGB, dtype=torch.float32)
 # D65 reference white (2 degree observer), the one skimage and kornia use.

@@ -29,6 +29,7 @@ brought there, in this order, every step on the canonical RGGB mosaic ([H,W] flo
 for a file without white balance or colour matrix); `condition` is the same on bare arrays, and it is what
 training (deepisp.data.photos) applies to its simulated raws, so training and every runner see one input.
 An app does the same before pass 1 of the exported graphs: the sidecar's `input` entry states it.
+The contract itself (its constants, the white-balance rule, `describe`) is deepisp.input_contract.
 """
 
 from __future__ import annotations
@@ -40,38 +41,24 @@ import numpy as np
 import torch
 
 from deepisp.cfa import mosaic as sample_rggb
-from deepisp.data.synthetic import AUTO_EXPOSURE_PERCENTILE, AUTO_EXPOSURE_TARGET, M_CAM_FROM_SRGB, SHORT_EXPOSURE_RATIO
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.model import ModelConfig
-from deepisp.options import EXPOSURES, WHITE_BALANCE_SOURCES
+from deepisp.input_contract import (
+    HEADROOM,
+    IDENTITY_TOLERANCE,
+    METER_GAIN_RANGE,
+    METER_PERCENTILE,
+    METER_STRIDE,
+    METER_TARGET,
+    WB_ESTIMATE_CEILING,
+    WB_ESTIMATE_NORM,
+    WB_ESTIMATE_POOL,
+    contract_white_balance,
+)
+from deepisp.model.config import ModelConfig
+from deepisp.options import EXPOSURES, WHITE_BALANCE_SOURCES, Exposure, Mode
 from deepisp.raw import RawMosaic
+from deepisp.reference_camera import M_CAM_FROM_SRGB
 from deepisp.white_balance import REFERENCE_WB, balance, balance_gains, per_site
-
-# Metering: the raw's 99th percentile is brought to the level the models were trained at (0.2 of full scale).
-METER_PERCENTILE = AUTO_EXPOSURE_PERCENTILE
-METER_TARGET = AUTO_EXPOSURE_TARGET * SHORT_EXPOSURE_RATIO
-# Gain limits: 16x brightens a 1/64 exposure to the trained level; below 1/16 the noise is beyond training
-# anyway. The lower limit only matters for frames clipped over more than 1% (gain 0.2).
-METER_GAIN_RANGE = (METER_TARGET, 16.0)
-# Quads per axis skipped when metering: the percentile of every 4th quad row/column (all four sites of
-# each quad, so the colour mix is kept) is within noise of the whole frame's, at 1/16 of the sort.
-METER_STRIDE = 4
-# Metered input never exceeds this fraction of the neutral ceiling (the brightest neutral the sensor records):
-# 1.75x the metered 99th percentile. The colour transform is a global quadratic, fitted by training to inputs
-# up to about this level (1/4-exposure training raws pass it at 0.006% of sites); far above it, its curve folds
-# over (a lamp brightened by metering rendered cyan, a clipped highlight black), so brighter sites are clipped
-# here, to the neutral ceiling's colour when clipped in every channel.
-HEADROOM = 0.35
-# A reference matrix within this of the identity is skipped (the S7 itself: its DNG stores the matrix as
-# rationals, so it comes back within ~1e-4).
-IDENTITY_TOLERANCE = 1e-3
-# Shades-of-grey white-balance estimate: the norm, the level above which a quad is left out, and the quads
-# averaged per side first (noise would otherwise weigh in the high norm). Chosen on the held-out photos as raws
-# (mean angular error at 1/16 / 1 / 1 with 5% clipped of the automatic exposure: 1.86 / 1.87 / 4.8 degrees,
-# against 2.45 / 2.15 / 6.2 for p = 6, 0.9 and no averaging).
-WB_ESTIMATE_NORM = 8
-WB_ESTIMATE_CEILING = 0.95
-WB_ESTIMATE_POOL = 2
 
 
 def metering_gain(mosaic: np.ndarray, stride: int = METER_STRIDE) -> float:
@@ -186,65 +173,9 @@ def model_input(raw: RawMosaic, cfg: ModelConfig, white_balance: str | None = No
     by default (`white_balance` None) as the model was trained: "camera" for as_shot models, "off" for the
     paper's metadata-free "estimate" models; the normalised mosaic as is for jdd models (their output is
     finished afterwards, `render_linear`). Returns (mosaic, what was done or None)."""
-    if cfg.mode == "jdd":
+    if cfg.mode == Mode.JDD:
         return raw.mosaic, None
     return prepare(raw, cfg.exposure, white_balance or contract_white_balance(cfg))
-
-
-def contract_white_balance(cfg: ModelConfig) -> str:
-    """The `prepare` white-balance mode a full model was trained with: "camera" (as_shot) or "off" (estimate)."""
-    return "camera" if cfg.balanced_input else "off"
-
-
-def describe(cfg: ModelConfig) -> dict:
-    """What an app does to the normalised mosaic before pass 1 of this model's exported graphs (`model_input`
-    with the model's own white-balance contract), with every constant: the exported metadata's `input` entry."""
-    if cfg.mode == "jdd":
-        return {"steps": ["none: the normalised mosaic as is (a companded model's square-rooted, see graphs.tile)"]}
-    metering = (
-        "4 exposure (model_config.exposure 'metered'): gain = clip(meter_target / p, meter_gain_range) with p the "
-        "meter_percentile-th percentile of the *raw* normalised mosaic over every meter_stride-th quad (row and column); "
-        "every site times gain, then clipped to [0, ceiling[c] * min(gain, 1 / max(ceiling), headroom)] ('as_is': gain 1, "
-        "no headroom)"
-    )
-    constants = {
-        "exposure": cfg.exposure,
-        "meter_percentile": METER_PERCENTILE,
-        "meter_target": METER_TARGET,
-        "meter_gain_range": list(METER_GAIN_RANGE),
-        "meter_stride": METER_STRIDE,
-        "headroom": HEADROOM if cfg.exposure == "metered" and cfg.balanced_input else None,
-    }
-    if not cfg.balanced_input:
-        return {
-            "steps": [
-                "the metadata-free network: no white balance, highlight clip or colour map; "
-                + metering.replace("ceiling[c] * min(gain, 1 / max(ceiling), headroom)", "1")
-            ],
-            **constants,
-        }
-    return {
-        "steps": [
-            "1 white balance: each site times gains = camera_wb / reference_wb divided by the largest gain; camera_wb = the file's "
-            "as-shot R,G,B multipliers with G = 1 (1/AsShotNeutral), or when the file has none the shades-of-grey estimate: "
-            "(mean_G / mean_R, 1, mean_G / mean_B) with mean_c the wb_estimate_norm Minkowski mean of channel c (G: the two "
-            "greens' average) over blocks of wb_estimate_pool x wb_estimate_pool 2x2 quads averaged, leaving out blocks whose "
-            "average reaches wb_estimate_ceiling in any site",
-            "2 highlights: each site clipped at ceiling[c] = min(camera_wb) * gains[c] / camera_wb[c]",
-            "3 camera colour: unless within identity_tolerance of the identity, M = diag(1/reference_wb) @ reference_cam_from_srgb "
-            "@ inv(camera_cam_from_srgb) @ diag(reference_wb) applied per pixel to the bilinear demosaic (reflection padding), "
-            "sampled again on RGGB; camera_cam_from_srgb = inv(the camera's sRGB-from-camera matrix), rows summing to 1 "
-            "(LibRaw's rgb_cam), the reference's when the camera has none",
-            metering,
-        ],
-        **constants,
-        "reference_wb": list(REFERENCE_WB),
-        "reference_cam_from_srgb": M_CAM_FROM_SRGB.tolist(),
-        "identity_tolerance": IDENTITY_TOLERANCE,
-        "wb_estimate_norm": WB_ESTIMATE_NORM,
-        "wb_estimate_ceiling": WB_ESTIMATE_CEILING,
-        "wb_estimate_pool": WB_ESTIMATE_POOL,
-    }
 
 
 def prepare(raw: RawMosaic, exposure: str = "as_is", white_balance: str = "camera") -> tuple[np.ndarray, Conditioning]:
@@ -264,7 +195,7 @@ def prepare(raw: RawMosaic, exposure: str = "as_is", white_balance: str = "camer
         raise ValueError(f"exposure must be one of {EXPOSURES}, got {exposure!r}")
     if white_balance not in WHITE_BALANCE_SOURCES:
         raise ValueError(f"white_balance must be one of {WHITE_BALANCE_SOURCES}, got {white_balance!r}")
-    gain = metering_gain(raw.mosaic) if exposure == "metered" else 1.0
+    gain = metering_gain(raw.mosaic) if exposure == Exposure.METERED else 1.0
     if white_balance == "off":
         out = np.clip(raw.mosaic * np.float32(gain), 0.0, 1.0) if gain != 1.0 else raw.mosaic
         return out, Conditioning(gain, (1.0, 1.0, 1.0), "off", "off")
@@ -274,7 +205,7 @@ def prepare(raw: RawMosaic, exposure: str = "as_is", white_balance: str = "camer
         warnings.append("the file has no as-shot white balance: estimated from the image (shades of grey); pass --white-balance off to see the raw colours")
     if raw.camera_matrix is None:
         warnings.append("the file has no colour matrix: the camera is assumed to respond like the reference (S7) sensor; colours may be off")
-    mosaic = condition(raw.mosaic, wb, reference_matrix(raw.camera_matrix), gain, HEADROOM if exposure == "metered" else None)
+    mosaic = condition(raw.mosaic, wb, reference_matrix(raw.camera_matrix), gain, HEADROOM if exposure == Exposure.METERED else None)
     color = "file" if raw.camera_matrix is not None else "reference"
     return mosaic, Conditioning(gain, tuple(float(v) for v in wb), wb_source, color, tuple(warnings))
 

@@ -23,8 +23,8 @@ from deepisp.atomic import atomic_path, make_folder
 from deepisp.color import histogram_stretch, linear_to_srgb
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.metrics import image_metrics, psnr_linear_and_srgb
-from deepisp.model import DeepISP
-from deepisp.options import DEFAULT_TILE
+from deepisp.model.network import DeepISP
+from deepisp.options import DEFAULT_TILE, Mode
 from deepisp.tiling import run_tiled
 
 
@@ -53,7 +53,7 @@ def evaluate(model: DeepISP, dataset, out_dir: Path, tile: int = DEFAULT_TILE, f
         mosaic, target = dataset.frame(i)
         pred = run_tiled(model, torch.from_numpy(mosaic), tile=tile)
         bilinear = bilinear_demosaic(torch.from_numpy(mosaic)[None, None])[0]
-        if mode == "full":
+        if mode == Mode.FULL:
             out = histogram_stretch(pred.clamp(0, 1))
             tgt = histogram_stretch(target)
             base = histogram_stretch(linear_to_srgb(bilinear.clamp(0, 1)))

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from deepisp.errors import DeepISPError
-from deepisp.model import DeepISP, fold_noise_level, noise_levels
+from deepisp.model.network import DeepISP
+from deepisp.model.noise_input import fold_noise_level, noise_levels
 from deepisp.runtime import ExportedModel
 
 

@@ -12,7 +12,7 @@ Noise-aware JDD models are told each file's noise: its DNG NoiseProfile, or `noi
 (deepisp.model.fold_noise_level bakes it into the network for that file). Graphs exported from such a model
 have one level baked in: a file whose NoiseProfile is another level gets a warning in its record, and so
 does a level beyond the noise the model was trained on.
-Outputs are written to a temp file and renamed, so a failure never leaves a partial image.
+Outputs are written by deepisp.image_io (a temp file renamed, so a failure never leaves a partial image).
 Several files (`process_files`) run as a three-stage pipeline: the next file is decoded and the previous
 one encoded while the current one is in the network (LibRaw, torch, ONNX Runtime, TFLite and the image
 encoders release the GIL), with results, and any error, reported in input order.
@@ -20,37 +20,30 @@ encoders release the GIL), with results, and any error, reported in input order.
 
 from __future__ import annotations
 
-import os
 import time
-import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import tifffile
 import torch
-from PIL import ExifTags, Image, ImageCms, TiffImagePlugin
 
-from deepisp import __version__
-from deepisp.atomic import atomic_path
 from deepisp.color import linear_to_srgb
 from deepisp.conditioning import Conditioning, file_white_balance, model_input, render_linear
 from deepisp.data.photos import JDD_MAX_SIGMA, JDD_SHOT_RANGE
 from deepisp.errors import DeepISPError
-from deepisp.model import DeepISP
+from deepisp.image_io import check_output_path, save_image
+from deepisp.model.network import DeepISP
 from deepisp.noise_estimate import estimate_noise_profile
 from deepisp.noise_level import at_noise_level, check_noise_profile, profile_levels
-from deepisp.options import DEFAULT_TILE, MAX_MEGAPIXELS, WHITE_BALANCE_SOURCES
-from deepisp.pngio import write_png
-from deepisp.raw import SHOT_TAGS, RawMosaic, read_raw
+from deepisp.options import DEFAULT_TILE, MAX_MEGAPIXELS, WHITE_BALANCE_SOURCES, Mode
+from deepisp.raw import RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_tiled
 
-OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
 # Difference of noise level (read sigma, sqrt shot gain; relative to the larger) beyond which a file's
 # NoiseProfile is "another level" than the one baked into exported graphs. The shot gain S, and read sigma
 # where it scales with the analog gain, change 26% per third of an ISO stop (21% of the larger), so
@@ -58,70 +51,6 @@ OUTPUT_FORMATS = {".jpg": 8, ".jpeg": 8, ".png": 8, ".tif": 16, ".tiff": 16}
 # scale, a quarter of a 0-255 code) never count.
 NOISE_LEVEL_TOLERANCE = 0.25
 NOISE_LEVEL_FLOOR = 0.25 / 255
-
-
-def check_output_path(path: Path, bits: int | None) -> int:
-    """Validate an output path before any work is done; returns the bit depth to write."""
-    ext = path.suffix.lower()
-    if ext not in OUTPUT_FORMATS:
-        raise DeepISPError(f"cannot write {path.name}: use an output ending in {', '.join(OUTPUT_FORMATS)}")
-    if not path.parent.exists():
-        raise DeepISPError(f"output folder {path.parent} does not exist: create it first")
-    if not os.access(path.parent, os.W_OK):
-        raise DeepISPError(f"output folder {path.parent} is not writable: choose another -o")
-    bits = bits or OUTPUT_FORMATS[ext]
-    if bits == 16 and ext in (".jpg", ".jpeg"):
-        raise DeepISPError("JPEG is 8-bit only: write .png or .tif for 16-bit output")
-    if bits not in (8, 16):
-        raise DeepISPError(f"--bits must be 8 or 16, got {bits}")
-    return bits
-
-
-def save_image(img: np.ndarray, path: Path, bits: int, shot: Sequence[tuple[str, object]] = ()) -> None:
-    """Write [H,W,3] float in [0,1] (display-referred, sRGB) atomically: JPEG/PNG/TIFF by extension, with an sRGB
-    ICC profile and the shot's description (`RawMosaic.shot`): JPEG and PNG all of it as EXIF (orientation 1, as
-    the pixels are in display orientation; Software: deepisp), TIFF its Make, Model and DateTime tags and
-    Software. A failed write (disk full, folder gone) is a DeepISPError and leaves no file."""
-    if not np.isfinite(img).all():
-        raise DeepISPError(f"the model produced non-finite values for {path.name}; the model file is damaged: re-download or retrain it")
-    data = np.round(img * (65535 if bits == 16 else 255)).astype(np.uint16 if bits == 16 else np.uint8)
-    ext = path.suffix.lower()
-    if ext == ".png":  # OpenCV: Pillow cannot write 16-bit RGB PNG
-        exif = exif_bytes(shot).removeprefix(b"Exif\x00\x00")  # eXIf holds the bare TIFF structure
-        write_png(path, data, [(b"iCCP", b"sRGB\x00\x00" + zlib.compress(srgb_icc())), (b"eXIf", exif)])
-        return
-    try:
-        with atomic_path(path) as tmp:
-            if ext in (".tif", ".tiff"):
-                ifd0 = [(code, "s", 0, value, True) for code, name in SHOT_TAGS.items() for key, value in shot if key == name]
-                tifffile.imwrite(tmp, data, photometric="rgb", iccprofile=srgb_icc(), software=SOFTWARE, extratags=ifd0)
-            else:
-                Image.fromarray(data).save(tmp, quality=95, exif=exif_bytes(shot), icc_profile=srgb_icc())
-    except OSError as e:
-        raise DeepISPError(f"cannot write {path}: {e.strerror or e}; free some space or choose another -o") from None
-
-
-SOFTWARE = f"deepisp {__version__}"
-_EXIF_IFD = 0x8769
-
-
-@cache
-def srgb_icc() -> bytes:
-    """The sRGB ICC profile (littleCMS's built-in, via Pillow) every developed image carries."""
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-
-
-def exif_bytes(shot: Sequence[tuple[str, object]]) -> bytes:
-    """An EXIF block ("Exif\\0\\0" + TIFF structure) of the shot's tags, orientation 1 and Software."""
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = 1
-    exif[ExifTags.Base.Software] = SOFTWARE
-    sub = exif.get_ifd(_EXIF_IFD)
-    for name, value in shot:
-        tag = ExifTags.Base[name]
-        value = TiffImagePlugin.IFDRational(*value) if isinstance(value, tuple) else value
-        (exif if tag in SHOT_TAGS else sub)[tag] = value
-    return exif.tobytes()
 
 
 class Decoded(NamedTuple):
@@ -214,7 +143,7 @@ def infer(
         out = model.run(mosaic, progress=progress)
     else:
         out = run_tiled(at_noise_level(model, noise_profile or raw.noise_profile), mosaic, tile=tile, progress=progress)
-    if model.cfg.mode == "jdd":
+    if model.cfg.mode == Mode.JDD:
         out = linear_to_srgb(out.clamp(0, 1) if linear else render_linear(out, file_white_balance(raw)[0], raw.camera_matrix))
     img = out.clamp(0, 1).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(raw.to_display(img))
@@ -225,7 +154,7 @@ def file_warnings(model: DeepISP | ExportedModel, raw: RawMosaic, conditioning: 
     and for a finished JDD rendering a file without white balance or colour matrix."""
     if conditioning is not None:
         return list(conditioning.warnings)
-    if model.cfg.mode != "jdd" or linear:
+    if model.cfg.mode != Mode.JDD or linear:
         return []
     warnings = []
     if raw.camera_wb is None:

@@ -24,12 +24,12 @@ import torch
 
 from deepisp.atomic import read_bounded
 from deepisp.errors import DeepISPError
-from deepisp.export.graphs import ColorGraph, TileGraph
-from deepisp.export.metadata import MAX_GRAPH_BYTES, ExportMetadata, read_onnx, read_tflite
-from deepisp.model import ModelConfig
+from deepisp.export.backends import BACKENDS
+from deepisp.export.graph_io import ROLE_INPUTS, ColorIO, TileIO
+from deepisp.export.metadata import MAX_GRAPH_BYTES, ExportMetadata
+from deepisp.model.config import ModelConfig
+from deepisp.options import ExportFormat
 from deepisp.tiling import run_tiled
-
-BACKENDS = ("torch", "onnx", "tflite")
 
 
 def tflite_interpreter_class():
@@ -54,11 +54,6 @@ def tflite_interpreter_class():
         raise DeepISPError("no TFLite interpreter installed: pip install ai-edge-litert (or `pip install -e .[export]`)") from None
 
 
-# The inputs by which a graph file proves its role: tile and color graphs embed the same metadata, so a tile graph
-# renamed onto the color graph's name (and back) would pass the name check and fail deep inside the runtime.
-ROLE_INPUTS = {"tile": {TileGraph.MOSAIC}, "color": {ColorGraph.IMAGE, ColorGraph.MEAN}}
-
-
 def check_role(path: Path, name: str, inputs: set[str]) -> None:
     if inputs != ROLE_INPUTS.get(name):
         raise DeepISPError(f"{path} is not the {name} graph its sidecar names (its inputs are {sorted(inputs)}); graphs were renamed or mixed: re-export")
@@ -81,14 +76,14 @@ class TfliteRunner:
             self._run[name] = it.get_signature_runner()
 
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self._run["tile"](**{TileGraph.MOSAIC: window.numpy()[None, :, :, None].astype(np.float32)})
-        image = torch.from_numpy(out[TileGraph.IMAGE][0]).permute(2, 0, 1)
-        cells = torch.from_numpy(out[TileGraph.CELLS][0]).permute(2, 0, 1) if TileGraph.CELLS in out else None
+        out = self._run["tile"](**{TileIO.MOSAIC: window.numpy()[None, :, :, None].astype(np.float32)})
+        image = torch.from_numpy(out[TileIO.IMAGE][0]).permute(2, 0, 1)
+        cells = torch.from_numpy(out[TileIO.CELLS][0]).permute(2, 0, 1) if TileIO.CELLS in out else None
         return image, cells
 
     def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        feed = {ColorGraph.IMAGE: image.permute(1, 2, 0).numpy()[None].astype(np.float32), ColorGraph.MEAN: mean.numpy()[None].astype(np.float32)}
-        return torch.from_numpy(self._run["color"](**feed)[ColorGraph.OUTPUT][0]).permute(2, 0, 1)
+        feed = {ColorIO.IMAGE: image.permute(1, 2, 0).numpy()[None].astype(np.float32), ColorIO.MEAN: mean.numpy()[None].astype(np.float32)}
+        return torch.from_numpy(self._run["color"](**feed)[ColorIO.OUTPUT][0]).permute(2, 0, 1)
 
 
 class OnnxRunner:
@@ -112,13 +107,17 @@ class OnnxRunner:
             check_role(path, name, {i.name for i in self._sessions[name].get_inputs()})
 
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self._sessions["tile"].run(None, {TileGraph.MOSAIC: window.numpy()[None, None].astype(np.float32)})
+        out = self._sessions["tile"].run(None, {TileIO.MOSAIC: window.numpy()[None, None].astype(np.float32)})
         return torch.from_numpy(out[0][0]), (torch.from_numpy(out[1][0]) if len(out) > 1 else None)
 
     def color(self, image: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        feed = {ColorGraph.IMAGE: image.numpy()[None].astype(np.float32), ColorGraph.MEAN: mean.numpy()[None].astype(np.float32)}
+        feed = {ColorIO.IMAGE: image.numpy()[None].astype(np.float32), ColorIO.MEAN: mean.numpy()[None].astype(np.float32)}
         out = self._sessions["color"].run(None, feed)
         return torch.from_numpy(out[0][0])
+
+
+# The runner of each export backend's graphs.
+RUNNERS = {ExportFormat.TFLITE.value: TfliteRunner, ExportFormat.ONNX.value: OnnxRunner}
 
 
 # The fields of a sidecar that must equal the metadata embedded in each of its graphs (a sidecar edited by
@@ -130,7 +129,7 @@ def embedded_metadata(path: Path, backend: str) -> ExportMetadata | None:
     """The "deepisp" metadata a graph file carries (TFLite Model.metadata, ONNX metadata_props), or None."""
     blob = read_bounded(path, MAX_GRAPH_BYTES, f"{backend} graph of a deepisp export")
     try:
-        data = read_tflite(blob) if backend == "tflite" else read_onnx(blob)
+        data = BACKENDS[backend].read_embedded(blob)
     except Exception:  # any parse failure of a graph file is reported below as "not readable"
         raise DeepISPError(f"{path} is not a readable {backend} graph; re-export") from None
     return None if data is None else ExportMetadata.from_json(data, path)
@@ -168,10 +167,7 @@ class ExportedModel:
             raise DeepISPError(f"graph file(s) missing next to {sidecar}: {', '.join(missing)}; re-export")
         for name, path in files.items():
             check_embedded(sidecar, self.metadata, name, path)
-        runner_class = {"tflite": TfliteRunner, "onnx": OnnxRunner}.get(self.metadata.backend)
-        if runner_class is None:
-            raise DeepISPError(f"{sidecar}: unknown backend {self.metadata.backend!r}")
-        self.runner = runner_class(self.cfg, files, threads)
+        self.runner = RUNNERS[self.metadata.backend](self.cfg, files, threads)
         self.backend, self.variant = self.metadata.backend, self.metadata.variant
 
     def window_for(self, h: int, w: int) -> tuple[int, int] | None:

@@ -38,7 +38,11 @@ from deepisp.atomic import atomic_path, make_folder
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
 from deepisp.errors import DeepISPError
 from deepisp.losses import JDD_LOSSES, MIN_CROP, IspLoss, jdd_loss, jdd_loss_with_srgb
-from deepisp.model import PRESETS, DeepISP, ModelConfig, can_grow, fit_affine, grow
+from deepisp.model.color_transform import fit_affine
+from deepisp.model.config import PRESETS, ModelConfig
+from deepisp.model.growth import can_grow, grow
+from deepisp.model.network import DeepISP
+from deepisp.options import Mode
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
         )
     if cfg.noise_input:
         raise DeepISPError("--noise-aware trains from --photos (the noise of every simulated crop is known); MSR folders carry no noise levels")
-    if cfg.mode == "full":
+    if cfg.mode == Mode.FULL:
         from deepisp.data.s7 import S7Dataset
 
         if tc.val_data:
@@ -350,7 +354,7 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
             raise DeepISPError(f"unknown preset {tc.preset!r}: use one of {', '.join(PRESETS)}")
         cfg = model_config or PRESETS[tc.preset]
         if tc.white_balance != cfg.white_balance:
-            if cfg.mode != "full":
+            if cfg.mode != Mode.FULL:
                 raise DeepISPError("--white-balance as_shot is for full-ISP presets (jdd models see linear camera RGB)")
             cfg = replace(cfg, white_balance=tc.white_balance)
         if tc.exposure != cfg.exposure:
@@ -358,11 +362,11 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
                 raise DeepISPError("--exposure metered is for full presets with --white-balance as_shot (metering works on the balanced raw)")
             cfg = replace(cfg, exposure=tc.exposure)
         if tc.noise_aware:
-            if cfg.mode != "jdd":
+            if cfg.mode != Mode.JDD:
                 raise DeepISPError("--noise-aware is for jdd presets (the full ISP's training pairs carry no noise level)")
             cfg = replace(cfg, noise_input=True)
         if tc.compand != cfg.compand:
-            if cfg.mode != "jdd":
+            if cfg.mode != Mode.JDD:
                 raise DeepISPError(
                     "--compand is for jdd presets: drop it for a full preset (the full ISP keeps the paper's linear input; companded, "
                     "micro-full's validation loss was 11-17% higher over its first 2000 steps)"
@@ -370,7 +374,7 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
             cfg = replace(cfg, compand=tc.compand)
         if not tc.data and not tc.photos:
             raise DeepISPError("--data or --photos is required: an S7-layout folder (full presets), an MSR-layout folder (jdd presets), or sRGB photo folders")
-    if cfg.mode == "full" and tc.crop < max(MIN_CROP, cfg.min_size):
+    if cfg.mode == Mode.FULL and tc.crop < max(MIN_CROP, cfg.min_size):
         raise DeepISPError(f"--crop {tc.crop} is too small for the full-ISP loss: use at least {max(MIN_CROP, cfg.min_size)}")
 
     # Absolute paths in the checkpoint, so `--resume` works from any working directory.
@@ -412,7 +416,7 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
         small = DeepISP(init_cfg)
         small.load_state_dict(init["model"])
         model = grow(small, cfg, seed=tc.seed)
-    elif cfg.mode == "full":
+    elif cfg.mode == Mode.FULL:
         model.set_color_init(affine_init(train_set, progress=progress))
     model.to(device).train()
     if device.type == "cpu":
@@ -428,7 +432,7 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
                 f"{ckpt_path}: its optimizer state has other parameter groups than this version of deepisp trains with; "
                 "start a new run from its weights with --init-from"
             ) from None
-    loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == "full" else {"l2": jdd_loss, "l2+srgb": jdd_loss_with_srgb}[tc.jdd_loss]
+    loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == Mode.FULL else {"l2": jdd_loss, "l2+srgb": jdd_loss_with_srgb}[tc.jdd_loss]
 
     log_path = out / "log.csv"
     if not resume or not log_path.exists():

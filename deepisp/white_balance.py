@@ -21,7 +21,6 @@ import numpy as np
 # Geometric middle of the synthetic S7 scenes' drawn gains (deepisp.data.synthetic.WB_GAIN_RANGE:
 # R 1.6-2.4, B 1.3-2.0), (R, G, B) multipliers normalised to G = 1.
 REFERENCE_WB = (float(np.sqrt(1.6 * 2.4)), 1.0, float(np.sqrt(1.3 * 2.0)))
-MODES = ("estimate", "as_shot")
 
 
 def balance_gains(camera_wb: Sequence[float]) -> np.ndarray:

@@ -57,7 +57,7 @@ def test_gate_passes_on_the_shipped_model(gate_export, tmp_path):
 def test_gate_fails_on_a_deliberately_bad_variant(gate_export, tmp_path):
     """An export bug that ships int8 weights under the fp16 name (with fp16's metadata, as the exporter would
     embed it: a plain file swap is refused earlier, by the metadata check): the gate names fp16 and the metric."""
-    from deepisp.export.metadata import embed_tflite, read_tflite
+    from deepisp.export.embedding import embed_tflite, read_tflite
 
     data, exported = gate_export
     bad = tmp_path / "export"

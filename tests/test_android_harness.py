@@ -21,7 +21,7 @@ from android_harness.tflite_info import GraphInfo, TensorInfo, read_graph_info
 from deepisp.errors import DeepISPError
 from deepisp.export.metadata import ExportMetadata, describe
 from deepisp.model import ModelConfig
-from deepisp.tiling import window_size
+from deepisp.tile_plan import window_size
 from tests.conftest import shared_data
 
 REPO = Path(__file__).resolve().parents[1]

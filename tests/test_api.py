@@ -106,7 +106,7 @@ def test_outputs_carry_the_shots_exif_and_an_srgb_profile(shot, tmp_path, ext):
 
 
 def test_exif_of_the_exposure_round_trips():
-    from deepisp.process import exif_bytes
+    from deepisp.image_io import exif_bytes
 
     shot = (("Make", "Canon"), ("DateTimeOriginal", "2026:01:02 03:04:05"), ("ExposureTime", (1, 125)), ("FNumber", (28, 10)), ("ISOSpeedRatings", 800))
     buf = io.BytesIO()

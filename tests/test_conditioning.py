@@ -13,14 +13,8 @@ from PIL import Image
 from deepisp.cfa import sample
 from deepisp.checkpoint import save_checkpoint
 from deepisp.cli import main
-from deepisp.color import M_XYZ_FROM_SRGB
 from deepisp.conditioning import (
-    HEADROOM,
-    METER_GAIN_RANGE,
-    METER_TARGET,
-    WB_ESTIMATE_NORM,
     condition,
-    describe,
     estimate_white_balance,
     metering_gain,
     model_input,
@@ -31,9 +25,11 @@ from deepisp.conditioning import (
 )
 from deepisp.data.dng import write_dng
 from deepisp.data.photos import PhotoDataset
-from deepisp.data.synthetic import BLACK_LEVEL, M_CAM_FROM_SRGB, M_CAM_FROM_XYZ, WHITE_LEVEL, camera_from_srgb
+from deepisp.data.synthetic import BLACK_LEVEL, WHITE_LEVEL
+from deepisp.input_contract import HEADROOM, METER_GAIN_RANGE, METER_TARGET, WB_ESTIMATE_NORM, describe
 from deepisp.model import DeepISP, ModelConfig
 from deepisp.raw import read_raw
+from deepisp.reference_camera import M_CAM_FROM_SRGB, M_CAM_FROM_XYZ, M_XYZ_FROM_SRGB, camera_from_srgb
 from deepisp.white_balance import REFERENCE_WB
 from tests.conftest import smooth_photo
 

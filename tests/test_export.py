@@ -16,14 +16,16 @@ tf = pytest.importorskip("tensorflow", reason="export tests need the export extr
 
 from deepisp.checkpoint import load_model, save_checkpoint  # noqa: E402
 from deepisp.errors import DeepISPError  # noqa: E402
-from deepisp.export import tflite_export  # noqa: E402
+from deepisp.export.backends import BACKENDS  # noqa: E402
 from deepisp.export.delegates import check  # noqa: E402
-from deepisp.export.metadata import ExportMetadata, read_tflite  # noqa: E402
+from deepisp.export.embedding import read_tflite  # noqa: E402
+from deepisp.export.metadata import ExportMetadata  # noqa: E402
 from deepisp.export.tf_graphs import tf_graphs  # noqa: E402
 from deepisp.metrics import psnr  # noqa: E402
 from deepisp.model import PRESETS, ModelConfig  # noqa: E402
 from deepisp.runtime import ExportedModel  # noqa: E402
-from deepisp.tiling import TorchRunner, plan_axis, run_full_frame, window_size  # noqa: E402
+from deepisp.tile_plan import plan_axis, window_size  # noqa: E402
+from deepisp.tiling import TorchRunner, run_full_frame  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.test_tiling import trained_like  # noqa: E402
 
@@ -131,7 +133,7 @@ def measured(folder, variant: str):
 
 
 def test_quantized_variants_meet_their_floors(tflite_export_dir):
-    acc = {v: measured(tflite_export_dir, v).accuracy for v in tflite_export.VARIANTS}
+    acc = {v: measured(tflite_export_dir, v).accuracy for v in BACKENDS["tflite"].variants}
     assert acc["fp32"]["psnr_min"] >= 60
     assert acc["fp16"]["psnr_min"] >= 50
     for v in ("dynamic", "int8", "int16x8"):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepisp import process as process_module
+from deepisp import image_io
 from deepisp.atomic import atomic_path, temp_name
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from deepisp.errors import DeepISPError
@@ -151,10 +151,10 @@ def test_full_disk_is_one_clear_error_and_leaves_no_file(tmp_path, monkeypatch, 
         raise OSError(28, "No space left on device")
 
     module, _, attr = writer.rpartition(".")
-    target = {"PIL.Image.Image": process_module.Image.Image, "tifffile": process_module.tifffile}[module]
+    target = {"PIL.Image.Image": image_io.Image.Image, "tifffile": image_io.tifffile}[module]
     monkeypatch.setattr(target, attr, disk_full)
     with pytest.raises(DeepISPError, match="No space left"):
-        process_module.save_image(np.zeros((4, 4, 3)), tmp_path / f"out{ext}", 16 if ext == ".tif" else 8)
+        image_io.save_image(np.zeros((4, 4, 3)), tmp_path / f"out{ext}", 16 if ext == ".tif" else 8)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -162,7 +162,7 @@ def test_non_finite_output_is_refused(tmp_path):
     img = np.zeros((4, 4, 3))
     img[1, 2, 0] = np.nan
     with pytest.raises(DeepISPError, match="non-finite"):
-        process_module.save_image(img, tmp_path / "o.png", 8)
+        image_io.save_image(img, tmp_path / "o.png", 8)
     assert list(tmp_path.iterdir()) == []
 
 

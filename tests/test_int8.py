@@ -39,11 +39,11 @@ def int8_tile_graph(tmp_path, model, calibration, window, ranges=None):
     """The full-integer int8 tile graph of `model` (TFLite's converter, calibrated on `calibration`), with
     `ranges` fixed in it or the converter's own, as a runner."""
     from deepisp.export.tf_graphs import tf_graphs
-    from deepisp.export.tflite_export import build
+    from deepisp.export.tflite_export import convert
     from deepisp.runtime import TfliteRunner
 
     path = tmp_path / f"tile_{'own' if ranges else 'converter'}.tflite"
-    path.write_bytes(build(tf_graphs(model, ranges), "int8", window, model.cfg.hl_width, calibration).graphs["tile"])
+    path.write_bytes(convert(tf_graphs(model, ranges), "int8", window, model.cfg.hl_width, calibration).graphs["tile"])
     return TfliteRunner(model.cfg, {"tile": path})
 
 

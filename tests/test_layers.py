@@ -4,21 +4,42 @@ at module level or inside a function, counts.
 1. No import cycles among deepisp's modules.
 2. The export never imports the app layer (deepisp.process, deepisp.cli, deepisp.api).
 3. The runtime (deepisp.runtime) reads exports but never builds them: of deepisp.export it imports only the
-   metadata reader and the graphs' names.
+   metadata reader, the graphs' I/O names, the backend registry and the embedded-metadata format.
 4. The command's start-up modules (the package, cli, options, arguments, errors, data paths) import, at module level,
    only the standard library and each other: `deepisp --help` loads no torch, numpy or rawpy.
+5. What reads exports and plans (the metadata reader, the backend registry, the tile plan, the model config and
+   cost, the input contract) and the Android harness load no torch: an app or a phone-side tool reads sidecars
+   and plans without the training stack.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
 from tests.conftest import REPO
 
 APP_LAYER = {"deepisp.process", "deepisp.cli", "deepisp.api"}
-RUNTIME_MAY_READ = {"deepisp.export", "deepisp.export.metadata", "deepisp.export.graphs"}
+RUNTIME_MAY_READ = {
+    "deepisp.export",
+    "deepisp.export.metadata",
+    "deepisp.export.graph_io",
+    "deepisp.export.backends",
+    "deepisp.export.embedding",
+}
+TORCH_FREE = (
+    "deepisp.export.metadata",
+    "deepisp.export.backends",
+    "deepisp.tile_plan",
+    "deepisp.model.config",
+    "deepisp.model.cost",
+    "deepisp.input_contract",
+    "android_harness.bench",
+    "android_harness.report",
+    "android_harness.device_accuracy",
+)
 START_UP = {"deepisp", "deepisp.cli", "deepisp.options", "deepisp.arguments", "deepisp.errors", "deepisp.data"}
 
 
@@ -99,3 +120,9 @@ def test_start_up_modules_import_only_the_standard_library_and_each_other():
         if (ours - START_UP) | others:
             wrong[m] = sorted((ours - START_UP) | others)
     assert wrong == {}
+
+
+def test_export_readers_plans_and_the_android_harness_load_no_torch():
+    script = f"import sys, {', '.join(TORCH_FREE)}; print(sorted(m for m in ('torch', 'tensorflow', 'onnx', 'rawpy') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"

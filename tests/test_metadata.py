@@ -11,7 +11,7 @@ import pytest
 from deepisp.errors import DeepISPError
 from deepisp.export.metadata import FORMAT, ExportMetadata, Measured, describe
 from deepisp.model import ModelConfig
-from deepisp.tiling import window_size
+from deepisp.tile_plan import window_size
 
 CFG = ModelConfig(mode="full", n_ll=3, n_hl=2, width=8, hl_width=8)
 FRAME, TILE = (150, 214), (32, 32)

@@ -7,7 +7,8 @@ import torch
 
 from deepisp import tiling
 from deepisp.model import PRESETS, DeepISP, ModelConfig, flops_per_pixel
-from deepisp.tiling import TorchRunner, plan_axis, run_full_frame, run_tiled
+from deepisp.tile_plan import alignment, plan_axis
+from deepisp.tiling import TorchRunner, run_full_frame, run_tiled
 from tests.test_tiling import trained_like
 
 PACKED_FULL = ModelConfig(mode="full", n_ll=3, n_hl=2, width=16, hl_width=8, residual_scale=True, packed=True)
@@ -54,7 +55,7 @@ def test_packed_inference_forms_equal_the_forward(cfg, monkeypatch):
     # Tiled (with row bands inside windows) = the whole frame, on a frame that is no multiple of anything.
     monkeypatch.setattr(tiling, "BAND_PIXELS", 200)
     mosaic = torch.rand(166, 230)
-    tile = 2 * tiling.alignment(cfg)
+    tile = 2 * alignment(cfg)
     # Odd frames (photos, cropped raws) are extended by one mirrored row/column and cropped back.
     odd = torch.rand(167, 229)
     assert run_full_frame(model, odd).shape == (3, 167, 229)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.quality import Method, jdd_model_method, run_jdd
+from benchmarks.quality_jdd import run_jdd
+from benchmarks.quality_methods import Method, jdd_model_method
 from deepisp.cfa import mosaic
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model, save_checkpoint
 from deepisp.cli import main

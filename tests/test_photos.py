@@ -12,9 +12,9 @@ from deepisp.cfa import mosaic
 from deepisp.checkpoint import load_checkpoint
 from deepisp.data import photos as photos_module
 from deepisp.data.photos import PhotoDataset, holdout
-from deepisp.data.synthetic import AUTO_EXPOSURE_TARGET, SHORT_EXPOSURE_RATIO
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
+from deepisp.reference_camera import AUTO_EXPOSURE_TARGET, SHORT_EXPOSURE_RATIO
 from deepisp.train import TrainConfig, autocast_dtype, train
 from tests.conftest import smooth_photo
 

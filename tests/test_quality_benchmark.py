@@ -1,5 +1,6 @@
-"""benchmarks/quality.py: each classical pipeline is fed and read back in the right frame, phase and scale,
-the metrics are the MSR protocol's, and the benchmark runs end to end (with a tiny JDD checkpoint)."""
+"""benchmarks/quality.py and its quality_* modules: each classical pipeline is fed and read back in the right
+frame, phase and scale, the metrics are the MSR protocol's, and the benchmark runs end to end (with a tiny JDD
+checkpoint)."""
 
 import json
 
@@ -10,7 +11,7 @@ import rawpy
 import torch
 from PIL import Image
 
-from benchmarks import quality
+from benchmarks import common, quality, quality_crops, quality_full, quality_jdd, quality_methods
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from deepisp.color import histogram_stretch, srgb_to_linear
 from deepisp.data.s7 import S7Dataset
@@ -40,29 +41,29 @@ def best_shift(out: torch.Tensor, target: torch.Tensor) -> tuple[int, int]:
 
 
 def need_colour_demosaicing() -> None:
-    if quality.colour_demosaicing is None:
-        pytest.skip(f"benchmarks/quality.py needs colour-demosaicing: {quality.INSTALL_HINT}")
+    if quality_methods.colour_demosaicing is None:
+        pytest.skip(f"benchmarks/quality.py needs colour-demosaicing: {quality_methods.INSTALL_HINT}")
 
 
 @pytest.fixture(scope="module")
 def methods(tmp_path_factory):
     """The classical JDD rows by name."""
     need_colour_demosaicing()
-    return {m.name: m for m in quality.classical_methods(tmp_path_factory.mktemp("dng"))}
+    return {m.name: m for m in quality_methods.classical_methods(tmp_path_factory.mktemp("dng"))}
 
 
 def test_opencv_bg_code_is_rggb():
     """OpenCV's "BG" codes demosaic deepisp's RGGB mosaic: a constant colour comes back as itself, in
     R,G,B order, while the literally named "RG" code swaps red and blue."""
     rgb = np.array([0.1, 0.4, 0.8])
-    cfa = quality.noisy_mosaics(np.broadcast_to(rgb.reshape(3, 1, 1), (3, 24, 32)).copy(), [0.0], (0, 0))[0.0]
+    cfa = quality_jdd.noisy_mosaics(np.broadcast_to(rgb.reshape(3, 1, 1), (3, 24, 32)).copy(), [0.0], (0, 0))[0.0]
     inside = (slice(None), slice(2, -2), slice(2, -2))
-    for code in (quality.OPENCV_RGGB["bilinear"], quality.OPENCV_RGGB["EA"]):
-        out = quality.opencv_demosaic(cfa, code)[inside]
+    for code in (quality_methods.OPENCV_RGGB["bilinear"], quality_methods.OPENCV_RGGB["EA"]):
+        out = quality_methods.opencv_demosaic(cfa, code)[inside]
         assert np.abs(out - rgb.reshape(3, 1, 1)).max() < 1e-4
-    vng = quality.opencv_vng(cfa)[inside]  # through 8-bit sRGB: within one 8-bit step
+    vng = quality_methods.opencv_vng(cfa)[inside]  # through 8-bit sRGB: within one 8-bit step
     assert np.abs(vng - rgb.reshape(3, 1, 1)).max() < 0.01
-    swapped = quality.opencv_demosaic(cfa, cv2.COLOR_BayerRG2RGB)[inside]
+    swapped = quality_methods.opencv_demosaic(cfa, cv2.COLOR_BayerRG2RGB)[inside]
     assert np.allclose(swapped.mean((1, 2)), rgb[::-1], atol=1e-3)
 
 
@@ -70,19 +71,19 @@ def test_libraw_reads_the_mosaic_at_its_scale_and_phase(methods, tmp_path):
     """LibRaw's bilinear on the written DNG equals deepisp's own (no black/white-level offset or scale, no
     phase error), and its AHD/DCB rows reconstruct a clean smooth image well and without a shift."""
     target = linear(smooth_photo(64, 96, 0))
-    cfa = quality.noisy_mosaics(target, [0.0], (0, 0))[0.0]
-    libraw_bilinear = quality.libraw_demosaic(cfa, tmp_path / "m.dng", demosaic_algorithm=rawpy.DemosaicAlgorithm.LINEAR)
+    cfa = quality_jdd.noisy_mosaics(target, [0.0], (0, 0))[0.0]
+    libraw_bilinear = quality_methods.libraw_demosaic(cfa, tmp_path / "m.dng", demosaic_algorithm=rawpy.DemosaicAlgorithm.LINEAR)
     inside = (slice(None), slice(1, -1), slice(1, -1))  # LibRaw's own border rule differs at the edge
-    assert np.abs(libraw_bilinear - quality.deepisp_bilinear(cfa))[inside].max() < 1e-4
+    assert np.abs(libraw_bilinear - quality_methods.deepisp_bilinear(cfa))[inside].max() < 1e-4
 
     edgy = linear(edgy_photo(64, 96, 1))
-    ref = quality.reference(edgy)
-    edgy_cfa = quality.noisy_mosaics(edgy, [0.0], (0, 0))[0.0]
+    ref = quality_jdd.reference(edgy)
+    edgy_cfa = quality_jdd.noisy_mosaics(edgy, [0.0], (0, 0))[0.0]
     for name in ("LibRaw AHD", "LibRaw DCB"):
-        assert quality.jdd_metrics(methods[name].run(cfa), quality.reference(target))["psnr_linear"] > 45
+        assert quality_jdd.jdd_metrics(methods[name].run(cfa), quality_jdd.reference(target))["psnr_linear"] > 45
         out = methods[name].run(edgy_cfa)
         assert best_shift(torch.from_numpy(out), torch.from_numpy(edgy)) == (0, 0)
-        assert quality.jdd_metrics(out, ref)["psnr_linear"] > 30
+        assert quality_jdd.jdd_metrics(out, ref)["psnr_linear"] > 30
 
 
 def test_every_method_is_sane_and_edge_aware_ones_beat_bilinear(methods):
@@ -91,8 +92,8 @@ def test_every_method_is_sane_and_edge_aware_ones_beat_bilinear(methods):
     smooth, edgy = linear(smooth_photo(64, 96, 2)), linear(edgy_photo(64, 96, 3))
     score = {}
     for name, target in (("smooth", smooth), ("edgy", edgy)):
-        cfa, ref = quality.noisy_mosaics(target, [0.0], (0, 0))[0.0], quality.reference(target)
-        score[name] = {m: quality.jdd_metrics(method.run(cfa), ref)["psnr_linear"] for m, method in methods.items()}
+        cfa, ref = quality_jdd.noisy_mosaics(target, [0.0], (0, 0))[0.0], quality_jdd.reference(target)
+        score[name] = {m: quality_jdd.jdd_metrics(method.run(cfa), ref)["psnr_linear"] for m, method in methods.items()}
     assert min(score["smooth"].values()) > 45, score["smooth"]
     for name in ("Malvar-He-Cutler", "Menon", "OpenCV VNG", "LibRaw AHD", "LibRaw DCB"):
         assert score["edgy"][name] > score["edgy"]["bilinear"] + 1, (name, score["edgy"])
@@ -103,16 +104,16 @@ def test_jdd_metrics_are_the_msr_protocol():
     rng = np.random.default_rng(0)
     target = rng.random((3, 40, 48))
     pred = target + 0.05 * rng.standard_normal(target.shape)  # overshoots [0,1]: both must clip
-    got = quality.jdd_metrics(pred, quality.reference(target))
-    lin, srgb = psnr_linear_and_srgb(pred, target, border=quality.BORDER)
+    got = quality_jdd.jdd_metrics(pred, quality_jdd.reference(target))
+    lin, srgb = psnr_linear_and_srgb(pred, target, border=quality_jdd.BORDER)
     assert got["psnr_linear"] == pytest.approx(lin, abs=1e-9) and got["psnr_srgb"] == pytest.approx(srgb, abs=1e-9)
 
 
 def test_noise_is_clipped_linear_gaussian():
     target = np.full((3, 64, 64), 0.5)
-    mosaics = quality.noisy_mosaics(target, [0.0, 10.0], (0, 0))
-    assert np.all(mosaics[0.0] == round(0.5 * quality.U16))
-    noise = mosaics[10.0] / quality.U16 - 0.5
+    mosaics = quality_jdd.noisy_mosaics(target, [0.0, 10.0], (0, 0))
+    assert np.all(mosaics[0.0] == round(0.5 * quality_methods.U16))
+    noise = mosaics[10.0] / quality_methods.U16 - 0.5
     assert noise.std() == pytest.approx(10 / 255, rel=0.05) and abs(noise.mean()) < 2e-3
 
 
@@ -125,7 +126,7 @@ def test_rawpy_render_lands_in_the_targets_frame(pattern, tmp_path):
     make_synthetic([photo], tmp_path / "s7", pattern=pattern, progress=False)
     dataset = S7Dataset(tmp_path / "s7", split="all")
     _, target = dataset.frame(0)
-    out = quality.rawpy_default(dataset.scenes[0].files[("short_exposure", "raw")], target)
+    out = quality_full.rawpy_default(dataset.scenes[0].files[("short_exposure", "raw")], target)
     assert out.shape == target.shape
     stretched, stretched_target = histogram_stretch(out), histogram_stretch(target)
     assert best_shift(stretched, stretched_target) == (0, 0)
@@ -164,8 +165,8 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     assert len(jdd["per_image"]) == 2 * 2 * 12 and jdd["n_images"] == 2
     assert set(jdd["mean"][names[-1]]) == {"0", "5"}
     assert jdd["mean"]["LibRaw DCB"]["0"]["psnr_linear"] > jdd["mean"]["LibRaw DCB"]["5"]["psnr_linear"]
-    shipped = quality.model_label(DEFAULT_CHECKPOINT, load_checkpoint(DEFAULT_CHECKPOINT))
-    assert full["n_scenes"] == 2 and list(full["mean"]) == [quality.NO_ISP, quality.RAWPY, shipped, "DeepISP custom (as_shot.pt)"]
+    shipped = common.model_label(DEFAULT_CHECKPOINT, load_checkpoint(DEFAULT_CHECKPOINT))
+    assert full["n_scenes"] == 2 and list(full["mean"]) == [quality_full.NO_ISP, quality_full.RAWPY, shipped, "DeepISP custom (as_shot.pt)"]
     assert "8 pixels are cropped" in jdd["protocol"] and "histogram stretch" in full["protocol"]
 
     md = (out / "quality.md").read_text()
@@ -173,7 +174,7 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     assert "| method | σ=0 | σ=5 | s/image |" in md and "No JDD checkpoint" not in md
     assert sorted(p.name for p in out.iterdir()) == ["quality.json", "quality.md", "quality_crops.jpg"]  # no temp files left
     # truth, the three classical rows, the two models: two rows of three 2x-zoomed 32-px crops (48x64 photos)
-    assert Image.open(out / "quality_crops.jpg").size == (3 * 64, quality.FIGURE_LABEL + 2 * (64 + quality.FIGURE_LABEL))
+    assert Image.open(out / "quality_crops.jpg").size == (3 * 64, quality_crops.FIGURE_LABEL + 2 * (64 + quality_crops.FIGURE_LABEL))
     assert jdd["figure"]["photo"] == "p1" and jdd["figure"]["sigma"] == 5 and jdd["figure"]["crop_y_x_size"][2] == 32
 
 
@@ -181,12 +182,12 @@ def test_the_figure_crop_is_where_bilinear_fails_most():
     truth = np.zeros((3, 200, 300))
     bilinear = truth.copy()
     bilinear[:, 120:140, 200:230] = 0.5
-    y, x = quality.hardest_crop(truth, bilinear, 64)
+    y, x = quality_crops.hardest_crop(truth, bilinear, 64)
     assert y <= 120 and y + 64 >= 140 and x <= 200 and x + 64 >= 230
-    bilinear[:, : quality.BORDER, :] = 1.0  # a larger error, but in the border no metric looks at
-    bilinear[:, :, -quality.BORDER :] = 1.0
-    y, x = quality.hardest_crop(truth, bilinear, 64)
-    assert y >= quality.BORDER and x + 64 <= 300 - quality.BORDER
+    bilinear[:, : quality_jdd.BORDER, :] = 1.0  # a larger error, but in the border no metric looks at
+    bilinear[:, :, -quality_jdd.BORDER :] = 1.0
+    y, x = quality_crops.hardest_crop(truth, bilinear, 64)
+    assert y >= quality_jdd.BORDER and x + 64 <= 300 - quality_jdd.BORDER
 
 
 def test_a_run_without_the_figure_photo_leaves_no_stale_figure(tmp_path, monkeypatch, capsys):
@@ -201,7 +202,7 @@ def test_a_run_without_the_figure_photo_leaves_no_stale_figure(tmp_path, monkeyp
 
 
 def test_the_figure_sigma_must_be_one_that_is_run(capsys):
-    assert quality.parse_args([]).figure == quality.FIGURE_DEFAULT
+    assert quality.parse_args([]).figure == quality_crops.FIGURE_DEFAULT
     assert quality.parse_args(["--sigmas", "0", "2"]).figure is None  # no figure asked for, none refused
     for sigma, error in (("5", "must be one of --sigmas 0 2"), ("five", "must be a number")):
         with pytest.raises(SystemExit):
@@ -223,7 +224,7 @@ def test_missing_photos_give_one_line_error(tmp_path, capsys):
 
 
 def test_missing_colour_demosaicing_says_what_to_install(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(quality, "colour_demosaicing", None)
+    monkeypatch.setattr(quality_methods, "colour_demosaicing", None)
     assert quality.main(["--out", str(tmp_path / "r")]) == 2
-    assert quality.INSTALL_HINT in one_line_error(capsys)
+    assert quality_methods.INSTALL_HINT in one_line_error(capsys)
     assert not (tmp_path / "r").exists()

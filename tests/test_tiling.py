@@ -6,7 +6,8 @@ import torch
 from deepisp import tiling
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig
-from deepisp.tiling import alignment, cell_count, plan_axis, pointwise_blocks, run_full_frame, run_tiled, window_size
+from deepisp.tile_plan import alignment, cell_count, plan_axis, pointwise_blocks, window_size
+from deepisp.tiling import run_full_frame, run_tiled
 
 
 def trained_like(cfg: ModelConfig, seed: int = 0) -> DeepISP:

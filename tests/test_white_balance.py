@@ -8,9 +8,10 @@ import pytest
 
 from deepisp.conditioning import condition
 from deepisp.data.s7 import S7Dataset
-from deepisp.data.synthetic import MANIFEST_NAME, WB_GAIN_RANGE
+from deepisp.data.synthetic import MANIFEST_NAME
 from deepisp.model import ModelConfig
 from deepisp.raw import read_raw
+from deepisp.reference_camera import WB_GAIN_RANGE
 from deepisp.white_balance import REFERENCE_WB, balance
 
 

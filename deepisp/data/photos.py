@@ -42,7 +42,7 @@ import torch
 
 from deepisp.cfa import mosaic
 from deepisp.color import srgb_to_linear
-from deepisp.conditioning import HEADROOM, condition, estimate_white_balance, metering_gain
+from deepisp.conditioning import condition, estimate_white_balance, metering_gain
 from deepisp.data.synthetic import (
     SHORT_EXPOSURE_RATIO,
     auto_exposure_gain,
@@ -55,7 +55,8 @@ from deepisp.data.synthetic import (
 )
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.options import EXPOSURES, MODES
+from deepisp.input_contract import HEADROOM
+from deepisp.options import EXPOSURES, MODES, Exposure, Mode
 from deepisp.white_balance import balance
 
 # Share of the photos held out for validation (fixed-seed choice), and its seed.
@@ -127,11 +128,11 @@ class PhotoDataset(torch.utils.data.Dataset):
     ):
         if mode not in MODES:
             raise DeepISPError(f"mode must be one of {MODES}, got {mode!r}")
-        if balanced and mode != "full":
+        if balanced and mode != Mode.FULL:
             raise DeepISPError("only full-ISP pairs can be white-balanced")
-        if noise_levels and mode != "jdd":
+        if noise_levels and mode != Mode.JDD:
             raise DeepISPError("only jdd pairs carry noise levels")
-        if exposure not in EXPOSURES or (exposure == "metered" and not balanced):
+        if exposure not in EXPOSURES or (exposure == Exposure.METERED and not balanced):
             raise DeepISPError(f"exposure {exposure!r}: 'metered' pairs are for white-balanced full models, else 'as_is'")
         self.mode, self.crop, self.augment, self.balanced, self.noise_levels = mode, crop, augment, balanced, noise_levels
         self.exposure = exposure
@@ -173,15 +174,15 @@ class PhotoDataset(torch.utils.data.Dataset):
 
     def _simulate(self, i: int, photo: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         linear = _SRGB_TO_LINEAR_LUT[photo]  # [h,w,3] float32
-        if self.mode == "jdd":
+        if self.mode == Mode.JDD:
             return self._jdd(linear, rng)
         params = draw_scene_params(rng)
         metered = camera_mosaic(self._metering[i], "RGGB", params["wb_gains"])
         gain = auto_exposure_gain(metered)
-        ratio = draw_exposure(rng) if self.exposure == "metered" else SHORT_EXPOSURE_RATIO
+        ratio = draw_exposure(rng) if self.exposure == Exposure.METERED else SHORT_EXPOSURE_RATIO
         dn = expose(camera_mosaic(linear, "RGGB", params["wb_gains"]) * gain, ratio, params, rng)
         raw = dn_to_normalised(dn)
-        if self.exposure == "metered":
+        if self.exposure == Exposure.METERED:
             whole = np.clip(metered * (gain * ratio), 0.0, 1.0)  # the whole photo as shot, for metering
             wb = estimate_white_balance(whole) if rng.random() < WB_ESTIMATE_SHARE else params["wb_gains"]
             raw = condition(raw, wb, None, metering_gain(whole, stride=1), HEADROOM)

@@ -42,7 +42,7 @@ from deepisp.conditioning import model_input
 from deepisp.data.splits import split_names
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
-from deepisp.model import ModelConfig
+from deepisp.model.config import ModelConfig
 from deepisp.raw import read_raw
 
 PAIRS = {

@@ -32,40 +32,28 @@ from tqdm import tqdm
 
 from deepisp.atomic import atomic_path, make_folder
 from deepisp.cfa import CFA_PATTERNS, canonicalize, mirror, sample
-from deepisp.color import M_XYZ_FROM_SRGB, linear_to_srgb, srgb_to_linear
+from deepisp.color import linear_to_srgb, srgb_to_linear
 from deepisp.data.dng import MIN_LIBRAW_SIZE, write_dng, write_jpeg
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
+from deepisp.reference_camera import (
+    AUTO_EXPOSURE_PERCENTILE,
+    AUTO_EXPOSURE_TARGET,
+    M_CAM_FROM_SRGB,
+    M_CAM_FROM_XYZ,
+    M_SRGB_FROM_CAM,
+    SHORT_EXPOSURE_RATIO,
+    WB_GAIN_RANGE,
+)
 
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MANIFEST_NAME = "synthetic_manifest.json"
 BLACK_LEVEL, WHITE_LEVEL = 64, 1023  # 10-bit sensor, as a phone's raw
-SHORT_EXPOSURE_RATIO = 0.25  # S7-ISP: short = 1/4 of the automatic exposure
-AUTO_EXPOSURE_PERCENTILE, AUTO_EXPOSURE_TARGET = 99.0, 0.8
 # Auto exposure gain cap, so a nearly black photo becomes a dark scene instead of amplified noise.
 MAX_EXPOSURE_GAIN = 64.0
-WB_GAIN_RANGE = {"R": (1.6, 2.4), "B": (1.3, 2.0)}
 SHOT_NOISE_RANGE = (1e-4, 1e-3)  # a in var = a*x + b, log-uniform
 READ_NOISE_RANGE = (1e-6, 1e-5)  # b, log-uniform
 FIRST_CAPTURE_TIME = datetime.datetime(2026, 1, 1, 0, 0, 0)
-
-# Samsung Galaxy S7 (the S7-ISP camera) XYZ(D65) -> camera matrix, x10000, as tabulated in LibRaw's
-# src/tables/colordata.cpp (Adobe DNG Converter's D65 ColorMatrix; "Galaxy S7" and "S7 Edge" share it).
-S7_XYZ_TO_CAMERA = np.array([[9927, -3704, -1024], [-3935, 12758, 1257], [-389, 1512, 4993]]) / 10000.0
-
-
-def camera_from_srgb(xyz_to_camera: np.ndarray) -> np.ndarray:
-    """A camera's XYZ(D65)->camera matrix [3,3] (a DNG ColorMatrix, LibRaw's table) -> camera RGB from linear
-    sRGB, rows scaled to sum to 1 so sRGB white reads (1,1,1) before white balance (dcraw's normalisation):
-    the sensor's own daylight cast is carried by the white-balance gains."""
-    m = np.asarray(xyz_to_camera, dtype=np.float64) @ M_XYZ_FROM_SRGB
-    return m / m.sum(axis=1, keepdims=True)
-
-
-M_CAM_FROM_SRGB = camera_from_srgb(S7_XYZ_TO_CAMERA)
-M_SRGB_FROM_CAM = np.linalg.inv(M_CAM_FROM_SRGB)
-# What the DNG's ColorMatrix1 holds: XYZ (D65) -> this normalised camera space.
-M_CAM_FROM_XYZ = M_CAM_FROM_SRGB @ np.linalg.inv(M_XYZ_FROM_SRGB)
 
 
 def find_photos(dirs: Sequence[str | Path]) -> list[Path]:

@@ -22,7 +22,8 @@ from deepisp.data import DEFAULT_EVAL_SET, SHARED_DATA
 from deepisp.data.s7 import PAIRS, RAW_EXTENSIONS, scan_s7
 from deepisp.data.splits import split_names
 from deepisp.errors import DeepISPError
-from deepisp.model import ModelConfig
+from deepisp.model.config import ModelConfig
+from deepisp.options import Exposure, Mode
 from deepisp.raw import read_raw
 
 # LibRaw opens far more than DNG; these are the common Bayer raw extensions accepted in a plain folder.
@@ -47,10 +48,10 @@ def model_exposures(cfg: ModelConfig, pair: str = "low_light") -> tuple[str, ...
     low-light 1/4 exposure by default), and for a metered one the normal exposure too (both reach it at the
     trained level: the check covers the metering); a JDD model the normal exposure, since it develops raws as
     shot (the well-exposed raws span the whole [0,1]: calibrated on low-light raws, int8 would saturate at ~0.3)."""
-    if cfg.mode == "jdd":
+    if cfg.mode == Mode.JDD:
         return ("medium_exposure",)
     first = PAIRS[pair][0]
-    return (first, "medium_exposure") if cfg.exposure == "metered" and first != "medium_exposure" else (first,)
+    return (first, "medium_exposure") if cfg.exposure == Exposure.METERED and first != "medium_exposure" else (first,)
 
 
 def raw_paths(source: Path, splits: tuple[str, ...], exposures: tuple[str, ...] = ("short_exposure",)) -> list[Path]:

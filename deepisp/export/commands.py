@@ -11,11 +11,11 @@ import argparse
 import os
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 from deepisp.arguments import Parser, add_noise_profile_argument, number, threads
 from deepisp.errors import DeepISPError, printable
+from deepisp.export.backends import BACKENDS, Backend, Exporter
 
 DEFAULT_FRAME = (3024, 4032)  # Samsung Galaxy S7 main camera, the S7-ISP dataset's frame
 DEFAULT_TILE = 1024
@@ -23,18 +23,17 @@ DEFAULT_TILE = 1024
 CALIBRATION_WINDOW = 256
 
 
-def parser(backend: str, variants: tuple[str, ...], prog: str | None = None) -> argparse.ArgumentParser:
-
-    what = {"tflite": "TFLite (LiteRT) graphs for phone GPU/NPU delegates", "onnx": "ONNX graphs (opset 18, dynamic window size)"}[backend]
+def parser(backend: Backend, prog: str | None = None) -> argparse.ArgumentParser:
+    variants = backend.variants
     p = Parser(
-        prog=prog or f"export/to_{backend}.py",
-        description=f"Export a DeepISP checkpoint as {what}: a tile graph (raw Bayer window -> image, plus the "
+        prog=prog or f"export/to_{backend.name}.py",
+        description=f"Export a DeepISP checkpoint as {backend.description}: a tile graph (raw Bayer window -> image, plus the "
         "high-level cells) and a color graph (global W applied per pixel), run tile by tile with the plan in the "
         "metadata. Every variant is checked against the float PyTorch model on held-out raw frames and refused "
         "(no files left, exit 1) if it falls below its accuracy floor or a graph does not delegate wholly.",
         epilog="Outputs per variant V in --out: deepisp_tile_V, deepisp_color_V, the sidecar JSON (plan, I/O, "
         "accuracy, delegate verdicts) and an error heat map PNG. Run one with `deepisp process RAW --backend "
-        f"{backend} --model OUT/<sidecar>.json`.",
+        f"{backend.name} --model OUT/<sidecar>.json`.",
     )
     p.add_argument("--model", type=Path, default=None, help="checkpoint from `deepisp train` (default: the shipped deepisp_micro_full.pt)")
     p.add_argument(
@@ -99,38 +98,36 @@ def _check_out(out: Path) -> None:
         raise DeepISPError(f"cannot write to --out {out}: {existing} is not a writable folder; choose another --out")
 
 
-def run(backend: str, argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Entry point of export/to_<backend>.py and `deepisp export --format <backend>`; returns the exit status."""
+def run(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Entry point of export/to_<name>.py and `deepisp export --format <name>`; returns the exit status."""
+    backend = BACKENDS[name]
     try:
-        if backend == "tflite":
-            from deepisp.export import tflite_export as exporter
-        else:
-            from deepisp.export import onnx_export as exporter
+        exporter_class = backend.exporter_class()
     except ImportError as e:
-        print(f"error: {backend} export needs the export extras ({e.name} is missing): pip install -e '.[export]'", file=sys.stderr)
+        print(f"error: {name} export needs the export extras ({e.name} is missing): pip install -e '.[export]'", file=sys.stderr)
         return 2
-    args = parser(backend, exporter.VARIANTS, prog).parse_args(argv)
+    args = parser(backend, prog).parse_args(argv)
     try:
-        return _export(backend, exporter, args)
+        return _export(backend, exporter_class, args)
     except DeepISPError as e:
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2
 
 
-def _export(backend: str, exporter, args: argparse.Namespace) -> int:
+def _export(backend: Backend, exporter_class: type[Exporter], args: argparse.Namespace) -> int:
     import torch
 
     from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_model
     from deepisp.export.calibration import calibration_windows, default_s7_root, load_mosaics, model_exposures, raw_paths
     from deepisp.export.gate import reference_outputs
-    from deepisp.export.pipeline import ExportOptions, publish, summary_line
-    from deepisp.model import compand
+    from deepisp.export.pipeline import ExportOptions, HeldOut, publish, summary_line
+    from deepisp.model.domain import compand
     from deepisp.noise_level import at_given_noise_level
-    from deepisp.tiling import window_size
+    from deepisp.tile_plan import window_size
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = list(exporter.VARIANTS) if "all" in args.quant else list(dict.fromkeys(args.quant))
+    variants = list(backend.variants) if "all" in args.quant else list(dict.fromkeys(args.quant))
     if len(args.tile) not in (1, 2):
         raise DeepISPError("--tile takes one size or two (H W)")
     tile = (args.tile[0], args.tile[-1])
@@ -156,48 +153,28 @@ def _export(backend: str, exporter, args: argparse.Namespace) -> int:
     frames = load_mosaics(raw_paths(data, ("val", "test"), exposures)[: args.eval_images], cfg)
     if not frames:
         raise DeepISPError(f"no held-out raw frames ({', '.join(exposures)} raws of an S7 layout, or raw files) in {data} for the accuracy check; pass --data")
-    references = reference_outputs(model, frames)
+    held_out = HeldOut(frames, reference_outputs(model, frames))
     calibration = {}  # variant -> its calibration windows
-    calibrated = [v for v in variants if v in getattr(exporter, "CALIBRATED", ())]
+    calibrated = [v for v in variants if v in backend.calibrated]
     if calibrated:
         source = args.calib or default_s7_root()
         size = (min(CALIBRATION_WINDOW, window[0]), min(CALIBRATION_WINDOW, window[1]))
         mosaics = [m for _, m in load_mosaics(raw_paths(source, ("train",), exposures), cfg)]
         for v in calibrated:
             top = args.calib_input_max
-            if top is None and v in getattr(exporter, "WHOLE_INPUT_RANGE", ()):
+            if top is None and v in backend.whole_input_range:
                 top = 1.0
             # The tile graphs take the mosaic in the network's working domain (ModelConfig.compand).
             windows = calibration_windows(mosaics, size, args.calib_windows, input_max=top)
             calibration[v] = [compand(torch.from_numpy(w), cfg).numpy() for w in windows]
             print(f"calibration {v}: {args.calib_windows} windows of {size[0]}x{size[1]} from {source}, input range [0, {calibration[v][0].max():.3g}]")
 
-    if backend == "tflite":
-        from deepisp.export.delegates import check
-        from deepisp.export.int8 import calibrated_ranges, point_costs
-        from deepisp.export.metadata import embed_tflite as embed
-        from deepisp.export.tf_graphs import tf_graphs
-
-        graphs = tf_graphs(model)
-
-        def build(v: str):
-            if v not in exporter.OWN_RANGES:
-                return exporter.build(graphs, v, window=window, hl_width=cfg.hl_width, calibration=calibration.get(v))
-            # The graph carries our own per-point ranges (tf_graphs doc: the converter's widen ADD operands').
-            ranges = calibrated_ranges(model, calibration[v])
-            built = exporter.build(tf_graphs(model, ranges), v, window=window, hl_width=cfg.hl_width, calibration=calibration[v])
-            # Two data windows: window 0 is the calibration ramp, not an image (only it, with --calib-windows 1).
-            built.extra["int8_points"] = point_costs(model, ranges, calibration[v][1:3] or calibration[v][:1])
-            return built
-    else:
-        check, embed = None, exporter.embed
-        build = partial(exporter.build, model, window)
-
+    exporter = exporter_class(model, window)
     print(f"accuracy check on {len(frames)} held-out frame(s) from {data} against the float PyTorch model")
     refused = 0
     for v in variants:
         t0 = time.perf_counter()
-        report = publish(build(v), backend, cfg, window, opts, frames, references, embed, check)
+        report = publish(exporter.build(v, calibration.get(v)), backend, exporter, opts, held_out)
         refused += not report["accepted"]
         print(summary_line(report, args.out) + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         for point in report.get("int8_points", [])[:5]:

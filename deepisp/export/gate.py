@@ -23,24 +23,23 @@ from deepisp.color import histogram_stretch, linear_to_srgb
 from deepisp.errors import DeepISPError
 from deepisp.export.metadata import ExportMetadata
 from deepisp.metrics import image_metrics
-from deepisp.model import DeepISP
+from deepisp.model.network import DeepISP
 from deepisp.noise_level import at_noise_level
+from deepisp.options import Mode
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_full_frame
 
-# Accuracy floors (dB PSNR against the float model, worst frame) below which an export is refused. Set
-# from the then-shipped phone-full model on the 4 held-out synthetic S7 frames (measured at export: fp32 145,
-# fp16 84, dynamic 57, int8 27, int8-mixed 36, int16x8 60 dB) a few dB under each, so a real regression trips
-# them and calibration noise does not. fp32 is a round-off bound. Today's default, micro-full (stage 3), measures fp32 146,
-# fp16 84.5, dynamic 57, int8 39.8, int8-mixed 41.9 and int16x8 62.8 dB with the CI gate's `--calib-windows 16
-# --eval-images 2` (`python export/to_tflite.py --quant all` prints them; benchmarks/results/accuracy.md has
-# the current ones against float and the target).
+# Accuracy floors (dB PSNR against the float model, worst frame) below which an export is refused: a few dB
+# under what the shipped models measure on the held-out synthetic S7 frames, so a real regression trips them
+# and calibration noise does not; fp32's is a round-off bound. The measured values are not kept here:
+# `python export/to_tflite.py --quant all` prints them, benchmarks/results/accuracy.md records the current ones
+# (against float and the target), and tests/test_accuracy_gate.py exports the shipped default, which must pass them.
 MIN_PSNR = {"fp32": 60.0, "fp16": 60.0, "dynamic": 50.0, "int8": 24.0, "int8-mixed": 33.0, "int16x8": 50.0}
 
 
 def displayed(x: torch.Tensor, mode: str) -> torch.Tensor:
     """A model output [3,H,W] as it is written to an image: sRGB in [0,1]."""
-    return (linear_to_srgb(x.clamp(0, 1)) if mode == "jdd" else x).clamp(0, 1)
+    return (linear_to_srgb(x.clamp(0, 1)) if mode == Mode.JDD else x).clamp(0, 1)
 
 
 def reference_model(model: DeepISP, exports: list[ExportMetadata]) -> DeepISP:

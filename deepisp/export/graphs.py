@@ -17,19 +17,13 @@ import torch
 import torch.nn as nn
 
 from deepisp.demosaic import bilinear_demosaic_strided
-from deepisp.model import DeepISP, apply_color_transform
+from deepisp.model.color_transform import apply_color_transform
+from deepisp.model.network import DeepISP
+from deepisp.options import Mode
 
 
 class TileGraph(nn.Module):
-    """Pass 1 on one window: mosaic [1,1,S_h,S_w] -> image (and cells, full mode). See module doc."""
-
-    # Input and output names of the exported tile graph (ONNX, TFLite signature, metadata, runners).
-    MOSAIC, IMAGE, CELLS = "mosaic", "image", "cells"
-
-    @classmethod
-    def output_names(cls, mode: str) -> list[str]:
-        """The tile graph's outputs for a model of `mode`, in order."""
-        return [cls.IMAGE] if mode == "jdd" else [cls.IMAGE, cls.CELLS]
+    """Pass 1 on one window: mosaic [1,1,S_h,S_w] -> image (and cells, full mode); I/O names: graph_io.TileIO."""
 
     def __init__(self, model: DeepISP):
         super().__init__()
@@ -37,20 +31,17 @@ class TileGraph(nn.Module):
 
     def forward(self, mosaic: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         features, image = self.model.low_level(self.model.pack(bilinear_demosaic_strided(mosaic)))
-        if self.model.cfg.mode == "jdd":
+        if self.model.cfg.mode == Mode.JDD:
             return self.model.unpack(image)
         return self.model.unpack(image), self.model.high_level(torch.cat([features, image], dim=1))
 
 
 class ColorGraph(nn.Module):
-    """Pass 2 on one block: image [1,3,h,w] + global mean [1,hl_width] -> [1,3,h,w]."""
-
-    # Input and output names of the exported colour graph.
-    IMAGE, MEAN, OUTPUT = "image", "mean", "output"
+    """Pass 2 on one block: image [1,3,h,w] + global mean [1,hl_width] -> [1,3,h,w]; I/O names: graph_io.ColorIO."""
 
     def __init__(self, model: DeepISP):
         super().__init__()
-        if model.cfg.mode != "full":
+        if model.cfg.mode != Mode.FULL:
             raise ValueError("ColorGraph exists only for full-ISP models")
         self.model = model
 

@@ -1,21 +1,7 @@
 """The full-integer int8 tile graph simulated in PyTorch: where it rounds, its ranges, and what each costs.
 
-`export/to_tflite.py --quant int8` rounds every tensor of the tile graph to 256 levels. The tile graph
-(deepisp.export.tf_graphs) writes each conv over [features, image] as a conv over each plus an ADD, and the
-int8 graph quantizes at these points after the demosaic (the names are the keys of `QuantizedTile.ranges`;
-each point's int8 step is its range / 255):
-
-    input                      the demosaic's output, the network's input
-    b{k}_features              block k's ReLU features: the sum of the conv's two parts (ReLU fused into
-                               the ADD); for k = 0 the conv's output itself
-    b{k}_residual              block k's residual conv before tanh, likewise
-    b{k}_{conv}_on_features,   the two parts of each split conv (blocks k >= 1)
-    b{k}_{conv}_on_image
-    b{k}_scaled                residual * s (MUL; residual_scale models)
-    b{k}_image                 the running image after the block (ADD)
-    hl0_on_features,           the first high-level conv's two parts
-    hl0_on_image
-    hl{k}                      high-level conv k after ReLU (the max-pool keeps its step)
+`export/to_tflite.py --quant int8` rounds every tensor of the tile graph to 256 levels. It rounds at the
+quantization points named in deepisp.export.quant_points (the keys of `QuantizedTile.ranges`).
 
 Fixed steps besides: TANH's output 1/128 (TFLite's int8 TANH kernel) and the conv weights, per output
 channel, max|w| / 127. The mosaic before the demosaic is quantized too, at the converter's own range (the
@@ -41,7 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deepisp.demosaic import bilinear_demosaic
-from deepisp.model import DeepISP, apply_color_transform, check_input, uncompand
+from deepisp.export import quant_points
+from deepisp.model.color_transform import apply_color_transform
+from deepisp.model.domain import check_input, uncompand
+from deepisp.model.network import DeepISP
+from deepisp.options import Mode
 
 # TFLite's int8 TANH output: scale 1/128, zero point 0.
 TANH_STEP = 1.0 / 128
@@ -104,15 +94,7 @@ class QuantizedTile(nn.Module):
         # Weights' and tanh's rounding, on unless a calibration or a cost report turns them off.
         self.round_weights = True
         self.round_tanh = True
-        names = ["input"]
-        for k, block in enumerate(model.low_level.blocks):
-            convs = (["features"] if block.conv_features is not None else []) + ["residual"]
-            for conv in convs:
-                names += [f"b{k}_{conv}"] + ([f"b{k}_{conv}_on_features", f"b{k}_{conv}_on_image"] if k > 0 else [])
-            names += ([f"b{k}_scaled"] if block.residual_scale is not None else []) + [f"b{k}_image"]
-        if model.cfg.mode == "full":
-            names += ["hl0_on_features", "hl0_on_image"] + [f"hl{k}" for k in range(model.cfg.n_hl)]
-        self.ranges = nn.ModuleDict({n: ActivationQuant() for n in names})
+        self.ranges = nn.ModuleDict({n: ActivationQuant() for n in quant_points.points(model.cfg)})
         if ranges is not None:
             self.set_ranges(ranges)
 
@@ -127,7 +109,7 @@ class QuantizedTile(nn.Module):
         if features is None:
             return on_image
         on_features = F.conv2d(features, self._weight(conv.weight[:, :n]), conv.bias, stride)
-        return self.ranges[f"{name}_on_features"](on_features) + self.ranges[f"{name}_on_image"](on_image)
+        return self.ranges[quant_points.on_features(name)](on_features) + self.ranges[quant_points.on_image(name)](on_image)
 
     def low_level(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """LowLevelStage.forward with the rounding, working domain in and out: (the features of the last block
@@ -137,12 +119,14 @@ class QuantizedTile(nn.Module):
         for k, block in enumerate(self.model.low_level.blocks):
             padded = (None if features is None else _pad(features), _pad(image))
             if block.conv_features is not None:
-                features = q[f"b{k}_features"](F.relu(self._split_conv(*padded, block.conv_features, f"b{k}_features")))
-            residual = torch.tanh(q[f"b{k}_residual"](self._split_conv(*padded, block.conv_residual, f"b{k}_residual")))
+                point = quant_points.features(k)
+                features = q[point](F.relu(self._split_conv(*padded, block.conv_features, point)))
+            point = quant_points.residual(k)
+            residual = torch.tanh(q[point](self._split_conv(*padded, block.conv_residual, point)))
             residual = quantize_tanh(residual) if self.round_tanh else residual
             if block.residual_scale is not None:
-                residual = q[f"b{k}_scaled"](residual * block.residual_scale)
-            image = q[f"b{k}_image"](image + residual)
+                residual = q[quant_points.scaled(k)](residual * block.residual_scale)
+            image = q[quant_points.image(k)](image + residual)
         return features, image
 
     def high_level(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -150,10 +134,10 @@ class QuantizedTile(nn.Module):
         x = None
         for k, conv in enumerate(self.model.high_level.layers[1::4]):
             if k == 0:
-                pre = self._split_conv(_pad(features), _pad(image), conv, "hl0", stride=2)
+                pre = self._split_conv(_pad(features), _pad(image), conv, quant_points.FIRST_HIGH_LEVEL_CONV, stride=2)
             else:
                 pre = F.conv2d(_pad(x), self._weight(conv.weight), conv.bias, 2)
-            x = F.max_pool2d(self.ranges[f"hl{k}"](F.relu(pre)), 2)
+            x = F.max_pool2d(self.ranges[quant_points.high_level(k)](F.relu(pre)), 2)
         return x
 
     def tile(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -161,8 +145,8 @@ class QuantizedTile(nn.Module):
         high-level cell map (None for jdd). A noise-aware model runs after fold_noise_level, as exported."""
         m = self.model
         check_input(rgb, m.cfg)
-        features, image = self.low_level(self.ranges["input"](m.pack(rgb)))
-        cells = self.high_level(features, image) if m.cfg.mode == "full" else None
+        features, image = self.low_level(self.ranges[quant_points.INPUT](m.pack(rgb)))
+        cells = self.high_level(features, image) if m.cfg.mode == Mode.FULL else None
         return m.unpack(image), cells
 
     def set_ranges(self, ranges: dict[str, tuple[float, float]]) -> None:

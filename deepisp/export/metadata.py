@@ -3,9 +3,8 @@
 `ExportMetadata` (built by `describe`) holds the graphs' inputs and outputs (layout, dtype, range, colour
 space), the raw normalisation and CFA phase the tile graph expects, the tile plan for the frame size it was
 exported for (window origins, kept cores, owned high-level cells per axis) and the model config.
-It is embedded in every .tflite as a `Model.metadata` entry named "deepisp" holding UTF-8 JSON (the
-flatbuffer schema's own metadata mechanism; tflite-support's metadata writer is unmaintained and pins
-protobuf 3), and in ONNX as `metadata_props["deepisp"]`. The sidecar `deepisp_<variant>.json` next to the
+It is embedded in every graph file (deepisp.export.embedding: a TFLite `Model.metadata` entry, an ONNX
+`metadata_props` entry). The sidecar `deepisp_<variant>.json` next to the
 models repeats it and adds what was measured at export (`Measured`: accuracy, delegate verdicts, sizes).
 Every reader goes through `ExportMetadata.from_json` (`read` for a sidecar file), which refuses JSON of
 another tool, of another format version, or with keys missing or malformed.
@@ -20,16 +19,17 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from deepisp.atomic import atomic_path, read_bounded
-from deepisp.conditioning import describe as describe_input
 from deepisp.errors import DeepISPError
-from deepisp.export.graphs import ColorGraph, TileGraph
-from deepisp.model import MONOMIAL_ORDER, ModelConfig
-from deepisp.tiling import AxisPlan, alignment, cell_count, high_level_reach, low_level_halo, plan_axis, top_margin
+from deepisp.export.backends import BACKENDS
+from deepisp.export.graph_io import ColorIO, TileIO
+from deepisp.input_contract import describe as describe_input
+from deepisp.model.config import MONOMIAL_ORDER, ModelConfig
+from deepisp.options import Compand, Mode
+from deepisp.tile_plan import AxisPlan, alignment, cell_count, high_level_reach, low_level_halo, plan_axis, top_margin
 from deepisp.white_balance import REFERENCE_WB
 
 # Version of the JSON: readers refuse other versions, so bump it when a key changes meaning or goes away.
 FORMAT = 2
-METADATA_NAME = "deepisp"
 # Read limits: a sidecar is a few kB, the largest graph (paper-size fp32 at a 12 MP window plan) tens of MB.
 MAX_SIDECAR_BYTES = 1 << 20
 MAX_GRAPH_BYTES = 512 << 20
@@ -96,7 +96,7 @@ class ExportMetadata:
     graphs: dict[str, dict]
     normalisation: str
     reference_wb: tuple[float, ...]
-    input: dict  # what the app does to the normalised mosaic before pass 1 (deepisp.conditioning.describe)
+    input: dict  # what the app does to the normalised mosaic before pass 1 (deepisp.input_contract.describe)
     cfa: str
     frame: tuple[int, int]
     window: tuple[int, int]
@@ -214,6 +214,13 @@ def _unit_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
 
 
+def _backend(value: object) -> str:
+    """Reader of `backend`: a name in the registry (deepisp.export.backends)."""
+    if _of(str)(value) not in BACKENDS:
+        raise ValueError(value)
+    return value
+
+
 def _sizes(value: object) -> tuple:
     """Reader of a (H, W) size: two ints in 1..65536."""
     size = _tuple_of(int, 2)(value)
@@ -225,7 +232,7 @@ def _sizes(value: object) -> tuple:
 # How each field is read from its JSON value (TypeError or ValueError if malformed), in the fields' order.
 _READERS: dict[str, Callable[[object], object]] = {
     "name": _of(str),
-    "backend": _of(str),
+    "backend": _backend,
     "variant": _of(str),
     "layout": _of(str),
     "tile_graph": _of(str),
@@ -269,7 +276,7 @@ def describe(
 ) -> ExportMetadata:
     """The metadata of one exported variant; `files` maps graph name ("tile", "color") to file name;
     `noise_profile`: the (S, O) a noise-aware model was folded at, recorded in the tile graph's entry."""
-    layout = "NHWC" if backend == "tflite" else "NCHW"
+    layout = BACKENDS[backend].layout
     rows, cols = plan_axis(frame[0], tile[0], cfg, window[0]), plan_axis(frame[1], tile[1], cfg, window[1])
     a = alignment(cfg)
 
@@ -280,23 +287,23 @@ def describe(
     graphs = {
         "tile": {
             "file": files["tile"],
-            "inputs": {TileGraph.MOSAIC: {"shape": spatial(1), "dtype": "float32", "range": [0, 1], "meaning": "raw Bayer window, see normalisation and cfa"}},
-            "outputs": {TileGraph.IMAGE: {"shape": spatial(3), "dtype": "float32", "meaning": "low-level image estimate, linear RGB (jdd: the final output)"}},
+            "inputs": {TileIO.MOSAIC: {"shape": spatial(1), "dtype": "float32", "range": [0, 1], "meaning": "raw Bayer window, see normalisation and cfa"}},
+            "outputs": {TileIO.IMAGE: {"shape": spatial(3), "dtype": "float32", "meaning": "low-level image estimate, linear RGB (jdd: the final output)"}},
         }
     }
-    if cfg.compand == "sqrt":
+    if cfg.compand == Compand.SQRT:
         tile_graph = graphs["tile"]
-        tile_graph["inputs"][TileGraph.MOSAIC]["meaning"] += "; square-root companded: feed sign(m) * sqrt(|m|) of the normalised mosaic m"
-        tile_graph["outputs"][TileGraph.IMAGE]["meaning"] = "final output, square-root companded: linear RGB = y * |y| (model_config.compand)"
+        tile_graph["inputs"][TileIO.MOSAIC]["meaning"] += "; square-root companded: feed sign(m) * sqrt(|m|) of the normalised mosaic m"
+        tile_graph["outputs"][TileIO.IMAGE]["meaning"] = "final output, square-root companded: linear RGB = y * |y| (model_config.compand)"
     if noise_profile is not None:
         graphs["tile"]["noise_profile"] = {
             "S": noise_profile[0],
             "O": noise_profile[1],
             "meaning": "noise-aware model folded at this DNG NoiseProfile (variance S*x + O): exact for raws with this noise; export one graph per ISO",
         }
-    if cfg.mode == "full":
+    if cfg.mode == Mode.FULL:
         cshape = [1, *cells_shape, cfg.hl_width] if layout == "NHWC" else [1, cfg.hl_width, *cells_shape]
-        graphs["tile"]["outputs"][TileGraph.CELLS] = {
+        graphs["tile"]["outputs"][TileIO.CELLS] = {
             "shape": cshape,
             "dtype": "float32",
             "meaning": f"high-level cell map; cell (p,q) sits at window pixel ({a}p, {a}q)",
@@ -304,10 +311,10 @@ def describe(
         graphs["color"] = {
             "file": files["color"],
             "inputs": {
-                ColorGraph.IMAGE: {"shape": spatial(3), "dtype": "float32", "meaning": "block of the stitched low-level image"},
-                ColorGraph.MEAN: {"shape": [1, cfg.hl_width], "dtype": "float32", "meaning": "sum of owned cells over the frame / cells_per_frame"},
+                ColorIO.IMAGE: {"shape": spatial(3), "dtype": "float32", "meaning": "block of the stitched low-level image"},
+                ColorIO.MEAN: {"shape": [1, cfg.hl_width], "dtype": "float32", "meaning": "sum of owned cells over the frame / cells_per_frame"},
             },
-            "outputs": {ColorGraph.OUTPUT: {"shape": spatial(3), "dtype": "float32", "range": [0, 1], "meaning": "sRGB-encoded image; clamp to [0,1]"}},
+            "outputs": {ColorIO.OUTPUT: {"shape": spatial(3), "dtype": "float32", "range": [0, 1], "meaning": "sRGB-encoded image; clamp to [0,1]"}},
         }
     return ExportMetadata(
         name=NAME,
@@ -342,44 +349,3 @@ def describe(
         monomial_order=MONOMIAL_ORDER,
         model_config=cfg,
     )
-
-
-def embed_tflite(blob: bytes, meta: dict) -> bytes:
-    """Add (or replace) the "deepisp" metadata entry (`ExportMetadata.to_json`) of a .tflite flatbuffer; other entries are kept."""
-    from deepisp.export._flatbuffers import schema, utils
-
-    model = utils.read_model_from_bytearray(bytearray(blob))
-    model.metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_NAME]
-    buf = schema.BufferT()
-    buf.data = list(json.dumps(meta).encode())
-    model.buffers.append(buf)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata.append(entry)
-    return bytes(utils.convert_object_to_bytearray(model))
-
-
-def read_onnx(blob: bytes) -> dict | None:
-    """The metadata JSON an ONNX graph stores (`deepisp.export.onnx_export.embed`: a metadata_props entry), or None."""
-    import onnx
-
-    for p in onnx.load_from_string(blob).metadata_props:
-        if p.key == "deepisp":
-            return json.loads(p.value)
-    return None
-
-
-def read_tflite(blob: bytes) -> dict | None:
-    """The "deepisp" metadata JSON of a .tflite flatbuffer (for `ExportMetadata.from_json`), or None."""
-    from deepisp.export._flatbuffers import utils
-
-    model = utils.read_model_from_bytearray(bytearray(blob))
-    for m in model.metadata or []:
-        if _name(m.name) == METADATA_NAME:
-            return json.loads(bytes(model.buffers[m.buffer].data).decode())
-    return None
-
-
-def _name(name) -> str:
-    return name.decode() if isinstance(name, bytes) else name

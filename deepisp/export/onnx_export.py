@@ -10,17 +10,17 @@ does not carry the exporting machine's paths.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 
+import numpy as np
 import torch
 
+from deepisp.export.backends import BuiltVariant, Exporter
+from deepisp.export.graph_io import ColorIO, TileIO
 from deepisp.export.graphs import ColorGraph, TileGraph
-from deepisp.export.pipeline import BuiltVariant
-from deepisp.model import DeepISP
+from deepisp.options import Mode
 
-VARIANTS = ("fp32",)
 STACK_TRACE = "pkg.torch.onnx.stack_trace"
 
 
@@ -38,33 +38,19 @@ def _export(module: torch.nn.Module, args: tuple, input_names: list[str], output
     return proto.SerializeToString()
 
 
-def build(model: DeepISP, window: tuple[int, int], variant: str = "fp32") -> BuiltVariant:
-    """The tile graph (and color graph, full models) as ONNX bytes, traced at `window` with symbolic H, W."""
-    if variant not in VARIANTS:
-        raise ValueError(f"ONNX export writes {', '.join(VARIANTS)}; quantized variants are TFLite (export/to_tflite.py)")
-    h, w = torch.export.Dim("half_h", min=2), torch.export.Dim("half_w", min=2)
-    mosaic = torch.rand(1, 1, *window)
-    outputs = TileGraph.output_names(model.cfg.mode)
-    graphs = {"tile": _export(TileGraph(model), (mosaic,), [TileGraph.MOSAIC], outputs, {TileGraph.MOSAIC: {2: 2 * h, 3: 2 * w}})}
-    targets = {"tile": "cpu"}
-    if model.cfg.mode == "full":
-        image, mean = torch.rand(1, 3, *window), torch.rand(1, model.cfg.hl_width)
-        ih, iw = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
-        names = [ColorGraph.IMAGE, ColorGraph.MEAN]
-        graphs["color"] = _export(ColorGraph(model), (image, mean), names, [ColorGraph.OUTPUT], dict(zip(names, ({2: ih, 3: iw}, None))))
-        targets["color"] = "cpu"
-    return BuiltVariant(variant, graphs, targets)
+class OnnxExporter(Exporter):
+    """fp32 graphs, traced at the window shape with symbolic H, W (any window shape runs)."""
 
-
-def embed(blob: bytes, meta: dict) -> bytes:
-    """Store the metadata JSON as the ONNX model's metadata_props["deepisp"]."""
-    import onnx
-
-    proto = onnx.load_from_string(blob)
-    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != "deepisp"]
-    del proto.metadata_props[:]
-    for key, value in kept:
-        proto.metadata_props.add(key=key, value=value)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "deepisp", json.dumps(meta)
-    return proto.SerializeToString()
+    def build(self, variant: str, calibration: list[np.ndarray] | None = None) -> BuiltVariant:
+        """The tile graph (and color graph, full models) as ONNX bytes; ONNX has one variant, fp32."""
+        model = self.model
+        h, w = torch.export.Dim("half_h", min=2), torch.export.Dim("half_w", min=2)
+        mosaic = torch.rand(1, 1, *self.window)
+        outputs = TileIO.outputs(model.cfg.mode)
+        graphs = {"tile": _export(TileGraph(model), (mosaic,), [TileIO.MOSAIC], outputs, {TileIO.MOSAIC: {2: 2 * h, 3: 2 * w}})}
+        if model.cfg.mode == Mode.FULL:
+            image, mean = torch.rand(1, 3, *self.window), torch.rand(1, model.cfg.hl_width)
+            ih, iw = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
+            names = [ColorIO.IMAGE, ColorIO.MEAN]
+            graphs["color"] = _export(ColorGraph(model), (image, mean), names, [ColorIO.OUTPUT], dict(zip(names, ({2: ih, 3: iw}, None))))
+        return BuiltVariant(variant, graphs, dict.fromkeys(graphs, "cpu"))

@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from deepisp.atomic import make_folder
+from deepisp.export.backends import BACKENDS, Backend, BuiltVariant, Exporter
 from deepisp.export.gate import MIN_PSNR, compare
 from deepisp.export.metadata import ExportMetadata, Measured, describe
-from deepisp.model import ModelConfig
 from deepisp.runtime import ExportedModel
-
-EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}
 
 
 @dataclass(frozen=True)
@@ -43,52 +41,33 @@ class ExportOptions:
     noise_profile: tuple[float, float] | None = None
 
 
-@dataclass
-class BuiltVariant:
-    """A variant's serialized graphs before publishing.
+class HeldOut(NamedTuple):
+    """What a variant's accuracy is checked on: held-out frames (name, [H,W] mosaic) and the float model's
+    outputs for them (deepisp.export.gate.reference_outputs)."""
 
-    graphs: graph name ("tile", "color") -> model bytes without metadata.
-    targets: graph name -> the processor it must run on wholly: "gpu", "npu", or "cpu" (not gated).
-    extra: backend findings for the sidecar (`Measured.extra`, e.g. the int8 report, int8_points).
-    """
-
-    variant: str
-    graphs: dict[str, bytes]
-    targets: dict[str, str]
-    extra: dict = field(default_factory=dict)
+    frames: list[tuple[str, np.ndarray]]
+    references: list[torch.Tensor]
 
 
-def stem(backend: str, variant: str) -> str:
-    return f"deepisp_{variant}" if backend == "tflite" else f"deepisp_onnx_{variant}"
-
-
-def publish(
-    built: BuiltVariant,
-    backend: str,
-    cfg: ModelConfig,
-    window: tuple[int, int],
-    opts: ExportOptions,
-    frames: list[tuple[str, np.ndarray]],
-    references: list[torch.Tensor],
-    embed: Callable[[bytes, dict], bytes],
-    check: Callable[[bytes], dict] | None = None,
-) -> dict:
-    """Stage, verify and (if accepted) publish one variant; returns its report: the sidecar's JSON (`ExportMetadata.to_json`)."""
-    ext = EXTENSIONS[backend]
-    files = {g: f"deepisp_{g}_{built.variant}{ext}" for g in built.graphs}
-    meta = describe(cfg, window, opts.frame, opts.tile, backend, built.variant, files, opts.noise_profile)
-    name = stem(backend, built.variant)
+def publish(built: BuiltVariant, backend: Backend, exporter: Exporter, opts: ExportOptions, held_out: HeldOut) -> dict:
+    """Stage, verify and (if accepted) publish one variant `exporter` built; returns its report: the sidecar's
+    JSON (`ExportMetadata.to_json`)."""
+    cfg = exporter.model.cfg
+    files = {g: f"deepisp_{g}_{built.variant}{backend.extension}" for g in built.graphs}
+    meta = describe(cfg, exporter.window, opts.frame, opts.tile, backend.name, built.variant, files, opts.noise_profile)
+    name = backend.stem(built.variant)
     make_folder(opts.out)
     with tempfile.TemporaryDirectory(dir=opts.out, prefix=".staging-") as tmp:
         staging = Path(tmp)
         sizes = {}
         for g, blob in built.graphs.items():
-            data = embed(blob, meta.to_json())
+            data = backend.embed(blob, meta.to_json())
             (staging / files[g]).write_bytes(data)
             sizes[g] = len(data)
         meta.write(staging / f"{name}.json")
-        delegates = {g: check(blob) for g, blob in built.graphs.items()} if check else {}
-        accuracy = compare(ExportedModel(staging / f"{name}.json", opts.threads), frames, references, error_map=staging / f"{name}_error.png")
+        delegates = {g: verdicts for g, blob in built.graphs.items() if (verdicts := exporter.check(blob))}
+        exported = ExportedModel(staging / f"{name}.json", opts.threads)
+        accuracy = compare(exported, held_out.frames, held_out.references, error_map=staging / f"{name}_error.png")
         floor = opts.min_psnr if opts.min_psnr is not None else MIN_PSNR[built.variant]
         problems = []
         if accuracy["psnr_min"] < floor:
@@ -130,7 +109,7 @@ def summary_line(report: dict, out: Path) -> str:
     acc = measured.accuracy
     size = sum(measured.bytes.values()) / 1024
     status = "ok" if measured.accepted else "REFUSED: " + "; ".join(measured.problems)
-    where = out / f"{stem(meta.backend, meta.variant)}.json"
+    where = out / f"{BACKENDS[meta.backend].stem(meta.variant)}.json"
     return (
         f"{meta.variant:<9} {size:8.1f} kB  PSNR vs float {acc['psnr']:6.2f} dB (min {acc['psnr_min']:.2f}, floor {acc['floor_psnr']:.0f})"
         f"  SSIM {acc['ssim']:.4f}  delegates [{delegate_verdict(measured)}]  {status}" + (f"\n          -> {where}" if measured.accepted else "")

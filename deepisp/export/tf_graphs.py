@@ -27,7 +27,7 @@ int8 ranges (`ranges`, deepisp.export.int8.calibrated_ranges): TFLite's converte
 itself, but it widens the range of an ADD operand to the ADD's result (measured: each block's residual
 s*tanh, at most +-0.07, got the running image's range, up to 0.47, so a 3-7x coarser step than its own).
 Given ranges, the graph carries a FakeQuant at every point after the demosaic where the converter quantizes
-(the names of deepisp.export.int8.QuantizedTile), and the converter takes those ranges as they are: the
+(deepisp.export.quant_points), and the converter takes those ranges as they are: the
 exported int8 graph then rounds where QuantizedTile simulates, at the same steps (the mosaic before the
 demosaic keeps the converter's range; biases and integer arithmetic round slightly differently).
 """
@@ -40,8 +40,11 @@ import torch.nn as nn
 
 from deepisp.demosaic import phase_kernels
 from deepisp.errors import DeepISPError
-from deepisp.export.graphs import ColorGraph, TileGraph
-from deepisp.model import MONOMIAL_ORDER, N_MONOMIALS, DeepISP, HighLevelStage, LowLevelBlock, LowLevelStage
+from deepisp.export import quant_points
+from deepisp.export.graph_io import ColorIO, TileIO
+from deepisp.model.config import MONOMIAL_ORDER, N_MONOMIALS
+from deepisp.model.network import DeepISP, HighLevelStage, LowLevelBlock, LowLevelStage
+from deepisp.options import Mode
 
 _REFLECT_1 = [[0, 0], [1, 1], [1, 1], [0, 0]]
 # PyTorch channel of each channel of a packed image in TF's DEPTH_TO_SPACE order: TF (dy*2+dx)*3 + c holds
@@ -90,7 +93,7 @@ def _conv_features_and_image(
     if features is None:
         return on_image
     on_features = _conv(features, conv, stride, inputs=list(range(n_features)), outputs=outputs)
-    return _quantized(on_features, ranges, f"{name}_on_features") + _quantized(on_image, ranges, f"{name}_on_image")
+    return _quantized(on_features, ranges, quant_points.on_features(name)) + _quantized(on_image, ranges, quant_points.on_image(name))
 
 
 def _quantized(x: tf.Tensor, ranges: dict[str, tuple[float, float]] | None, name: str) -> tf.Tensor:
@@ -121,7 +124,7 @@ def check_translatable(model: DeepISP) -> None:
     module doc); tests/test_export.py::test_tf_graph_equals_torch_window keeps
     them equal. A new layer type in the model must be added here too."""
     unknown = sorted({type(m).__name__ for m in model.modules() if type(m) not in _KNOWN})
-    if model.cfg.mode == "full":
+    if model.cfg.mode == Mode.FULL:
         layers = list(model.high_level.layers)
         pattern = [type(m) for m in layers] == list(_HIGH_LEVEL_LAYER) * model.cfg.n_hl
         if not pattern or any(c.stride != (2, 2) for c in layers[1::4]) or any(p.kernel_size != 2 for p in layers[3::4]):
@@ -134,30 +137,33 @@ def tile_forward(model: DeepISP, mosaic: tf.Tensor, ranges: dict[str, tuple[floa
     """Pass 1, the same function as `deepisp.export.graphs.TileGraph` (the concatenations written as split convs);
     `ranges`: int8 ranges of the quantization points (module doc), or None."""
     cfg = model.cfg
-    image = _quantized(demosaic(mosaic, packed=cfg.packed), ranges, "input")
+    image = _quantized(demosaic(mosaic, packed=cfg.packed), ranges, quant_points.INPUT)
     image_order = _TORCH_OF_TF if cfg.packed else None  # PyTorch channel behind each TF image channel
     features = None
     for k, block in enumerate(model.low_level.blocks):
         padded = (None if features is None else _reflect(features), _reflect(image))  # the block's input
-        pre = _conv_features_and_image(*padded, block.conv_residual, image_order, outputs=image_order, ranges=ranges, name=f"b{k}_residual")
-        residual = tf.tanh(_quantized(pre, ranges, f"b{k}_residual"))
+        point = quant_points.residual(k)
+        pre = _conv_features_and_image(*padded, block.conv_residual, image_order, outputs=image_order, ranges=ranges, name=point)
+        residual = tf.tanh(_quantized(pre, ranges, point))
         if block.residual_scale is not None:
-            residual = _quantized(residual * tf.constant(_np(block.residual_scale)), ranges, f"b{k}_scaled")
+            residual = _quantized(residual * tf.constant(_np(block.residual_scale)), ranges, quant_points.scaled(k))
         if block.conv_features is not None:
-            pre = _conv_features_and_image(*padded, block.conv_features, image_order, ranges=ranges, name=f"b{k}_features")
-            features = _quantized(tf.nn.relu(pre), ranges, f"b{k}_features")
-        image = _quantized(image + residual, ranges, f"b{k}_image")
-    out = {TileGraph.IMAGE: tf.nn.depth_to_space(image, 2) if cfg.packed else image}
-    if cfg.mode == "jdd":
+            point = quant_points.features(k)
+            pre = _conv_features_and_image(*padded, block.conv_features, image_order, ranges=ranges, name=point)
+            features = _quantized(tf.nn.relu(pre), ranges, point)
+        image = _quantized(image + residual, ranges, quant_points.image(k))
+    out = {TileIO.IMAGE: tf.nn.depth_to_space(image, 2) if cfg.packed else image}
+    if cfg.mode == Mode.JDD:
         return out
     x = None
     for k, conv in enumerate(model.high_level.layers[1::4]):
         if k == 0:  # reads the last block's output [features, image]
-            pre = _conv_features_and_image(_reflect(features), _reflect(image), conv, image_order, stride=2, ranges=ranges, name="hl0")
+            padded = (_reflect(features), _reflect(image))
+            pre = _conv_features_and_image(*padded, conv, image_order, stride=2, ranges=ranges, name=quant_points.FIRST_HIGH_LEVEL_CONV)
         else:
             pre = _conv(_reflect(x), conv, stride=2)
-        x = tf.nn.max_pool2d(_quantized(tf.nn.relu(pre), ranges, f"hl{k}"), 2, 2, "VALID")
-    return {**out, TileGraph.CELLS: x}
+        x = tf.nn.max_pool2d(_quantized(tf.nn.relu(pre), ranges, quant_points.high_level(k)), 2, 2, "VALID")
+    return {**out, TileIO.CELLS: x}
 
 
 def color_forward(model: DeepISP, image: tf.Tensor, mean: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -170,7 +176,7 @@ def color_forward(model: DeepISP, image: tf.Tensor, mean: tf.Tensor) -> dict[str
     channel = dict(zip("rgb", tf.split(image, 3, axis=-1)))
     # MONOMIAL_ORDER without the constant "1" (the offset above): "rg" is r * g, "r" is r.
     mono = tf.concat([channel[m[0]] * channel[m[1]] if len(m) == 2 else channel[m] for m in MONOMIAL_ORDER if m != "1"], axis=-1)
-    return {ColorGraph.OUTPUT: tf.nn.conv2d(mono, filt, strides=1, padding="VALID") + offset}
+    return {ColorIO.OUTPUT: tf.nn.conv2d(mono, filt, strides=1, padding="VALID") + offset}
 
 
 def tf_graphs(model: DeepISP, ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, tf.Module]:
@@ -186,15 +192,15 @@ def tf_graphs(model: DeepISP, ranges: dict[str, tuple[float, float]] | None = No
     check_translatable(model)
     graphs = {"tile": tf.Module()}
     graphs["tile"].serve = tf.function(
-        lambda mosaic: tile_forward(model, mosaic, ranges), input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32, name=TileGraph.MOSAIC)]
+        lambda mosaic: tile_forward(model, mosaic, ranges), input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32, name=TileIO.MOSAIC)]
     )
-    if cfg.mode == "full":
+    if cfg.mode == Mode.FULL:
         graphs["color"] = tf.Module()
         graphs["color"].serve = tf.function(
             lambda image, mean: color_forward(model, image, mean),
             input_signature=[
-                tf.TensorSpec([1, None, None, 3], tf.float32, name=ColorGraph.IMAGE),
-                tf.TensorSpec([1, cfg.hl_width], tf.float32, name=ColorGraph.MEAN),
+                tf.TensorSpec([1, None, None, 3], tf.float32, name=ColorIO.IMAGE),
+                tf.TensorSpec([1, cfg.hl_width], tf.float32, name=ColorIO.MEAN),
             ],
         )
     return graphs

@@ -33,15 +33,15 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
-from deepisp.export.graphs import ColorGraph, TileGraph
-from deepisp.export.pipeline import BuiltVariant
+from deepisp.export.backends import BACKENDS, BuiltVariant, Exporter
+from deepisp.export.delegates import check
+from deepisp.export.graph_io import ColorIO, TileIO
+from deepisp.export.int8 import calibrated_ranges, point_costs
+from deepisp.export.tf_graphs import tf_graphs
+from deepisp.model.network import DeepISP
+from deepisp.options import ExportFormat
 from deepisp.runtime import tflite_interpreter_class
 
-VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int16x8")
-CALIBRATED = ("int8", "int8-mixed", "int16x8")
-# Calibrated on the whole [0,1] input, not the data's range (deepisp.export.calibration): 16-bit activations
-# have steps to spare, so nothing needs to saturate (with the data's range a brighter frame fell to 46.6 dB).
-WHOLE_INPUT_RANGE = ("int16x8",)
 # int8-mixed keeps the image path in float: each block's tanh residual, its learned scale (MUL, in
 # `residual_scale` models) and the running sum it is added to. TFLite fixes TANH's int8 output step at
 # 1/128 while the residuals are a few thousandths, so in int8 a model without residual scales adds ~0.3
@@ -69,7 +69,7 @@ def converter(module: tf.Module, variant: str, calibration: list[np.ndarray] | N
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "fp16":
         conv.target_spec.supported_types = [tf.float16]
-    elif variant in CALIBRATED:  # int8-mixed: the int8 converter, then `mixed_int8` denylists ops
+    elif variant in BACKENDS[ExportFormat.TFLITE].calibrated:  # int8-mixed: the int8 converter, then `mixed_int8` denylists ops
         if not calibration:
             raise ValueError(f"{variant} needs calibration windows")
         conv.representative_dataset = lambda: _samples(calibration)
@@ -118,14 +118,36 @@ def _no_delegates(interpreter_class):
     return importlib.import_module(interpreter_class.__module__).OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
 
-def build(graphs: dict[str, tf.Module], variant: str, window: tuple[int, int], hl_width: int, calibration: list[np.ndarray] | None = None) -> BuiltVariant:
-    """Convert the tile (and color) graph for one variant at a static `window`."""
+class TfliteExporter(Exporter):
+    """Every TFLite variant of one model at a static window shape, converted from the TensorFlow twin."""
+
+    def __init__(self, model: DeepISP, window: tuple[int, int]):
+        super().__init__(model, window)
+        self.graphs = tf_graphs(model)
+
+    def build(self, variant: str, calibration: list[np.ndarray] | None = None) -> BuiltVariant:
+        """The variant's tile (and color) graph; the OWN_RANGES variants carry the ranges calibrated on
+        `calibration` and report where int8 loses (`extra["int8_points"]`)."""
+        if variant not in OWN_RANGES:
+            return convert(self.graphs, variant, self.window, self.model.cfg.hl_width, calibration)
+        ranges = calibrated_ranges(self.model, calibration)
+        built = convert(tf_graphs(self.model, ranges), variant, self.window, self.model.cfg.hl_width, calibration)
+        # Two data windows: window 0 is the calibration ramp, not an image (only it, with --calib-windows 1).
+        built.extra["int8_points"] = point_costs(self.model, ranges, calibration[1:3] or calibration[:1])
+        return built
+
+    def check(self, blob: bytes) -> dict:
+        return check(blob)
+
+
+def convert(graphs: dict[str, tf.Module], variant: str, window: tuple[int, int], hl_width: int, calibration: list[np.ndarray] | None = None) -> BuiltVariant:
+    """Convert the tile (and color) graph of `tf_graphs` for one variant at a static `window`."""
     h, w = window
     tile = mixed_int8(graphs["tile"], calibration) if variant == "int8-mixed" else converter(graphs["tile"], variant, calibration).convert()
-    blobs = {"tile": set_static_shapes(tile, {TileGraph.MOSAIC: [1, h, w, 1]})}
+    blobs = {"tile": set_static_shapes(tile, {TileIO.MOSAIC: [1, h, w, 1]})}
     if "color" in graphs:
         color = converter(graphs["color"], "fp16" if variant == "fp16" else "fp32").convert()
-        blobs["color"] = set_static_shapes(color, {ColorGraph.IMAGE: [1, h, w, 3], ColorGraph.MEAN: [1, hl_width]})
+        blobs["color"] = set_static_shapes(color, {ColorIO.IMAGE: [1, h, w, 3], ColorIO.MEAN: [1, hl_width]})
     return BuiltVariant(variant, blobs, {g: TARGETS[variant][g] for g in blobs})
 
 
