@@ -7,7 +7,7 @@ random values (timing does not depend on content) with the weights of a fresh mo
     kFLOP/pixel, parameters
     ms per megapixel of three host paths, pass 1 (demosaic, low-level stage, high-level cells):
         eager    the training forward (two convs per block) on the whole window: the reference
-        default  what `deepisp process` runs: merged convs, row bands (deepisp.tiling.TorchRunner)
+        default  what `deepisp process` runs: channels-last activations, row bands (deepisp.tiling.TorchRunner)
         onnx     the same tile graph as the shipped ONNX export builds it, run by ONNX Runtime's CPU provider
     each path's ratio to eager and effective GFLOP/s as % of this CPU's peak fp32 conv/matmul throughput,
     measured in the same run (benchmarks.latency.machine_peak_gflops)

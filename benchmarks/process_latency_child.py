@@ -7,12 +7,15 @@ Loads MODEL (a checkpoint, "default" for the shipped one, or an exported sidecar
 times one run of MODE (model loading not included) and prints one JSON line: {"seconds", "peak_rss_mb"}.
 Peak RSS is VmHWM of /proc/self/status, which exec resets; getrusage's ru_maxrss would carry over the parent's
 peak. Modes (process_latency.py's paths):
-    default        `deepisp process` on RAW: --tile windows in row bands, merged convs
+    default        `deepisp process` on RAW: --tile windows in row bands, channels-last activations
     eager          the same on the training forward (two convs per block), whole windows (no row bands)
     exported       `deepisp process` through the exported tile runner of the sidecar MODEL
     one_at_a_time  BATCH copies of RAW, each decoded, run and written before the next
     pipelined      BATCH copies of RAW through deepisp.process.process_files
     full_frame     the untiled training forward on the whole mosaic
+    network        the default path's network alone (deepisp.tiling.run_tiled on the decoded, conditioned
+                   mosaic), also reporting its convolutions' seconds (torch.profiler) and the pixels its
+                   windows compute
 """
 
 from __future__ import annotations
@@ -26,18 +29,20 @@ import torch
 import deepisp.tiling
 from benchmarks.common import parser, timed
 from deepisp.checkpoint import load_model
+from deepisp.conditioning import model_input
 from deepisp.model import DeepISP
 from deepisp.process import process_file, process_files
 from deepisp.raw import read_raw
 from deepisp.runtime import ExportedModel
-from deepisp.tiling import run_full_frame
+from deepisp.tile_plan import least_overlap_tile, plan_axis
+from deepisp.tiling import run_full_frame, run_tiled
 
-MODES = ("default", "eager", "exported", "one_at_a_time", "pipelined", "full_frame")
+MODES = ("default", "eager", "exported", "one_at_a_time", "pipelined", "full_frame", "network")
 
 
 def use_training_forward(model: DeepISP) -> None:
     """Make `deepisp process` run `model` as the host did before it was tuned (process_latency.py's
-    reference): the training forward's two convs per block instead of LowLevelStage.infer's merged one, on
+    reference): the training forward's two convs per block (NCHW) instead of LowLevelStage.infer's channels-last ones, on
     whole windows instead of row bands."""
 
     def two_conv(rgb: torch.Tensor, stage: torch.nn.Module = model.low_level) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -57,7 +62,7 @@ def load(model: str, mode: str) -> DeepISP | ExportedModel:
     return net
 
 
-def run(model: DeepISP | ExportedModel, mode: str, raw: Path, out: Path, tile: int, batch: int) -> None:
+def run(model: DeepISP | ExportedModel, mode: str, raw: Path, out: Path, tile: int | None, batch: int) -> None:
     if mode in ("default", "eager", "exported"):
         process_file(model, raw, out, tile=tile, progress=False)
     elif mode in ("one_at_a_time", "pipelined"):
@@ -71,6 +76,20 @@ def run(model: DeepISP | ExportedModel, mode: str, raw: Path, out: Path, tile: i
         run_full_frame(model, torch.from_numpy(read_raw(raw).mosaic))
 
 
+def network(model: DeepISP, raw: Path, tile: int | None) -> dict:
+    """`run_tiled` alone on the raw's model input, timed with its convolutions' share: {"seconds",
+    "conv_seconds", "computed_pixels"}."""
+    mosaic = torch.from_numpy(model_input(read_raw(raw), model.cfg)[0])
+    h, w = mosaic.shape
+    tiles = (least_overlap_tile(h, model.cfg), least_overlap_tile(w, model.cfg)) if tile is None else (tile, tile)
+    rows, cols = plan_axis(h, tiles[0], model.cfg), plan_axis(w, tiles[1], model.cfg)
+    run_tiled(model, mosaic, tiles)  # warm-up: the first run pays for allocation and kernel set-up
+    with torch.profiler.profile() as prof:
+        _, seconds = timed(run_tiled, model, mosaic, tiles)
+    conv_us = sum(e.self_cpu_time_total for e in prof.key_averages() if "convolution" in e.key)
+    return {"seconds": seconds, "conv_seconds": conv_us / 1e6, "computed_pixels": rows.size * len(rows.spans) * cols.size * len(cols.spans)}
+
+
 def peak_rss_mb() -> float:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
@@ -81,11 +100,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("raw", type=Path)
     ap.add_argument("out", type=Path, help="the output image (one_at_a_time, pipelined: out0.jpg ... beside it)")
     ap.add_argument("model")
-    ap.add_argument("tile", type=int)
+    ap.add_argument("tile", type=lambda v: None if v == "auto" else int(v), help="core size, or auto (deepisp process's own choice)")
     ap.add_argument("mode", choices=MODES)
     ap.add_argument("batch", type=int, help="files in the one_at_a_time and pipelined modes")
     args = ap.parse_args(argv)
     model = load(args.model, args.mode)
+    if args.mode == "network":
+        print(json.dumps({**network(model, args.raw, args.tile), "peak_rss_mb": peak_rss_mb()}))
+        return
     _, seconds = timed(run, model, args.mode, args.raw, args.out, args.tile, args.batch)
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
 

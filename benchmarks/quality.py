@@ -49,7 +49,7 @@ from deepisp.checkpoint import DEFAULT_JDD_CHECKPOINT, load_model
 from deepisp.data import DEFAULT_EVAL_SET, SHARED_DATA
 from deepisp.data.synthetic import find_photos
 from deepisp.errors import DeepISPError
-from deepisp.options import DEFAULT_TILE, Mode
+from deepisp.options import Mode
 
 DEFAULT_PHOTOS = SHARED_DATA / "photos" / "kodak24"
 
@@ -145,7 +145,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="photo stem and noise level (one of --sigmas) of quality_crops.jpg (default: kodim19 5 when 5 is among --sigmas)",
     )
-    ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="model tile size (results do not depend on it)")
+    ap.add_argument("--tile", type=int, default=None, help="model tile size (results do not depend on it; default: deepisp process's own choice)")
     ap.add_argument("--out", type=Path, metavar="DIR", default=RESULTS, help="folder for the results files (default: benchmarks/results)")
     args = ap.parse_args(argv)
     if [str(p) for p in args.jdd_model] == ["none"]:

@@ -13,7 +13,7 @@ Pipeline stages, one module each:
     input_contract.py  what a full model gets before pass 1 (torch-free); conditioning.py applies it
     reference_camera.py  the simulated S7 the models are trained for (numpy only)
     tile_plan.py exact overlapping-tile plan for full frames (torch-free)
-    tiling.py    the runner that follows it (and the host's merged-conv, banded runner)
+    tiling.py    the runner that follows it (and the host's channels-last, banded runner)
     runtime.py   exported graphs (ONNX Runtime, LiteRT) behind the same tile runner
     data/        S7-ISP, MSR, photo-simulated pairs (photos.py), synthetic S7 scenes and DNG writing
     export/      ONNX and TFLite export: graphs, TF twin, quantization, metadata, accuracy gate, delegate checks

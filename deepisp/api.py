@@ -20,7 +20,7 @@ import numpy as np
 from deepisp.checkpoint import load_model as _load_checkpoint_model
 from deepisp.model.network import DeepISP
 from deepisp.noise_level import check_noise_profile
-from deepisp.options import DEFAULT_TILE, MAX_MEGAPIXELS
+from deepisp.options import MAX_MEGAPIXELS
 from deepisp.process import infer, noise_level_warning, prepare_input
 from deepisp.raw import RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
@@ -47,7 +47,7 @@ def develop(
     white_balance: str | None = None,
     linear: bool = False,
     noise_profile: tuple[float, float] | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     max_megapixels: float = MAX_MEGAPIXELS,
     progress: bool = False,
 ) -> np.ndarray:

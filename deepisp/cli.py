@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -21,7 +22,7 @@ from deepisp import __version__
 from deepisp.arguments import Parser, add_noise_profile_argument, number, threads
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError, printable
-from deepisp.options import DEFAULT_TILE, EXPORT_FORMATS, EXPOSURES, MAX_MEGAPIXELS, PROCESS_BACKENDS, WHITE_BALANCE_SOURCES, Mode
+from deepisp.options import COMMAND_ENVIRONMENT, EXPORT_FORMATS, EXPOSURES, MAX_HOST_WINDOW, MAX_MEGAPIXELS, PROCESS_BACKENDS, WHITE_BALANCE_SOURCES, Mode
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
@@ -35,8 +36,9 @@ def _add_common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tile",
         type=number(int, 8, 8192),
-        default=DEFAULT_TILE,
-        help=f"nominal tile core in pixels, a multiple of the model's high-level stride (default {DEFAULT_TILE})",
+        default=None,
+        help="nominal tile core in pixels, a multiple of the model's high-level stride (default: per frame, the windows of at "
+        f"most {MAX_HOST_WINDOW} px a side that compute the fewest pixels; a frame that fits runs whole)",
     )
     p.add_argument("--threads", type=threads, default=None, help="CPU threads for torch, 1 to the cores present (default: all cores)")
     add_noise_profile_argument(
@@ -357,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     if rest and args.command != "export":  # only the exporter takes options this parser does not know
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
+    if args.command == "process":  # (measured for developing files; set before NumPy and torch load, a user's own setting wins)
+        for name, value in COMMAND_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
     if getattr(args, "threads", None):
         import torch
 

@@ -69,6 +69,23 @@ def phase_kernels(dtype=torch.float32) -> torch.Tensor:
     return out
 
 
+def bilinear_demosaic_packed(raw: torch.Tensor) -> torch.Tensor:
+    """`bilinear_demosaic` in the 2x2 space-to-depth layout of packed models (`DeepISP.pack`), computed at half
+    resolution: one stride-2 conv (see `phase_kernels`), no full-size RGB image and no masks.
+
+    Args:
+        raw: [B,1,H,W] float, H and W even, RGGB phase at (0,0).
+    Returns:
+        [B,12,H/2,W/2] float, channel c*4 + dy*2 + dx (torch.pixel_unshuffle's order), equal to
+        `pixel_unshuffle(bilinear_demosaic(raw), 2)` up to float round-off.
+    """
+    if raw.ndim != 4 or raw.shape[1] != 1 or raw.shape[2] % 2 or raw.shape[3] % 2:
+        raise ValueError(f"bilinear demosaicing at half resolution needs [B,1,H,W] with even H,W, got {tuple(raw.shape)}")
+    # phase_kernels' [3,2,2] flattening is c*4 + dy*2 + dx, pixel_unshuffle's channel order.
+    weight = phase_kernels(raw.dtype).reshape(12, 1, 4, 4).to(raw.device)
+    return F.conv2d(F.pad(raw, (1, 1, 1, 1), mode="reflect"), weight, stride=2)
+
+
 def bilinear_demosaic_strided(raw: torch.Tensor) -> torch.Tensor:
     """`bilinear_demosaic` as the graph-friendly stride-2 conv + pixel shuffle (see `phase_kernels`).
 
@@ -77,8 +94,4 @@ def bilinear_demosaic_strided(raw: torch.Tensor) -> torch.Tensor:
     Returns:
         [B,3,H,W] float, equal to `bilinear_demosaic(raw)` up to float round-off.
     """
-    if raw.ndim != 4 or raw.shape[1] != 1 or raw.shape[2] % 2 or raw.shape[3] % 2:
-        raise ValueError(f"bilinear_demosaic_strided expects [B,1,H,W] with even H,W, got {tuple(raw.shape)}")
-    # pixel_shuffle reads channel c*4 + dy*2 + dx, the row-major flattening of [3,2,2].
-    weight = phase_kernels(raw.dtype).reshape(12, 1, 4, 4).to(raw.device)
-    return F.pixel_shuffle(F.conv2d(F.pad(raw, (1, 1, 1, 1), mode="reflect"), weight, stride=2), 2)
+    return F.pixel_shuffle(bilinear_demosaic_packed(raw), 2)

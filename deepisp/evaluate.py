@@ -24,7 +24,7 @@ from deepisp.color import histogram_stretch, linear_to_srgb
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.metrics import image_metrics, psnr_linear_and_srgb
 from deepisp.model.network import DeepISP
-from deepisp.options import DEFAULT_TILE, Mode
+from deepisp.options import Mode
 from deepisp.tiling import run_tiled
 
 
@@ -39,7 +39,7 @@ def _side_by_side(panels: list[torch.Tensor], path: Path, max_width: int = 1536)
 
 
 @torch.no_grad()
-def evaluate(model: DeepISP, dataset, out_dir: Path, tile: int = DEFAULT_TILE, figures: int = 4, limit: int | None = None, progress: bool = True) -> dict:
+def evaluate(model: DeepISP, dataset, out_dir: Path, tile: int | None = None, figures: int = 4, limit: int | None = None, progress: bool = True) -> dict:
     """Evaluate on every image of `dataset` (S7Dataset for full models, MSRDataset for jdd).
 
     Uses the dataset's full frames: `dataset.frame(i)` -> (mosaic [H,W] canonical RGGB, target [3,H,W]).

@@ -71,8 +71,20 @@ PROCESS_BACKENDS = ("torch", *EXPORT_FORMATS)
 # Largest frame decoded, in megapixels: checked from the header, before LibRaw allocates or decodes
 # anything (a few-kB file can declare a frame of many GB). `read_raw(max_megapixels=...)` raises it.
 MAX_MEGAPIXELS = 100.0
-# Default nominal core for PyTorch processing on the host. Large windows waste little on overlap (a 12 MP
-# frame computes 1.25x its pixels at 1024, 1.57x at 448: the high-level stage's 64-row margins), and the
-# low-level stage inside each window runs in row bands (deepisp.tiling), so window size no longer costs cache
-# misses.
-DEFAULT_TILE = 1024
+# Longest side of a window on the host (PyTorch: `deepisp process`, eval, the API) unless --tile is given: per
+# frame axis, the plan whose windows compute the fewest pixels with none longer than this
+# (deepisp.tile_plan.least_overlap_tile). A frame up to this size runs as one window; a 12 MP frame computes
+# 1.09x its pixels (1.15x with the fixed 1024 core used before). Windows of this size keep a 12 MP frame's
+# peak memory near 1 GB; the low-level stage inside each runs in row bands (deepisp.tiling).
+MAX_HOST_WINDOW = 2048
+# Environment `deepisp process` runs in (set before NumPy and torch load; a user's own setting wins; the other
+# commands, training above all, were not measured with it and run without):
+# - NUMPY_MADVISE_HUGEPAGE=0: NumPy asks the kernel for transparent huge pages on every array of 4 MB or more;
+#   where the kernel compacts memory to serve them (THP "madvise" defrag, this project's machines), first
+#   touching a 12 MP float image took 0.4 s instead of 0.02, and writing a 12 MP JPEG 1.7 s instead of 0.2.
+#   A command touches each buffer once or twice, where huge pages buy nothing.
+# - OMP_WAIT_POLICY=PASSIVE: OpenMP threads that sleep when idle instead of spinning. With another CPU-bound
+#   process on the machine, spinning workers took the cores the busy ones needed (12 MP on 2 cores: 1.77x the
+#   quiet time spinning, 1.40x passive); quiet, the same time.
+# (benchmarks/process_latency.py measures both.)
+COMMAND_ENVIRONMENT = {"NUMPY_MADVISE_HUGEPAGE": "0", "OMP_WAIT_POLICY": "PASSIVE"}

@@ -39,7 +39,7 @@ from deepisp.image_io import check_output_path, save_image
 from deepisp.model.network import DeepISP
 from deepisp.noise_estimate import estimate_noise_profile
 from deepisp.noise_level import at_noise_level, check_noise_profile, profile_levels
-from deepisp.options import DEFAULT_TILE, MAX_MEGAPIXELS, WHITE_BALANCE_SOURCES, Mode
+from deepisp.options import MAX_MEGAPIXELS, WHITE_BALANCE_SOURCES, Mode
 from deepisp.raw import RawMosaic, read_raw
 from deepisp.runtime import ExportedModel
 from deepisp.tiling import run_tiled
@@ -130,7 +130,7 @@ def infer(
     model: DeepISP | ExportedModel,
     raw: RawMosaic,
     mosaic: torch.Tensor,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     progress: bool = False,
     noise_profile: tuple[float, float] | None = None,
     linear: bool = False,
@@ -167,7 +167,7 @@ def file_warnings(model: DeepISP | ExportedModel, raw: RawMosaic, conditioning: 
 def process_files(
     model: DeepISP | ExportedModel,
     jobs: Sequence[tuple[Path, Path]],
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     bits: int | None = None,
     progress: bool = True,
     white_balance: str | None = None,
@@ -238,7 +238,7 @@ def process_file(
     model: DeepISP | ExportedModel,
     raw_path: Path,
     out_path: Path,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     bits: int | None = None,
     progress: bool = True,
     white_balance: str | None = None,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from deepisp.errors import DeepISPError
 from deepisp.model.config import ModelConfig
-from deepisp.options import Mode
+from deepisp.options import MAX_HOST_WINDOW, Mode
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,17 @@ def pointwise_blocks(n: int, size: int) -> list[tuple[int, int]]:
     """[start, end) blocks of `size` (the last one shifted back to end at n) for pointwise pass 2."""
     size = min(size, n)
     return [(min(s, n - size), min(s, n - size) + size) for s in range(0, n, size)]
+
+
+def least_overlap_tile(n: int, cfg: ModelConfig, max_window: int = MAX_HOST_WINDOW) -> int:
+    """The nominal core whose plan covers an axis of n pixels computing the fewest pixels (windows x window
+    length), with no window longer than `max_window`: the whole axis when it fits in one window. Ties go to the
+    larger core (fewer windows)."""
+    a = alignment(cfg)
+    best, best_cost = a, math.inf
+    for tile in range(a, max(max_window, a) + 1, a):
+        plan = plan_axis(n, tile, cfg)
+        cost = plan.size * len(plan.spans)
+        if plan.size <= max_window and cost <= best_cost:
+            best, best_cost = tile, cost
+    return best

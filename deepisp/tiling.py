@@ -3,8 +3,8 @@
 The windows, kept cores and owned high-level cells come from the tile plan (deepisp.tile_plan, torch-free:
 the same plan drives the exported graphs in `deepisp.runtime` and a phone app). Here: the runner that
 follows it (`run_tiled`, two passes: pass 1 runs each window and sums the cells it owns, whose mean is the
-exact global mean; pass 2 applies W in blocks), the host's PyTorch window runner (`TorchRunner`: merged
-convs, cache-sized row bands) and the full-frame reference (`run_full_frame`).
+exact global mean; pass 2 applies W in blocks), the host's PyTorch window runner (`TorchRunner`: channels-last
+activations, cache-sized row bands) and the full-frame reference (`run_full_frame`).
 
 Exactness is tested against the full-frame model (max abs difference ~1e-6 in fp32, round-off only).
 
@@ -18,14 +18,14 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from deepisp.demosaic import bilinear_demosaic
+from deepisp.demosaic import bilinear_demosaic, bilinear_demosaic_packed
 from deepisp.errors import DeepISPError
 from deepisp.model.color_transform import apply_color_transform
 from deepisp.model.config import ModelConfig
 from deepisp.model.domain import compand, uncompand
 from deepisp.model.network import DeepISP
-from deepisp.options import DEFAULT_TILE, Mode
-from deepisp.tile_plan import alignment, cell_count, plan_axis, pointwise_blocks
+from deepisp.options import Mode
+from deepisp.tile_plan import alignment, cell_count, least_overlap_tile, plan_axis, pointwise_blocks
 
 # Pixels per low-level band on the host: the 24-channel activations of a band this size stay in this CPU's
 # cache; one whole 1104x1152 window ran at ~1.9x the time per pixel of 272x1152 bands (4313 vs 2245 ms/MP,
@@ -47,7 +47,7 @@ class WindowRunner(Protocol):
 
 
 class TorchRunner:
-    """`WindowRunner` over a `DeepISP` module (fp32, on the module's device), low-level convs merged."""
+    """`WindowRunner` over a `DeepISP` module (fp32, on the module's device), channels-last activations."""
 
     def __init__(self, model: DeepISP):
         self.model, self.cfg = model, model.cfg
@@ -55,8 +55,10 @@ class TorchRunner:
 
     @torch.no_grad()
     def low_level(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        rgb = bilinear_demosaic(window.to(self.device, torch.float32)[None, None])
-        block_input, image = low_level_in_bands(self.model, self.model.pack(rgb))
+        mosaic = window.to(self.device, torch.float32)[None, None]
+        # The working domain (`DeepISP.pack`); a packed model's computed at half resolution, the same values.
+        working = bilinear_demosaic_packed(mosaic) if self.cfg.packed else bilinear_demosaic(mosaic)
+        block_input, image = low_level_in_bands(self.model, working)
         image = self.model.unpack(image)[0].cpu()
         if self.cfg.mode == Mode.JDD:
             return image, None
@@ -87,9 +89,10 @@ def low_level_in_bands(model: DeepISP, rgb: torch.Tensor, band_pixels: int | Non
         y1 = min(y0 + rows, h)
         top, bottom = max(0, y0 - halo), min(h, y1 + halo)
         band_input, band_image = model.low_level.infer(rgb[:, :, top:bottom])
-        if image is None:
-            image = rgb.new_empty(1, band_image.shape[1], h, w)
-            block_input = None if band_input is None else rgb.new_empty(1, band_input.shape[1], h, w)
+        if image is None:  # channels-last like `infer`'s results, so the high-level stage keeps its fast layout
+            like = {"dtype": rgb.dtype, "device": rgb.device, "memory_format": torch.channels_last}
+            image = torch.empty(1, band_image.shape[1], h, w, **like)
+            block_input = None if band_input is None else torch.empty(1, band_input.shape[1], h, w, **like)
         image[:, :, y0:y1] = band_image[:, :, y0 - top : y1 - top]
         if block_input is not None:
             block_input[:, :, y0:y1] = band_input[:, :, y0 - top : y1 - top]
@@ -99,7 +102,7 @@ def low_level_in_bands(model: DeepISP, rgb: torch.Tensor, band_pixels: int | Non
 def run_tiled(
     model: DeepISP | WindowRunner,
     mosaic: torch.Tensor,
-    tile: int | tuple[int, int] = DEFAULT_TILE,
+    tile: int | tuple[int, int] | None = None,
     progress: bool = False,
     window: tuple[int, int] | None = None,
 ) -> torch.Tensor:
@@ -109,7 +112,7 @@ def run_tiled(
         model: a DeepISP module, or any `WindowRunner` (an exported graph from deepisp.runtime).
         mosaic: [H,W] float in [0,1], canonical RGGB, H,W >= the model's min_size.
         tile: nominal core size (or per axis, (rows, cols)), a multiple of `alignment(cfg)`; memory grows
-            with (tile + margins)^2.
+            with (tile + margins)^2. None: per axis, the least-overlap plan (`least_overlap_tile`).
         window: fixed (S_h, S_w) window shape to use instead of the one derived from `tile`.
     Returns:
         [3,H,W] float: linear RGB (jdd) or sRGB-encoded (full), not clamped.
@@ -122,6 +125,8 @@ def run_tiled(
     if cfg.packed and (h % 2 or w % 2):
         window = None if window is None else (window[0] + h % 2, window[1] + w % 2)
         return run_tiled(runner, even_frame(mosaic), tile, progress, window)[:, :h, :w]
+    if tile is None:
+        tile = (least_overlap_tile(h, cfg), least_overlap_tile(w, cfg))
     tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
     mosaic = compand(mosaic, cfg)  # windows run in the network's working domain (ModelConfig.compand)
     rows = plan_axis(h, tile_h, cfg, None if window is None else window[0])

@@ -2,9 +2,11 @@
 presets benchmark's ONNX path through the shipped exporter."""
 
 import json
+import sys
 
 import pytest
 import torch
+from PIL import Image
 
 import deepisp.tiling
 from benchmarks import common, presets, process_latency
@@ -43,17 +45,17 @@ def test_means_group_rows_by_fields_in_order():
     assert common.means(rows, ["v"], ["m", "s"]) == {"a": {"0": {"v": 2.0}, "2.5": {"v": 5.0}}}
 
 
-def test_the_eager_reference_computes_what_the_merged_path_does(monkeypatch):
+def test_the_eager_reference_computes_what_the_host_path_does(monkeypatch):
     """process_latency's reference path (two convs per block, whole windows) changes speed, not output."""
     monkeypatch.setattr(deepisp.tiling, "BAND_PIXELS", deepisp.tiling.BAND_PIXELS)  # restored after the test
     torch.manual_seed(0)
     model = DeepISP(TINY_FULL).eval()
     x = model.pack(torch.rand(1, 3, 32, 32))
-    merged = model.low_level.infer(x)
+    host = model.low_level.infer(x)
     use_training_forward(model)
     eager = model.low_level.infer(x)
     assert deepisp.tiling.BAND_PIXELS > 1 << 60
-    for a, b in zip(merged, eager):
+    for a, b in zip(host, eager):
         assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -64,6 +66,22 @@ def test_process_latency_runs_each_path_in_a_child_process(mode, s7_root, tmp_pa
     result = process_latency.run_case(raw, str(tmp_path / "m.pt"), 64, mode, tmp_path)
     assert set(result) == {"seconds", "peak_rss_mb"}, result
     assert result["seconds"] > 0 and result["peak_rss_mb"] > 50  # VmHWM of a process that imported torch
+
+
+def test_process_latency_default_tile_is_the_commands_own(s7_root, tmp_path):
+    save_checkpoint(tmp_path / "m.pt", DeepISP(TINY_FULL), TINY_FULL)
+    raw = sorted(s7_root.rglob("short_exposure.dng"))[0]
+    assert set(process_latency.run_case(raw, str(tmp_path / "m.pt"), None, "default", tmp_path)) == {"seconds", "peak_rss_mb"}
+
+
+def test_the_libraw_reference_develops_a_raw_as_a_whole_process(s7_root, tmp_path):
+    """The end-to-end comparison's other side: rawpy + the same JPEG write, timed as a process of its own."""
+    raw = sorted(s7_root.rglob("short_exposure.dng"))[0]
+    out = tmp_path / "libraw.jpg"
+    seconds = process_latency.whole_process([sys.executable, "-m", "benchmarks.libraw_develop", str(raw), str(out)])
+    assert seconds > 0 and Image.open(out).size[0] > 0
+    imports = process_latency.import_seconds([sys.executable, "-m", "benchmarks.libraw_develop", str(raw), str(out)])
+    assert 0 < imports < seconds  # rawpy, Pillow and numpy, counted once each at the top level
 
 
 def test_process_latency_reports_a_failing_child_in_one_line(tmp_path):

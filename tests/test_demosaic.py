@@ -1,5 +1,6 @@
 """Bilinear demosaicing as a fixed conv: exact where bilinear is exact, and phase-preserving borders."""
 
+import pytest
 import torch
 
 from deepisp.cfa import mosaic, rggb_masks
@@ -33,3 +34,13 @@ def test_strided_demosaic_is_exactly_bilinear():
 
     raw = torch.rand(2, 1, 38, 52)
     assert torch.equal(bilinear_demosaic_strided(raw), bilinear_demosaic(raw))
+
+
+def test_half_resolution_demosaic_is_the_packed_bilinear_image():
+    """What the host feeds packed models: the same values as packing the full-resolution bilinear image."""
+    from deepisp.demosaic import bilinear_demosaic_packed
+
+    raw = torch.rand(2, 1, 38, 52)
+    assert torch.equal(bilinear_demosaic_packed(raw), torch.nn.functional.pixel_unshuffle(bilinear_demosaic(raw), 2))
+    with pytest.raises(ValueError, match="even"):
+        bilinear_demosaic_packed(torch.rand(1, 1, 37, 52))

@@ -1,5 +1,5 @@
 """Packed (micro) presets: half-resolution working domain, same contract as every model. The packed
-network equals its merged-conv and banded inference forms, tiles exactly, and its TensorFlow twin equals it."""
+network equals its host (channels-last) and banded inference forms, tiles exactly, and its TensorFlow twin equals it."""
 
 import numpy as np
 import pytest
@@ -48,8 +48,8 @@ def test_packed_inference_forms_equal_the_forward(cfg, monkeypatch):
     rgb = model.pack(torch.rand(1, 3, 90, 52))
     with torch.no_grad():
         features, image = model.low_level(rgb)
-    block_input, merged = tiling.low_level_in_bands(model, rgb, band_pixels=1)
-    assert torch.allclose(merged, image, atol=1e-6)
+    block_input, banded = tiling.low_level_in_bands(model, rgb, band_pixels=1)
+    assert torch.allclose(banded, image, atol=1e-6)
     if cfg.mode == "full":
         assert torch.allclose(block_input, torch.cat([features, image], 1), atol=1e-6)
     # Tiled (with row bands inside windows) = the whole frame, on a frame that is no multiple of anything.

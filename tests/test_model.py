@@ -179,15 +179,15 @@ def test_paper_presets_are_the_papers_network_and_phone_presets_fit_the_budget()
 
 @pytest.mark.parametrize("mode", ["jdd", "full"])
 @pytest.mark.parametrize("residual_scale", [False, True])
-def test_merged_conv_inference_equals_the_two_conv_forward(mode, residual_scale):
+def test_host_inference_equals_the_forward(mode, residual_scale):
     cfg = ModelConfig(mode=mode, n_ll=4, n_hl=1, width=8, hl_width=8, residual_scale=residual_scale)
     model = randomize(DeepISP(cfg)).eval()
     rgb = torch.rand(1, 3, 21, 26)
     before = rgb.clone()
     with torch.no_grad():
         features, image = model.low_level(rgb)
-    block_input, merged_image = model.low_level.infer(rgb)
-    assert torch.allclose(merged_image, image, atol=1e-6)
+    block_input, host_image = model.low_level.infer(rgb)
+    assert torch.allclose(host_image, image, atol=1e-6)
     if mode == "jdd":
         assert block_input is None
     else:

@@ -59,7 +59,7 @@ def test_folded_model_equals_the_noise_input_and_tiles_exactly(cfg):
         folded = fold_noise_level(model, noise[i : i + 1])
         assert not folded.cfg.noise_input
         assert torch.allclose(folded(rgb[i : i + 1]), out[i : i + 1], atol=1e-6)
-        # the host's merged-conv inference and the tiled runner see an ordinary model
+        # the host's inference and the tiled runner see an ordinary model
         assert torch.allclose(folded.unpack(folded.low_level.infer(folded.pack(rgb[i : i + 1]))[1]), out[i : i + 1], atol=1e-6)
     mosaic = torch.rand(64, 80)
     folded = fold_noise_level(model, noise_levels(5 / 255, 1e-4))

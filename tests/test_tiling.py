@@ -6,7 +6,7 @@ import torch
 from deepisp import tiling
 from deepisp.errors import DeepISPError
 from deepisp.model import DeepISP, ModelConfig
-from deepisp.tile_plan import alignment, cell_count, plan_axis, pointwise_blocks, window_size
+from deepisp.tile_plan import alignment, cell_count, least_overlap_tile, plan_axis, pointwise_blocks, window_size
 from deepisp.tiling import run_full_frame, run_tiled
 
 
@@ -102,3 +102,26 @@ def test_low_level_bands_equal_the_whole_window(cfg, monkeypatch):
     monkeypatch.setattr(tiling, "BAND_PIXELS", 300)
     mosaic = torch.rand(97, 161)
     assert torch.allclose(run_tiled(model, mosaic, tile=32), run_full_frame(model, mosaic), atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [CASES[1][0], CASES[3][0], CASES[4][0]], ids=["full", "jdd", "packed"])
+@pytest.mark.parametrize("n", [100, 1156, 3024, 4032, 6001])
+def test_least_overlap_tile_computes_the_fewest_pixels_within_the_window_limit(cfg, n):
+    """The host's default plan: of every core size, the one whose windows (none over the limit) cover the axis
+    with the fewest computed pixels; an axis that fits runs as one window."""
+    limit = 512
+    chosen = plan_axis(n, least_overlap_tile(n, cfg, limit), cfg)
+    a = alignment(cfg)
+    plans = [plan_axis(n, t, cfg) for t in range(a, limit + 1, a)]
+    allowed = [p for p in plans if p.size <= limit]
+    assert chosen.size <= limit
+    assert chosen.size * len(chosen.spans) == min(p.size * len(p.spans) for p in allowed)
+    if n <= limit:
+        assert len(chosen.spans) == 1 and chosen.size == n
+
+
+def test_default_tiling_equals_the_full_frame():
+    cfg = CASES[1][0]
+    model = trained_like(cfg)
+    mosaic = torch.rand(97, 161)
+    assert (run_full_frame(model, mosaic) - run_tiled(model, mosaic)).abs().max() < 1e-5

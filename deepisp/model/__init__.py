@@ -8,7 +8,7 @@ Output:
 
 One module per concern:
     config.py           ModelConfig (every option, declared once), presets, size bounds, W's layout; torch-free
-    network.py          the two stages and DeepISP itself (and the host's merged-conv inference)
+    network.py          the two stages and DeepISP itself (and the host's channels-last inference)
     color_transform.py  the quadratic colour transform W (paper eq. 1) and its affine initialisation (IV-C)
     domain.py           the input check and the working domain of `compand` models
     noise_input.py      noise levels of noise-aware jdd models, and folding one level into the biases
@@ -29,7 +29,7 @@ _WHERE = {
     "deepisp.model.domain": ("check_input", "compand", "uncompand"),
     "deepisp.model.noise_input": ("fold_noise_level", "noise_levels"),
     "deepisp.model.growth": ("can_grow", "grow"),
-    "deepisp.model.cost": ("count_parameters", "flops_per_pixel", "receptive_field"),
+    "deepisp.model.cost": ("conv_flops_per_pixel", "count_parameters", "flops_per_pixel", "receptive_field"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE_OF)

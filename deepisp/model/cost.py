@@ -16,12 +16,19 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def flops_per_pixel(cfg: ModelConfig) -> float:
-    """Forward FLOPs (2 x MACs) per output pixel, low-level stage plus high-level stage."""
+    """Forward FLOPs (2 x MACs) per output pixel, low-level stage plus high-level stage: the convolutions
+    (`conv_flops_per_pixel`), the residual scales' multiplies and the quadratic colour transform."""
+    area = 1.0 / cfg.pack_factor**2  # working pixels per output pixel
+    scales = cfg.n_ll * cfg.image_channels * area if cfg.residual_scale else 0.0  # one multiply per residual channel and block
+    color = 2 * 3 * N_MONOMIALS if cfg.mode == Mode.FULL else 0
+    return float(conv_flops_per_pixel(cfg) + scales + color)
+
+
+def conv_flops_per_pixel(cfg: ModelConfig) -> float:
+    """The convolutions' share of `flops_per_pixel`: the low-level blocks' and the high-level stage's convs."""
     c = cfg.image_channels
     ll = 2 * 9 * c * cfg.width  # first block reads the image, writes width
     ll += (cfg.n_ll - 1) * 2 * 9 * cfg.width * cfg.width
-    if cfg.residual_scale:
-        ll += cfg.n_ll * c  # one multiply per residual channel and block
     if cfg.mode == Mode.JDD:
         ll -= 2 * 9 * cfg.width * cfg.n_features  # last jdd block has no feature conv
     area = 1.0 / cfg.pack_factor**2  # working pixels per output pixel
@@ -33,7 +40,7 @@ def flops_per_pixel(cfg: ModelConfig) -> float:
         hl += scale * 2 * 9 * in_ch * cfg.hl_width
         scale /= 4.0  # max-pool
         in_ch = cfg.hl_width
-    return float(ll * area + hl + 2 * 3 * N_MONOMIALS)
+    return float(ll * area + hl)
 
 
 def receptive_field(cfg: ModelConfig) -> int:
