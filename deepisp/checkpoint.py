@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -74,7 +75,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if damaged is not None:
         raise DeepISPError(f"{path} is damaged (checksum mismatch in {damaged}); re-download or retrain it")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged record's "pickle protocol N" notice: the refusal below says it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise DeepISPError(
             f"{path} holds more than tensors and plain settings (a pickled object that could run code); refused: "
