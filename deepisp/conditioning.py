@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from deepisp.cfa import mosaic as sample_rggb
-from deepisp.demosaic import bilinear_demosaic
+from deepisp.cfa import rggb_masks
+from deepisp.demosaic import bilinear_demosaic_packed
 from deepisp.input_contract import (
     HEADROOM,
     IDENTITY_TOLERANCE,
@@ -98,10 +99,16 @@ def reference_matrix(camera_matrix: np.ndarray | None) -> np.ndarray:
 
 
 def remosaic(mosaic: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """[H,W] RGGB mosaic -> bilinear demosaic, `matrix` [3,3] applied per pixel, sampled on RGGB again."""
-    rgb = bilinear_demosaic(torch.from_numpy(np.ascontiguousarray(mosaic, dtype=np.float32))[None, None])
-    mixed = torch.einsum("ij,bjhw->bihw", torch.from_numpy(matrix).float(), rgb)
-    return sample_rggb(mixed)[0, 0].numpy()
+    """[H,W] RGGB mosaic (H, W even) -> bilinear demosaic, `matrix` [3,3] applied per pixel, sampled on RGGB
+    again. Computed at half resolution: each site of a 2x2 quad needs only its own colour of the mix, a 1x1
+    conv over the packed bilinear image (12 channels c*4 + site -> 4 sites), so no full-size RGB image is
+    made (12 MP: 0.5 s instead of 1.7)."""
+    packed = bilinear_demosaic_packed(torch.from_numpy(np.ascontiguousarray(mosaic, dtype=np.float32))[None, None])
+    site_colour = rggb_masks(2, 2)[0].reshape(3, 4).argmax(dim=0)  # the colour each quad site (dy*2 + dx) measures
+    weight = torch.zeros(4, 12, 1, 1)
+    for site, colour in enumerate(site_colour.tolist()):
+        weight[site, [c * 4 + site for c in range(3)], 0, 0] = torch.from_numpy(matrix[colour]).float()
+    return F.pixel_shuffle(F.conv2d(packed, weight), 2)[0, 0].numpy()
 
 
 def estimate_white_balance(mosaic: np.ndarray) -> tuple[float, float, float]:

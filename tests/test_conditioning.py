@@ -93,6 +93,20 @@ def test_another_cameras_colours_arrive_as_the_reference_cameras():
     assert np.array_equal(reference_matrix(None), np.eye(3))
 
 
+def test_remosaic_at_half_resolution_equals_mixing_the_full_bilinear_image():
+    """The camera-colour step as the module doc states it: demosaic bilinearly, mix per pixel, sample on RGGB."""
+    from deepisp.cfa import mosaic as sample_rggb
+    from deepisp.conditioning import remosaic
+    from deepisp.demosaic import bilinear_demosaic
+
+    rng = np.random.default_rng(3)
+    raw = rng.random((34, 50), dtype=np.float32)
+    matrix = np.eye(3) + rng.normal(0, 0.2, (3, 3))
+    rgb = bilinear_demosaic(torch.from_numpy(raw)[None, None])
+    expected = sample_rggb(torch.einsum("ij,bjhw->bihw", torch.from_numpy(matrix).float(), rgb))[0, 0].numpy()
+    assert np.abs(remosaic(raw, matrix) - expected).max() < 1e-6
+
+
 def test_white_balance_estimate_recovers_a_cast():
     photo = smooth_photo(64, 96, 3) / 255.0
     norms = (photo**WB_ESTIMATE_NORM).mean((0, 1)) ** (1 / WB_ESTIMATE_NORM)
