@@ -49,7 +49,7 @@ from benchmarks.latency import machine_peak_gflops, width_peak_gflops
 from deepisp.checkpoint import load_model
 from deepisp.data import SHARED_DATA as SHARED
 from deepisp.model import conv_flops_per_pixel, flops_per_pixel
-from deepisp.options import COMMAND_ENVIRONMENT
+from deepisp.options import PROCESS_ENVIRONMENT
 
 EAGER_TILE = 448  # the host default tile before row bands
 BATCH = 8  # files in the `colorchart x8` case
@@ -61,7 +61,7 @@ def run_case(raw: Path, model: str, tile: int | None, mode: str, out_dir: Path) 
     environment: its seconds and peak RSS, or the last line of what it said on failing."""
     tile_arg = "auto" if tile is None else str(tile)
     child = [sys.executable, "-m", "benchmarks.process_latency_child", str(raw), str(out_dir / "out.jpg"), model, tile_arg, mode, str(BATCH)]
-    r = subprocess.run(child, capture_output=True, text=True, env={**COMMAND_ENVIRONMENT, **os.environ})
+    r = subprocess.run(child, capture_output=True, text=True, env={**PROCESS_ENVIRONMENT, **os.environ})
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
     return json.loads(r.stdout.strip().splitlines()[-1])

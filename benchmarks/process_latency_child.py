@@ -34,7 +34,7 @@ from deepisp.model import DeepISP
 from deepisp.process import process_file, process_files
 from deepisp.raw import read_raw
 from deepisp.runtime import ExportedModel
-from deepisp.tile_plan import least_overlap_tile, plan_axis
+from deepisp.tile_plan import frame_plan
 from deepisp.tiling import run_full_frame, run_tiled
 
 MODES = ("default", "eager", "exported", "one_at_a_time", "pipelined", "full_frame", "network")
@@ -81,11 +81,10 @@ def network(model: DeepISP, raw: Path, tile: int | None) -> dict:
     "conv_seconds", "computed_pixels"}."""
     mosaic = torch.from_numpy(model_input(read_raw(raw), model.cfg)[0])
     h, w = mosaic.shape
-    tiles = (least_overlap_tile(h, model.cfg), least_overlap_tile(w, model.cfg)) if tile is None else (tile, tile)
-    rows, cols = plan_axis(h, tiles[0], model.cfg), plan_axis(w, tiles[1], model.cfg)
-    run_tiled(model, mosaic, tiles)  # warm-up: the first run pays for allocation and kernel set-up
+    rows, cols = frame_plan(h, w, model.cfg, tile)  # what run_tiled runs
+    run_tiled(model, mosaic, tile)  # warm-up: the first run pays for allocation and kernel set-up
     with torch.profiler.profile() as prof:
-        _, seconds = timed(run_tiled, model, mosaic, tiles)
+        _, seconds = timed(run_tiled, model, mosaic, tile)
     conv_us = sum(e.self_cpu_time_total for e in prof.key_averages() if "convolution" in e.key)
     return {"seconds": seconds, "conv_seconds": conv_us / 1e6, "computed_pixels": rows.size * len(rows.spans) * cols.size * len(cols.spans)}
 

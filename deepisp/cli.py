@@ -22,7 +22,7 @@ from deepisp import __version__
 from deepisp.arguments import Parser, add_noise_profile_argument, number, threads
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError, printable
-from deepisp.options import COMMAND_ENVIRONMENT, EXPORT_FORMATS, EXPOSURES, MAX_HOST_WINDOW, MAX_MEGAPIXELS, PROCESS_BACKENDS, WHITE_BALANCE_SOURCES, Mode
+from deepisp.options import EXPORT_FORMATS, EXPOSURES, MAX_HOST_WINDOW, MAX_MEGAPIXELS, PROCESS_BACKENDS, PROCESS_ENVIRONMENT, WHITE_BALANCE_SOURCES, Mode
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
     if args.command == "process":  # (measured for developing files; set before NumPy and torch load, a user's own setting wins)
-        for name, value in COMMAND_ENVIRONMENT.items():
+        for name, value in PROCESS_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
     if getattr(args, "threads", None):
         import torch

@@ -74,7 +74,7 @@ MAX_MEGAPIXELS = 100.0
 # Longest side of a window on the host (PyTorch: `deepisp process`, eval, the API) unless --tile is given: per
 # frame axis, the plan whose windows compute the fewest pixels with none longer than this
 # (deepisp.tile_plan.least_overlap_tile). A frame up to this size runs as one window; a 12 MP frame computes
-# 1.09x its pixels (1.15x with the fixed 1024 core used before). Windows of this size keep a 12 MP frame's
+# 1.04x its pixels with the default model (1.15x with the fixed 1024 core used before). Windows of this size keep a 12 MP frame's
 # peak memory near 1 GB; the low-level stage inside each runs in row bands (deepisp.tiling).
 MAX_HOST_WINDOW = 2048
 # Environment `deepisp process` runs in (set before NumPy and torch load; a user's own setting wins; the other
@@ -87,4 +87,4 @@ MAX_HOST_WINDOW = 2048
 #   process on the machine, spinning workers took the cores the busy ones needed (12 MP on 2 cores: 1.77x the
 #   quiet time spinning, 1.40x passive); quiet, the same time.
 # (benchmarks/process_latency.py measures both.)
-COMMAND_ENVIRONMENT = {"NUMPY_MADVISE_HUGEPAGE": "0", "OMP_WAIT_POLICY": "PASSIVE"}
+PROCESS_ENVIRONMENT = {"NUMPY_MADVISE_HUGEPAGE": "0", "OMP_WAIT_POLICY": "PASSIVE"}

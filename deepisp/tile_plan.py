@@ -146,3 +146,13 @@ def least_overlap_tile(n: int, cfg: ModelConfig, max_window: int = MAX_HOST_WIND
         if plan.size <= max_window and cost <= best_cost:
             best, best_cost = tile, cost
     return best
+
+
+def frame_plan(h: int, w: int, cfg: ModelConfig, tile: int | tuple[int, int] | None = None, window: tuple[int, int] | None = None) -> tuple[AxisPlan, AxisPlan]:
+    """The row and column plans of an h x w frame. `tile`: the nominal core, one size or (rows, cols), or None
+    for each axis's `least_overlap_tile`; `window`: a fixed (S_h, S_w) window shape (an exported graph's) to use
+    instead of the one the core gives."""
+    if tile is None:
+        tile = (least_overlap_tile(h, cfg), least_overlap_tile(w, cfg))
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    return plan_axis(h, tile_h, cfg, None if window is None else window[0]), plan_axis(w, tile_w, cfg, None if window is None else window[1])

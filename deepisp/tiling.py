@@ -25,7 +25,7 @@ from deepisp.model.config import ModelConfig
 from deepisp.model.domain import compand, uncompand
 from deepisp.model.network import DeepISP
 from deepisp.options import Mode
-from deepisp.tile_plan import alignment, cell_count, least_overlap_tile, plan_axis, pointwise_blocks
+from deepisp.tile_plan import alignment, cell_count, frame_plan, pointwise_blocks
 
 # Pixels per low-level band on the host: the 24-channel activations of a band this size stay in this CPU's
 # cache; one whole 1104x1152 window ran at ~1.9x the time per pixel of 272x1152 bands (4313 vs 2245 ms/MP,
@@ -125,12 +125,8 @@ def run_tiled(
     if cfg.packed and (h % 2 or w % 2):
         window = None if window is None else (window[0] + h % 2, window[1] + w % 2)
         return run_tiled(runner, even_frame(mosaic), tile, progress, window)[:, :h, :w]
-    if tile is None:
-        tile = (least_overlap_tile(h, cfg), least_overlap_tile(w, cfg))
-    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
     mosaic = compand(mosaic, cfg)  # windows run in the network's working domain (ModelConfig.compand)
-    rows = plan_axis(h, tile_h, cfg, None if window is None else window[0])
-    cols = plan_axis(w, tile_w, cfg, None if window is None else window[1])
+    rows, cols = frame_plan(h, w, cfg, tile, window)
     a = alignment(cfg)
     image = torch.empty(3, h, w, dtype=torch.float32)
     cell_sum = torch.zeros(cfg.hl_width, dtype=torch.float64) if cfg.mode == Mode.FULL else None

@@ -25,7 +25,7 @@ from deepisp.export.graph_io import ColorIO, TileIO
 from deepisp.input_contract import describe as describe_input
 from deepisp.model.config import MONOMIAL_ORDER, ModelConfig
 from deepisp.options import Compand, Mode
-from deepisp.tile_plan import AxisPlan, alignment, cell_count, high_level_reach, low_level_halo, plan_axis, top_margin
+from deepisp.tile_plan import AxisPlan, alignment, cell_count, frame_plan, high_level_reach, low_level_halo, top_margin
 from deepisp.white_balance import REFERENCE_WB
 
 # Version of the JSON: readers refuse other versions, so bump it when a key changes meaning or goes away.
@@ -277,7 +277,7 @@ def describe(
     """The metadata of one exported variant; `files` maps graph name ("tile", "color") to file name;
     `noise_profile`: the (S, O) a noise-aware model was folded at, recorded in the tile graph's entry."""
     layout = BACKENDS[backend].layout
-    rows, cols = plan_axis(frame[0], tile[0], cfg, window[0]), plan_axis(frame[1], tile[1], cfg, window[1])
+    rows, cols = frame_plan(*frame, cfg, tile, window)
     a = alignment(cfg)
 
     def spatial(c: int) -> list[int]:

@@ -26,7 +26,10 @@ whole range and the int8 step of the residual becomes s_k/128. One extra MUL per
 bilinear image, 12 channels at half resolution (channel c*4 + dy*2 + dx, torch.pixel_unshuffle's order), so
 every conv costs a quarter per output pixel; the running image I_k is that 12-channel packing of the RGB
 image, and the output is its depth-to-space. The structure is DeepISP's; the receptive field per block
+doubles. Input and output are the same [B,3,H,W] images as every other model (H, W even).
 
+`noise_input` models take per-block bias offsets from a noise level (`LowLevelStage.noise_to_bias`, see
+deepisp.model.noise_input); `compand` models work on the companded raw (deepisp.model.domain).
 
 High-level stage ("full" only): `n_hl` x [reflection pad 1, 3x3 conv stride 2, ReLU, 2x2 max-pool] over
 concat(features_n_ll, I_n_ll), a global mean, then one FC layer giving W in R^{3x10}, applied per pixel to

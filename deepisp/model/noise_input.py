@@ -1,8 +1,6 @@
 """The noise-level input of noise-aware jdd models (`noise_input`, beyond the paper, which trains its JDD network
 blind): the levels a sensor's noise model gives, and `fold_noise_level`, which bakes one level into a model.
 
-doubles. Input and output are the same [B,3,H,W] images as every other model (H, W even).
-
 `noise_input` (jdd models only, beyond the paper, which trains its JDD network blind): the model
 is told the noise level, FFDNet-style, as two constant planes appended to every block's input: the read-noise
 standard deviation and the square root of the shot-noise gain, (sqrt(b), sqrt(a)) for a sensor whose
