@@ -1,6 +1,8 @@
-"""Training and inference throughput of the model presets on this machine's CPU (pixels/s).
+"""Training and inference throughput of the model presets on this machine's CPU (pixels/s), and training
+crops per second by data source (`--loading`).
 
     python benchmarks/train_throughput.py [--crop 128] [--batch 4] [--repeats 5] [--candidates] [--presets A B]
+    python benchmarks/train_throughput.py --loading [--scenes 4] [--steps 30]
 
 Training: one Adam step (forward, full-ISP or L2 loss, backward, update) on a batch of random crops, on
 each path `deepisp train` can take: eager NCHW fp32 (the baseline), channels_last fp32, and channels_last
@@ -9,6 +11,14 @@ Inference: forward on one 512x512 image under no_grad (eager NCHW fp32). Prints 
 ratio to the baseline and writes benchmarks/results/train_throughput.json. `--candidates` adds the
 equal-cost phone shapes the phone presets were picked from. Numbers are medians of `--repeats` runs after
 one warm-up; compare within one run only.
+
+`--loading` measures what feeds the model instead (benchmarks/results/train_loading.json): training batches
+(`deepisp.train.batches`, the default model's input contract) per second from a full-size S7-layout set
+(`--scenes` Urban100 photos upscaled to 4032x3024 and rendered by make-synthetic, kept in
+out/train-loading-s7 for the next run) read through its `deepisp cache`, cold (the cache's pages dropped
+from the OS page cache first) and warm; decoded per crop (what the S7 loader does for a scene outside its
+16-scene LRU, the common case on the 110-scene S7-ISP set); and photo pairs simulated in memory (`--photos`),
+each with 0 and 2 DataLoader workers.
 """
 
 from __future__ import annotations
@@ -16,15 +26,21 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import torch
+from PIL import Image
 
-from benchmarks.common import add_out, parser, timings, write_result
+from benchmarks.common import add_out, missing_shared, parser, timings, write_result
 from benchmarks.preset_sweep import CANDIDATES
+from deepisp.distributed import SINGLE_PROCESS
 from deepisp.losses import IspLoss, jdd_loss
 from deepisp.model import PRESETS, DeepISP, ModelConfig, count_parameters, flops_per_pixel
 from deepisp.options import Mode
-from deepisp.train import autocast_dtype
+from deepisp.train import TrainConfig, autocast_dtype, batches
 
 # Training paths: (name, memory format, autocast dtype or None).
 PATHS = (
@@ -79,6 +95,77 @@ def measure(cfg: ModelConfig, crop: int, batch: int, repeats: int) -> dict:
     }
 
 
+LOADING_PHOTOS = Path("../shared/data/photos/urban100")
+LOADING_SET = Path("out/train-loading-s7")
+FULL_SIZE = (4032, 3024)  # a 12 MP phone frame, landscape
+WORKERS = (0, 2)
+
+
+def full_size_set(scenes: int) -> Path:
+    """An S7-layout set of `scenes` 12 MP scenes (made once, reused while it has that many)."""
+    from deepisp.data.synthetic import make_synthetic
+
+    if len([p for p in LOADING_SET.glob("*") if p.is_dir()]) == scenes:
+        return LOADING_SET
+    if not LOADING_PHOTOS.is_dir():
+        raise SystemExit(missing_shared(LOADING_PHOTOS))
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = []
+        for src in sorted(LOADING_PHOTOS.glob("*.png"))[:scenes]:
+            with Image.open(src) as im:
+                photos.append(Path(tmp) / src.name)
+                im.convert("RGB").resize(FULL_SIZE, Image.BICUBIC).save(photos[-1])
+        make_synthetic(photos, LOADING_SET, seed=0)
+    return LOADING_SET
+
+
+def drop_from_page_cache(folder: Path) -> None:
+    """Evict a folder's files from the OS page cache (what a cold start reads from disk)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def crops_per_second(dataset, tc: TrainConfig, workers: int) -> float:
+    """Training crops per second over tc.steps batches, loader start-up included."""
+    start = time.perf_counter()
+    crops = sum(len(batch[0]) for batch in batches(dataset, tc, SINGLE_PROCESS, 0, workers))
+    return crops / (time.perf_counter() - start)
+
+
+def measure_loading(scenes: int, steps: int, crop: int, batch: int) -> dict:
+    from deepisp.data.make_cache import cache_dataset
+    from deepisp.data.photos import PhotoDataset
+    from deepisp.data.s7 import S7Dataset
+
+    cfg = PRESETS["micro-full"]
+    root = full_size_set(scenes)
+    cache = Path(tempfile.mkdtemp(prefix="train-loading-cache-"))  # outside the set, so the decoding rows find none
+    start = time.perf_counter()
+    cache_dataset(root, cache, progress=False)
+    cache_s = time.perf_counter() - start
+    tc = TrainConfig(batch=batch, crop=crop, steps=steps)
+    cached = S7Dataset(root, split="all", crop=crop, model_config=cfg, cache=cache)
+    decoded = S7Dataset(root, split="all", crop=crop, model_config=cfg, cache_size=0)
+    photos = PhotoDataset([LOADING_PHOTOS], cfg.mode, crop=crop, balanced=cfg.balanced_input, exposure=cfg.exposure)
+    rows = {}
+    for workers in WORKERS:
+        drop_from_page_cache(cache)
+        rows[f"cache, cold, {workers} workers"] = crops_per_second(cached, tc, workers)
+        rows[f"cache, warm, {workers} workers"] = crops_per_second(cached, tc, workers)
+        rows[f"decoded per crop, {workers} workers"] = crops_per_second(decoded, replace(tc, steps=max(2, steps // 10)), workers)
+        rows[f"photo pairs in memory, {workers} workers"] = crops_per_second(photos, tc, workers)
+        print(*(f"{name}: {rows[name]:,.1f} crops/s" for name in list(rows)[-4:]), sep="\n", flush=True)
+    cache_mb = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) / 2**20
+    meta = {"scenes": scenes, "frame": f"{FULL_SIZE[0]}x{FULL_SIZE[1]}", "cache_seconds": cache_s, "cache_mb": cache_mb}
+    return {"meta": meta, "crops_per_s": rows}
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--crop", type=int, default=128)
@@ -86,8 +173,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--candidates", action="store_true", help="also measure the equal-cost phone shapes (width x n_ll)")
     ap.add_argument("--presets", nargs="+", choices=sorted(PRESETS), help="measure only these presets (default: all)")
+    ap.add_argument("--loading", action="store_true", help="measure training crops per second by data source instead (see above)")
+    ap.add_argument("--scenes", type=int, default=4, help="--loading: 12 MP scenes in the set (default 4)")
+    ap.add_argument("--steps", type=int, default=30, help="--loading: batches per measurement (default 30)")
     add_out(ap, "train_throughput.json")
     args = ap.parse_args()
+    if args.loading:
+        report = measure_loading(args.scenes, args.steps, args.crop, args.batch)
+        report["meta"].update(torch=torch.__version__, threads=torch.get_num_threads(), crop=args.crop, batch=args.batch, steps=args.steps)
+        out = args.out.with_name("train_loading.json")
+        print(f"wrote {out} and {write_result(out, report, loading_markdown(report))}")
+        return
 
     configs = {name: PRESETS[name] for name in (args.presets or PRESETS)}
     if args.candidates:
@@ -144,3 +240,19 @@ def to_markdown(report: dict) -> str:
 
 if __name__ == "__main__":
     main()
+
+
+def loading_markdown(report: dict) -> str:
+    """The README's data-source table: training crops per second from each source."""
+    meta, rows = report["meta"], report["crops_per_s"]
+    lines = [
+        f"Generated by `benchmarks/train_throughput.py --loading` (torch {meta['torch']}, {meta['threads']} threads; batches of "
+        f"{meta['batch']} crops of {meta['crop']}x{meta['crop']}, the default model's input contract; {meta['scenes']} scenes of "
+        f"{meta['frame']}, cached once in {meta['cache_seconds']:.0f} s, {meta['cache_mb']:.0f} MB; one run).",
+        "",
+        "| source | " + " | ".join(f"{w} workers (crops/s)" for w in WORKERS) + " |",
+        "|---|" + "---|" * len(WORKERS),
+    ]
+    for source in dict.fromkeys(name.rsplit(", ", 1)[0] for name in rows):
+        lines.append(f"| {source} | " + " | ".join(f"{rows[f'{source}, {w} workers']:,.1f}" for w in WORKERS) + " |")
+    return "\n".join(lines) + "\n"

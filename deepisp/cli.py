@@ -1,6 +1,7 @@
 """The `deepisp` command: one console script, one subcommand per pipeline stage.
 
     deepisp make-synthetic  sRGB photographs -> S7-layout scenes (DNG + JPEG) to train/test on
+    deepisp cache           decode an S7 or MSR folder once into memory-mapped arrays that training reads
     deepisp train           train a preset on an S7 (full) or MSR (jdd) folder; --resume continues
     deepisp eval            metrics + side-by-side figures on a split
     deepisp process         raw file(s) -> JPEG / PNG / 16-bit TIFF at full resolution
@@ -58,15 +59,40 @@ def cmd_make_synthetic(args: argparse.Namespace) -> None:
     print(f"wrote {len(scenes)} S7-layout scenes to {args.out}")
 
 
+def cmd_cache(args: argparse.Namespace) -> None:
+    from deepisp.data.make_cache import cache_dataset
+
+    report = cache_dataset(args.data, args.cache, pairs=args.pair, cameras=args.msr_camera, progress=not args.quiet)
+    for problem in report.problems:
+        print(f"warning: skipped {printable(problem)}", file=sys.stderr)
+    print(f"{printable(report.cache)}: {report.frames} frames, {report.decoded} decoded now, {report.frames - report.decoded} already cached")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    from deepisp.distributed import from_environment
     from deepisp.train import TrainConfig, train
 
+    def train_stage(tc: TrainConfig, resume: bool) -> Path:
+        return train(tc, resume=resume, progress=not args.quiet, workers=args.workers)
+
     names = {f.name for f in fields(TrainConfig)}
-    if args.resume and args.steps is None:
-        args.steps = 0  # keep the run's own length
-    tc = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
-    path = train(tc, resume=args.resume, progress=not args.quiet)
-    print(f"checkpoint: {path}")
+    if args.recipe is not None:
+        from deepisp.recipe import run_recipe
+
+        if args.resume:
+            raise DeepISPError("--recipe resumes by itself: run the same command again, without --resume")
+        if args.stage is None and from_environment().distributed:  # a stage's processes part when it ends; the next must not race its last save
+            raise DeepISPError("under torchrun, --recipe trains one stage per launch: add --stage K, K = 1, 2, ... in turn")
+        overrides = {k: v for k, v in vars(args).items() if k in names - {"recipe", "out"} and v is not None}
+        path = run_recipe(args.recipe, args.out, overrides, args.data_root, args.stage, train_stage)
+    else:
+        if args.data_root is not None or args.stage is not None:
+            raise DeepISPError("--data-root and --stage are for --recipe runs")
+        if args.resume and args.steps is None:
+            args.steps = 0  # keep the run's own length
+        path = train_stage(TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None}), args.resume)
+    if from_environment().is_main:  # one line for a run of several processes (torchrun)
+        print(f"checkpoint: {path}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -189,12 +215,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser(
+        "cache",
+        help="decode an S7 or MSR folder once, for training from memory-mapped arrays",
+        description="Decode every scene (S7) or image (MSR) of a dataset folder once into a pre-decoded cache: the raw mosaic as "
+        "16-bit and the target, memory-mapped by `deepisp train`, `eval` and the loaders so a crop costs a memory read, not a decode. "
+        "Incremental: frames already cached from unchanged files are skipped.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="S7-layout root or MSR-layout root (MSR-Demosaicing/ or a Dataset_LINEAR_* folder)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="cache folder (default DATA/.deepisp-cache, which every loader of DATA then reads by itself); elsewhere for "
+        "read-only data, then pass the same --cache to `deepisp train`",
+    )
+    p.add_argument("--pair", nargs="+", default=["low_light"], choices=["low_light", "mimic"], help="S7: the pairs to cache (default low_light)")
+    p.add_argument(
+        "--msr-camera",
+        dest="msr_camera",
+        nargs="+",
+        default=None,
+        choices=["panasonic", "canon"],
+        help="MSR: the cameras to cache, each noise variant present (default: every camera present)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser(
         "train",
         help="train a model",
         description="Train DeepISP with Adam (paper: lr 5e-5) on random crops. "
         "Mode full (S7 folder, Lab-L1 + MS-SSIM loss) or jdd (MSR folder, L2) follows the preset; "
-        "--photos draws either mode's pairs on the fly from sRGB photo folders instead.",
+        "--photos draws either mode's pairs on the fly from sRGB photo folders instead. "
+        "--recipe trains a model as its recipe file says (deepisp/recipes/), stage after stage.",
     )
+    p.add_argument(
+        "--recipe",
+        metavar="NAME_OR_PATH",
+        help="train by a recipe: a shipped model's (micro-full, phone-full, micro-jdd, phone-jdd: deepisp/recipes/NAME.toml) or a .toml "
+        "file. Stage k trains in OUT/stage-<k> from the previous stage's last.pt; the same command run again resumes (finished stages "
+        "are skipped). Every other flag given overrides the recipe's value in every stage (--photos, --data or --val-data replace its data; "
+        "--init-from, the checkpoint stage 1 starts from). Checkpoints record the stage as TrainConfig.recipe, e.g. micro-full#2",
+    )
+    p.add_argument(
+        "--data-root",
+        dest="data_root",
+        metavar="DIR",
+        help="with --recipe: the folder that ${DATA_ROOT} stands for in the recipe's data paths (the shipped photo recipes: "
+        "../shared/data/photos, which holds cbsd68, urban100 and sunhays80)",
+    )
+    p.add_argument("--stage", type=number(int, 1), metavar="K", help="with --recipe: train only stage K (the stage it starts from must be finished)")
     p.add_argument("--data", help="S7-layout root (full presets) or MSR-layout root (jdd presets); not needed with --resume")
     p.add_argument(
         "--photos",
@@ -208,7 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="val_data",
         help="S7 only: validate on every scene of this folder and train on every scene of --data (default: the 90/10/10 split of --data)",
     )
-    p.add_argument("--out", default="runs/deepisp", help="run folder: last.pt, log.csv, loss.png (default runs/deepisp)")
+    p.add_argument(
+        "--cache",
+        help="the pre-decoded cache of --data made by `deepisp cache --cache DIR` (default: DATA/.deepisp-cache when it exists; "
+        "--val-data reads its own default cache)",
+    )
+    p.add_argument("--out", help="run folder: last.pt, log.csv, loss.png (default runs/deepisp; with --recipe, runs/NAME, stage k in OUT/stage-<k>)")
     p.add_argument("--preset", help="model size, see `deepisp presets` (default phone-full)")
     p.add_argument("--pair", choices=["low_light", "mimic"], help="S7 pair: short raw -> medium JPEG (default) or medium -> medium")
     p.add_argument("--msr-camera", dest="msr_camera", choices=["panasonic", "canon"])
@@ -278,6 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=threads, default=None, help="CPU threads for torch, 1 to the cores present (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=number(int, 0, 64),
+        default=0,
+        help="DataLoader processes that make the next batches while the model trains (default 0: made in this process when needed); "
+        "the batches are the same either way. Several processes: start with torchrun (see the README's Training at scale)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

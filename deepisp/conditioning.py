@@ -28,6 +28,8 @@ brought there, in this order, every step on the canonical RGGB mosaic ([H,W] flo
 `prepare` does all of it for a RawMosaic and a model config and says what it did (`Conditioning`, warnings
 for a file without white balance or colour matrix); `condition` is the same on bare arrays, and it is what
 training (deepisp.data.photos) applies to its simulated raws, so training and every runner see one input.
+`prepare_mosaic` is `prepare` on a mosaic and its file's `FrameFacts`: a pre-decoded frame, or a window of one
+conditioned exactly as the whole frame would be (deepisp.data.cache's training crops).
 An app does the same before pass 1 of the exported graphs: the sidecar's `input` entry states it.
 The contract itself (its constants, the white-balance rule, `describe`) is deepisp.input_contract.
 """
@@ -174,15 +176,41 @@ class Conditioning:
         }
 
 
+@dataclass(frozen=True)
+class FrameFacts:
+    """What conditioning takes of a raw besides the pixels it conditions: the file's white balance and colour
+    matrix (RawMosaic's) and two statistics of the whole frame, its `metering_gain` and
+    `estimate_white_balance`. A statistic left None is measured on the mosaic being conditioned, which must
+    then be the whole frame; with both given, a window of the frame is conditioned as the frame's own pixels
+    are (deepisp.data.cache keeps them beside each pre-decoded frame)."""
+
+    camera_wb: tuple[float, float, float] | None
+    camera_matrix: tuple[tuple[float, float, float], ...] | None
+    gain: float | None = None
+    estimated_wb: tuple[float, float, float] | None = None
+
+    @classmethod
+    def of(cls, raw: RawMosaic, measured: bool = False) -> FrameFacts:
+        """A raw file's facts; `measured`: with the whole-frame statistics taken now (else left None)."""
+        if not measured:
+            return cls(raw.camera_wb, raw.camera_matrix)
+        return cls(raw.camera_wb, raw.camera_matrix, metering_gain(raw.mosaic), estimate_white_balance(raw.mosaic))
+
+
 def model_input(raw: RawMosaic, cfg: ModelConfig, white_balance: str | None = None) -> tuple[np.ndarray, Conditioning | None]:
     """The mosaic a model takes for a raw file, the same for every runner (`deepisp process`, eval, training
     on S7 folders, the benchmarks, the export's calibration and accuracy check): `prepare`d for full models,
     by default (`white_balance` None) as the model was trained: "camera" for as_shot models, "off" for the
     paper's metadata-free "estimate" models; the normalised mosaic as is for jdd models (their output is
     finished afterwards, `render_linear`). Returns (mosaic, what was done or None)."""
+    return model_input_mosaic(raw.mosaic, FrameFacts.of(raw), cfg, white_balance)
+
+
+def model_input_mosaic(mosaic: np.ndarray, facts: FrameFacts, cfg: ModelConfig, white_balance: str | None = None) -> tuple[np.ndarray, Conditioning | None]:
+    """`model_input` on bare arrays: a whole frame, or a window of one (see `prepare_mosaic`)."""
     if cfg.mode == Mode.JDD:
-        return raw.mosaic, None
-    return prepare(raw, cfg.exposure, white_balance or contract_white_balance(cfg))
+        return mosaic, None
+    return prepare_mosaic(mosaic, facts, cfg.exposure, white_balance or contract_white_balance(cfg))
 
 
 def prepare(raw: RawMosaic, exposure: str = "as_is", white_balance: str = "camera") -> tuple[np.ndarray, Conditioning]:
@@ -198,31 +226,43 @@ def prepare(raw: RawMosaic, exposure: str = "as_is", white_balance: str = "camer
     Returns:
         ([H,W] float32 canonical RGGB mosaic, what was done).
     """
+    return prepare_mosaic(raw.mosaic, FrameFacts.of(raw), exposure, white_balance)
+
+
+def prepare_mosaic(mosaic: np.ndarray, facts: FrameFacts, exposure: str = "as_is", white_balance: str = "camera") -> tuple[np.ndarray, Conditioning]:
+    """`prepare` on bare arrays: `mosaic` [H,W] (H, W even) is a whole frame or a window of one at even
+    offsets, `facts` its frame's (with the whole-frame statistics for a window). Every step but the colour
+    map is per site; the colour map's bilinear neighbours reach 1 px, so a window padded by 2 px of its frame
+    (where the frame has them) and trimmed afterwards equals the same pixels of the conditioned frame."""
     if exposure not in EXPOSURES:
         raise ValueError(f"exposure must be one of {EXPOSURES}, got {exposure!r}")
     if white_balance not in WHITE_BALANCE_SOURCES:
         raise ValueError(f"white_balance must be one of {WHITE_BALANCE_SOURCES}, got {white_balance!r}")
-    gain = metering_gain(raw.mosaic) if exposure == Exposure.METERED else 1.0
+    gain = (metering_gain(mosaic) if facts.gain is None else facts.gain) if exposure == Exposure.METERED else 1.0
     if white_balance == "off":
-        out = np.clip(raw.mosaic * np.float32(gain), 0.0, 1.0) if gain != 1.0 else raw.mosaic
+        out = np.clip(mosaic * np.float32(gain), 0.0, 1.0) if gain != 1.0 else mosaic
         return out, Conditioning(gain, (1.0, 1.0, 1.0), "off", "off")
     warnings = []
-    wb, wb_source = file_white_balance(raw, white_balance)
+    wb, wb_source = _white_balance(mosaic, facts, white_balance)
     if wb_source == "estimated" and white_balance == "camera":
         warnings.append("the file has no as-shot white balance: estimated from the image (shades of grey); pass --white-balance off to see the raw colours")
-    if raw.camera_matrix is None:
+    if facts.camera_matrix is None:
         warnings.append("the file has no colour matrix: the camera is assumed to respond like the reference (S7) sensor; colours may be off")
-    mosaic = condition(raw.mosaic, wb, reference_matrix(raw.camera_matrix), gain, HEADROOM if exposure == Exposure.METERED else None)
-    color = "file" if raw.camera_matrix is not None else "reference"
-    return mosaic, Conditioning(gain, tuple(float(v) for v in wb), wb_source, color, tuple(warnings))
+    out = condition(mosaic, wb, reference_matrix(facts.camera_matrix), gain, HEADROOM if exposure == Exposure.METERED else None)
+    color = "file" if facts.camera_matrix is not None else "reference"
+    return out, Conditioning(gain, tuple(float(v) for v in wb), wb_source, color, tuple(warnings))
 
 
 def file_white_balance(raw: RawMosaic, source: str = "camera") -> tuple[tuple[float, float, float], str]:
     """The white balance a raw is developed with, and where it came from: the file's as-shot balance
     ("as_shot") when `source` is "camera" and the file has one, else `estimate_white_balance` ("estimated")."""
-    if source == "camera" and raw.camera_wb is not None:
-        return raw.camera_wb, "as_shot"
-    return estimate_white_balance(raw.mosaic), "estimated"
+    return _white_balance(raw.mosaic, FrameFacts.of(raw), source)
+
+
+def _white_balance(mosaic: np.ndarray, facts: FrameFacts, source: str) -> tuple[tuple[float, float, float], str]:
+    if source == "camera" and facts.camera_wb is not None:
+        return facts.camera_wb, "as_shot"
+    return (estimate_white_balance(mosaic) if facts.estimated_wb is None else facts.estimated_wb), "estimated"
 
 
 def render_linear(rgb: torch.Tensor, camera_wb: Sequence[float], camera_matrix: np.ndarray | None) -> torch.Tensor:

@@ -9,12 +9,17 @@ Speed: on CPU the model runs channels_last, and in bf16 autocast where the CPU h
 BF16/AMX); on CUDA in bf16 autocast. Weights, Adam state and the loss stay fp32 (`--precision fp32`
 turns autocast off). benchmarks/train_throughput.py measures each path against eager NCHW fp32.
 
-Reproducibility: the batch of step s is drawn from a generator seeded by (seed, s), and a checkpoint holds
-the model, the Adam state and the step, so `--resume` continues exactly where an interrupted run stopped
-(same batches, same optimizer moments, identical weights on the same machine and thread count).
+Reproducibility: sample i of step s's batch is drawn from a generator seeded by (seed, s, i), and a
+checkpoint holds the model, the Adam state and the step, so `--resume` continues exactly where an
+interrupted run stopped (same batches, same optimizer moments, identical weights on the same machine and
+thread count), with any number of processes.
 
-Outputs in --out: last.pt (written atomically every --ckpt-every steps and at exit, Ctrl-C and the SIGTERM /
-SIGHUP that `timeout`, job schedulers and `docker stop` send included), log.csv, loss.png.
+Scale: under torchrun, each process computes its share of every batch and DistributedDataParallel averages
+the gradients (deepisp.distributed); `workers` DataLoader processes make batches ahead of the model.
+
+Outputs in --out (rank 0 writes them): last.pt (written atomically every --ckpt-every steps and at exit,
+Ctrl-C and the SIGTERM / SIGHUP that `timeout`, job schedulers and `docker stop` send included; it records
+the number of processes, `world_size`), log.csv (one row per step, its `processes` column likewise), loss.png.
 """
 
 from __future__ import annotations
@@ -26,16 +31,19 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from deepisp.atomic import atomic_path, make_folder
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
+from deepisp.distributed import SINGLE_PROCESS, Group, any_rank, from_environment, is_lost_peer, join, leave, local_device, lost_peer, mean_over_ranks, on_main
 from deepisp.errors import DeepISPError
 from deepisp.losses import JDD_LOSSES, MIN_CROP, IspLoss, jdd_loss, jdd_loss_with_srgb
 from deepisp.model.color_transform import fit_affine
@@ -50,6 +58,7 @@ class TrainConfig:
     data: str = ""  # S7-layout root (full) or MSR-layout root (jdd)
     photos: tuple[str, ...] = ()  # or: sRGB photo folders, pairs simulated on the fly (deepisp.data.photos)
     val_data: str = ""  # S7 only: validate on all of this folder, train on all of `data`
+    cache: str = ""  # `data`'s pre-decoded cache (`deepisp cache`); "" reads <data>/.deepisp-cache when it exists
     out: str = "runs/deepisp"
     preset: str = "phone-full"
     pair: str = "low_light"  # S7 pair: "low_light" or "mimic"
@@ -72,6 +81,7 @@ class TrainConfig:
     jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
     compand: str = "none"  # jdd: the network's working domain (ModelConfig.compand): "none" (paper) or "sqrt"
     exposure: str = "as_is"  # full as_shot models: "as_is" (the paper's 1/4 exposure) or "metered" (ModelConfig.exposure)
+    recipe: str = ""  # the recipe stage that made this run, "<recipe>#<stage>" (e.g. "micro-full#2"; deepisp.recipe); "" without --recipe
 
     def __post_init__(self) -> None:
         # A tuple whatever the caller passed (argparse gives a list), so configs compare and hash alike.
@@ -101,21 +111,54 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
         from deepisp.data.s7 import S7Dataset
 
         if tc.val_data:
-            return S7Dataset(tc.val_data if split == "val" else tc.data, split="all", pair=tc.pair, crop=tc.crop, model_config=cfg)
-        return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop, model_config=cfg)
+            if split == "val":  # its own folder: its default cache, if any
+                return S7Dataset(tc.val_data, split="all", pair=tc.pair, crop=tc.crop, model_config=cfg)
+            return S7Dataset(tc.data, split="all", pair=tc.pair, crop=tc.crop, model_config=cfg, cache=tc.cache or None)
+        return S7Dataset(tc.data, split=split, pair=tc.pair, crop=tc.crop, model_config=cfg, cache=tc.cache or None)
     if tc.val_data:
         raise DeepISPError("--val-data is for S7 (full-ISP) training; MSR has its own train/validation lists")
     from deepisp.data.msr import MSRDataset
 
-    return MSRDataset(tc.data, camera=tc.msr_camera, split=split, crop=tc.crop, flips=True)
+    return MSRDataset(tc.data, camera=tc.msr_camera, split=split, crop=tc.crop, flips=True, cache=tc.cache or None)
 
 
-def draw_batch(dataset, tc: TrainConfig, step: int) -> tuple[torch.Tensor, ...]:
-    """The batch of `step`: a pure function of (seed, step), which is what makes resume exact. (input,
-    target[, noise levels]) stacked: whatever the dataset's samples hold."""
-    rng = np.random.default_rng([tc.seed, step])
-    samples = [dataset.crop_pair(int(i), rng) for i in rng.integers(0, len(dataset), size=tc.batch)]
+def draw_batch(dataset, tc: TrainConfig, step: int, group: Group = SINGLE_PROCESS) -> tuple[torch.Tensor, ...]:
+    """This process's share of the batch of `step`, (input, target[, noise levels]) stacked.
+
+    The global batch is a pure function of (seed, step), whatever the number of processes: sample i is drawn
+    (its image, then its crop) from a generator seeded by (seed, step, i), and rank r of N takes samples
+    r*B/N .. (r+1)*B/N - 1. So N processes together see the batch one process sees, and a run resumes
+    exactly on any number of processes."""
+    share = tc.batch // group.world_size
+    samples = []
+    for i in range(group.rank * share, (group.rank + 1) * share):
+        rng = np.random.default_rng([tc.seed, step, i])
+        samples.append(dataset.crop_pair(int(rng.integers(0, len(dataset))), rng))
     return tuple(torch.stack(parts) for parts in zip(*samples))
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item s is this process's share of step s's batch (`draw_batch`), so DataLoader workers can make the
+    next batches while the model trains on this one, and the batches stay those of the steps."""
+
+    def __init__(self, dataset, tc: TrainConfig, group: Group):
+        self.dataset, self.tc, self.group = dataset, tc, group
+
+    def __len__(self) -> int:
+        return self.tc.steps
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
+        return draw_batch(self.dataset, self.tc, step, self.group)
+
+
+def batches(dataset, tc: TrainConfig, group: Group, first_step: int, workers: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The batches of steps first_step .. tc.steps - 1, made in this process (workers=0) or by `workers`
+    DataLoader processes, two steps ahead each."""
+    steps = range(first_step, tc.steps)
+    if workers == 0:
+        return (draw_batch(dataset, tc, step, group) for step in steps)
+    loader = torch.utils.data.DataLoader(StepBatches(dataset, tc, group), batch_size=None, sampler=steps, num_workers=workers, prefetch_factor=2)
+    return iter(loader)
 
 
 def affine_init(dataset, max_pixels: int = 1 << 20, progress: bool = True) -> torch.Tensor:
@@ -225,14 +268,16 @@ class StopSignals:
 
     Within `active()`, the first of these signals raises KeyboardInterrupt in the training loop; every later one
     is only recorded (the run is stopping already: a burst of SIGTERMs must not abort the save that follows), and
-    within `deferred()` (the final save) none raises. Handlers are restored on exit; no-op off the main thread
-    (Python delivers signals to the main thread only)."""
+    within `deferred()` (the final save) none raises. With `interrupt=False` (runs of several processes, which
+    must stop together at a step boundary, deepisp.distributed.any_rank) a signal is only recorded. Handlers
+    are restored on exit; no-op off the main thread (Python delivers signals to the main thread only)."""
 
     SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
-    def __init__(self) -> None:
+    def __init__(self, interrupt: bool = True) -> None:
         self.received: str | None = None
-        self._deferring = False
+        self._deferring = not interrupt
+        self._interrupt = interrupt
 
     def _handle(self, signum: int, frame: object) -> None:
         first = self.received is None
@@ -258,7 +303,7 @@ class StopSignals:
         try:
             yield
         finally:
-            self._deferring = False
+            self._deferring = not self._interrupt
 
 
 @contextmanager
@@ -322,32 +367,57 @@ def check_train_config(tc: TrainConfig, resume: bool) -> None:
             raise DeepISPError(f"{flag} must be {bound}, got {value}")
 
 
-def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_config: ModelConfig | None = None) -> Path:
+def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_config: ModelConfig | None = None, workers: int = 0) -> Path:
     """Train (or continue) a run; returns the path of the last checkpoint. `model_config` trains a shape
-    that is not a named preset (tc.preset is then only a label)."""
+    that is not a named preset (tc.preset is then only a label); `workers` DataLoader processes make the
+    batches ahead (0: this process makes each when it is needed). Started by torchrun, this is one process of
+    a data-parallel run (deepisp.distributed): rank 0 alone writes the run folder."""
     out = Path(tc.out)
-    ckpt_path = out / "last.pt"
     check_train_config(tc, resume)
-    with run_folder_lock(out):
-        return _train(tc, out, ckpt_path, resume, progress, model_config)
+    if not 0 <= workers <= 64:
+        raise DeepISPError(f"--workers must be in 0..64, got {workers}")
+    group = from_environment()
+    device = pick_device(local_device(group, tc.device))
+    join(group, device)
+    try:
+        with ExitStack() as folder:
+            on_main(group, lambda: folder.enter_context(run_folder_lock(out)))
+            return _train(tc, out, resume, progress and group.is_main, model_config, Run(group, device, workers))
+    finally:
+        leave(group)
 
 
-def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: bool, model_config: ModelConfig | None) -> Path:
+@dataclass(frozen=True)
+class Run:
+    """Where a run's process computes: its place in the process group, its device, its loader workers."""
+
+    group: Group
+    device: torch.device
+    workers: int
+
+
+def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_config: ModelConfig | None, run: Run) -> Path:
+    group, device = run.group, run.device
+    ckpt_path = out / "last.pt"
     state = None
     if tc.lr_schedule not in ("constant", "cosine"):
         raise DeepISPError(f"unknown --lr-schedule {tc.lr_schedule!r}: use constant or cosine")
     if tc.jdd_loss not in JDD_LOSSES:
         raise DeepISPError(f"unknown --jdd-loss {tc.jdd_loss!r}: use one of {', '.join(JDD_LOSSES)}")
     if resume:
-        if not ckpt_path.exists():
-            raise DeepISPError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
-        state = load_checkpoint(ckpt_path)
+
+        def read_checkpoint() -> dict:
+            if not ckpt_path.exists():
+                raise DeepISPError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
+            return load_checkpoint(ckpt_path)
+
+        state = on_main(group, read_checkpoint)
         # The run's identity (preset, seed, ...) comes from the checkpoint; the length may change (steps > 0;
         # 0 keeps the run's own), and so may where the data lives (--data/--val-data/--photos given again: the
-        # run was moved or the data was).
+        # run was moved or the data was) and the device (a resume may run on other machines, other processes).
         stored = stored_train_config(state, ckpt_path)
         moved = {k: getattr(tc, k) for k in ("data", "val_data", "photos") if getattr(tc, k)}
-        tc = replace(stored, steps=tc.steps or stored.steps, out=tc.out, **moved)
+        tc = replace(stored, steps=tc.steps or stored.steps, out=tc.out, device=tc.device, **moved)
         cfg = ModelConfig(**state["model_config"])
     else:
         if model_config is None and tc.preset not in PRESETS:
@@ -384,27 +454,29 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
         val_data=str(Path(tc.val_data).resolve()) if tc.val_data else "",
         photos=tuple(str(Path(p).resolve()) for p in tc.photos),
     )
+    if tc.batch % group.world_size:
+        raise DeepISPError(f"--batch {tc.batch} must be a multiple of the {group.world_size} processes (each computes an equal share of every step's batch)")
     torch.manual_seed(tc.seed)
-    device = pick_device(tc.device)
     train_set = make_dataset(tc, cfg, "train")
-    val_set = make_dataset(tc, cfg, "val")
+    val_set = make_dataset(tc, cfg, "val") if group.is_main else None
     model = DeepISP(cfg)
     step = 0
     if state is not None:
         model.load_state_dict(state["model"])
         step = state["step"]
     elif tc.init_from:
-        init = load_checkpoint(tc.init_from)
+        init = on_main(group, lambda: load_checkpoint(tc.init_from))
         # A blind model may start a noise-aware one, and a smaller model a wider/deeper one (`grow`): both
         # start as the same function. A model of one working domain warm-starts one of another (--compand):
         # the same weights, not the same function; training adapts them.
         init_cfg = ModelConfig(**init["model_config"])
         if init_cfg.compand != cfg.compand:
-            print(
-                f"--init-from {tc.init_from}: a {init_cfg.compand!r}-domain model warm-starts this {cfg.compand!r}-domain run "
-                "(--compand): same weights, not the same function",
-                file=sys.stderr,
-            )
+            if group.is_main:
+                print(
+                    f"--init-from {tc.init_from}: a {init_cfg.compand!r}-domain model warm-starts this {cfg.compand!r}-domain run "
+                    "(--compand): same weights, not the same function",
+                    file=sys.stderr,
+                )
             init_cfg = replace(init_cfg, compand=cfg.compand)
         # The exposure contract changes what the model is fed, not its weights.
         init_cfg = replace(init_cfg, exposure=cfg.exposure)
@@ -417,10 +489,13 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
         small.load_state_dict(init["model"])
         model = grow(small, cfg, seed=tc.seed)
     elif cfg.mode == Mode.FULL:
-        model.set_color_init(affine_init(train_set, progress=progress))
+        model.set_color_init(on_main(group, lambda: affine_init(train_set, progress=progress)))
     model.to(device).train()
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
+    # The replicas start equal (DDP also broadcasts rank 0's weights) and stay so: every rank applies the same
+    # averaged gradient with the same Adam state.
+    stepped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if group.distributed else model
     amp_dtype = autocast_dtype(tc.precision, device)
     # Created after the move, so load_state_dict puts Adam's moments on the parameters' device.
     optimizer = torch.optim.Adam(param_groups(model, tc), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -435,31 +510,33 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
     loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == Mode.FULL else {"l2": jdd_loss, "l2+srgb": jdd_loss_with_srgb}[tc.jdd_loss]
 
     log_path = out / "log.csv"
-    if not resume or not log_path.exists():
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerow(["step", "loss", "val_loss", "seconds", "pixels_per_s"])
+    if group.is_main:
+        open_log(log_path, resume)
 
     def checkpoint() -> None:
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise DeepISPError(f"the weights became non-finite at step {step} (is --lr too high?); not saved: {ckpt_path} keeps the last good state")
-        save_checkpoint(ckpt_path, model, cfg, extra={"optimizer": optimizer.state_dict(), "step": step, "train_config": asdict(tc)})
+        extra = {"optimizer": optimizer.state_dict(), "step": step, "train_config": asdict(tc), "world_size": group.world_size}
+        save_checkpoint(ckpt_path, model, cfg, extra=extra)
         plot_losses(log_path, out / "loss.png")
 
     bar = tqdm(total=tc.steps, initial=step, desc=f"train {cfg.mode}", disable=not progress, unit="step")
-    stop = StopSignals()
+    stop = StopSignals(interrupt=not group.distributed)
     with stop.active():
         try:
-            with open(log_path, "a", newline="") as log_file:
-                log = csv.writer(log_file)
-                while step < tc.steps:
+            with open(log_path, "a", newline="") if group.is_main else nullcontext() as log_file:
+                for batch in batches(train_set, tc, group, step, run.workers):
+                    # Ranks stop together, at a step boundary, when any of them was signalled.
+                    if any_rank(group, stop.received is not None):
+                        raise KeyboardInterrupt(stop.received or "a signal to another process of the run")
                     t0 = time.perf_counter()
-                    rgb, target, *noise = (t.to(device) for t in draw_batch(train_set, tc, step))
-                    for group in optimizer.param_groups:
-                        group["lr"] = learning_rate(tc, step) * group.get("lr_mult", 1.0)
+                    rgb, target, *noise = (t.to(device) for t in batch)
+                    for param_group in optimizer.param_groups:
+                        param_group["lr"] = learning_rate(tc, step) * param_group.get("lr_mult", 1.0)
                     if device.type == "cpu":
                         rgb = rgb.contiguous(memory_format=torch.channels_last)
                     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                        pred = model(rgb, *noise)
+                        pred = stepped(rgb, *noise)
                     loss = loss_fn(pred.float(), target)
                     if not torch.isfinite(loss):
                         raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
@@ -467,20 +544,44 @@ def _train(tc: TrainConfig, out: Path, ckpt_path: Path, resume: bool, progress: 
                     loss.backward()
                     optimizer.step()
                     step += 1
+                    loss = mean_over_ranks(group, loss)  # the whole batch's, for the log
+                    if not group.is_main:
+                        continue
                     seconds = time.perf_counter() - t0
-                    pixels_per_s = rgb.shape[0] * rgb.shape[2] * rgb.shape[3] / seconds
+                    pixels_per_s = group.world_size * rgb.shape[0] * rgb.shape[2] * rgb.shape[3] / seconds
                     val = ""
                     if step % tc.val_every == 0 or step == tc.steps:
                         val = f"{validation_loss(model, val_set, loss_fn, tc, device):.6f}"
-                    log.writerow([step, f"{loss.item():.6f}", val, f"{seconds:.4f}", f"{pixels_per_s:.0f}"])
+                    csv.writer(log_file).writerow([step, f"{loss.item():.6f}", val, f"{seconds:.4f}", f"{pixels_per_s:.0f}", group.world_size])
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.4f}", px_s=f"{pixels_per_s:,.0f}", **({"val": val} if val else {}))
                     if step % tc.ckpt_every == 0:
                         log_file.flush()
                         checkpoint()
+        except RuntimeError as e:
+            if is_lost_peer(group, e):
+                raise lost_peer(group, e) from None
+            raise
         finally:
             bar.close()
-            if step > 0:
+            if step > 0 and group.is_main:
                 with stop.deferred():
                     checkpoint()
     return ckpt_path
+
+
+LOG_COLUMNS = ["step", "loss", "val_loss", "seconds", "pixels_per_s", "processes"]
+
+
+def open_log(path: Path, resume: bool) -> None:
+    """A new log.csv with its header, or a resumed run's, its header brought up to LOG_COLUMNS (logs of runs
+    begun before the `processes` column get it, empty on their old rows)."""
+    if not resume or not path.exists():
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f).writerow(LOG_COLUMNS)
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if rows and rows[0] != LOG_COLUMNS:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([LOG_COLUMNS] + [row + [""] * (len(LOG_COLUMNS) - len(row)) for row in rows[1:]])

@@ -20,12 +20,16 @@ def run(tc: TrainConfig, resume: bool = False):
 
 
 def test_loss_falls(s7_root, tmp_path):
+    """Judged on the validation loss (the same fixed crops every time): the training loss of 2-crop batches
+    varies more from step to step than 30 steps lower it."""
     tc = TrainConfig(data=str(s7_root), out=str(tmp_path / "run"), steps=30, **{**BASE, "ckpt_every": 30})
     run(tc)
     with open(tmp_path / "run" / "log.csv") as f:
-        losses = [float(r["loss"]) for r in csv.DictReader(f)]
-    assert len(losses) == 30
-    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 30
+    val = [float(r["val_loss"]) for r in rows if r["val_loss"]]
+    assert len(val) == 10
+    assert val[-1] < 0.8 * val[0]
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
 
 

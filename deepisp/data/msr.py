@@ -22,6 +22,9 @@ gets the same rotation and flips, so input and target stay registered.
 Splits (`msr_split`): Panasonic "train"/"val" are a fixed-seed 270/30 re-split of the images listed in
 train.txt + validation.txt (300, as in the DeepISP paper); "test" is test.txt. Canon is test-only.
 
+Pre-decoded (`deepisp cache`, deepisp.data.cache): each image is decoded once (rotated, canonicalised) into
+memory-mapped 16-bit arrays, which `MSRDataset` then reads instead of the PNGs, bit for bit the same samples.
+
 `make_msr_layout` writes a small dataset in this layout from ordinary sRGB photos.
 """
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,7 @@ from skimage.transform import resize
 
 from deepisp.cfa import CFA_PATTERNS, canonicalize, detect_cfa_phase, sample, spread
 from deepisp.color import srgb_to_linear
+from deepisp.data.cache import CachedFrames, Frame, Job, cache_command, dequantise, find_cache, quantise
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.pngio import read_png, write_png
@@ -205,7 +210,9 @@ class MSRDataset(torch.utils.data.Dataset):
     camera RGB float32 in [0,1]; `frame(i)` the same before demosaicing (mosaic [H,W], target); and
     `crop_pair(i, rng)` a `crop` x `crop` training window with random left-right and top-bottom flips when
     `flips` (paper III-A), always in RGGB phase, all randomness from the caller's `rng`.
-    `val_count` is passed to `msr_split`. Decoded samples are cached (about 0.5 MB each at 132x220).
+    `val_count` is passed to `msr_split`. With a pre-decoded cache (`cache`, or <root>/.deepisp-cache when it
+    exists; deepisp.data.cache) samples are read from its memory maps; without one, decoded samples are kept
+    (about 0.5 MB each at 132x220).
     """
 
     def __init__(
@@ -217,6 +224,7 @@ class MSRDataset(torch.utils.data.Dataset):
         crop: int | None = None,
         flips: bool = False,
         val_count: int | None = None,
+        cache: str | Path | None = None,
     ):
         self.folder = msr_camera_dir(root, camera, noise)
         self.names = msr_split(root, camera, split, noise, val_count)
@@ -228,12 +236,21 @@ class MSRDataset(torch.utils.data.Dataset):
             raise DeepISPError(f"crop must be at least 2 pixels, got {crop}")
         self.crop, self.flips = crop, flips
         self._cache: dict[int, MSRSample] = {}
+        cache_dir = find_cache(root, cache)
+        self._cached = None
+        if cache_dir is not None:
+            entries = [cache_entry(Path(root), self.folder, name) for name in self.names]
+            self._cached = CachedFrames(cache_dir, Path(root), entries, cache_command(root, cache_dir, "--msr-camera", camera), _geometry)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def sample(self, i: int) -> MSRSample:
-        """Image i's full canonical mosaic and target (cached)."""
+        """Image i's full canonical mosaic and target (kept once decoded, or read from the cache)."""
+        if self._cached is not None:
+            mosaic, _, target = self._cached.window(i, 0, 0, *self._cached.size(i))
+            pattern, rotated = self._cached.meta(i)
+            return MSRSample(self.names[i], mosaic, np.ascontiguousarray(dequantise(target).transpose(2, 0, 1)), pattern, rotated)
         if i not in self._cache:
             self._cache[i] = load_msr_sample(self.folder, self.names[i])
         return self._cache[i]
@@ -270,6 +287,51 @@ class MSRDataset(torch.utils.data.Dataset):
             start = start_parity + 2 * int(rng.integers(0, (n - c - start_parity) // 2 + 1))
             rgb, target = rgb.narrow(axis, start, c), target.narrow(axis, start, c)
         return rgb.contiguous(), target.contiguous()
+
+
+# --------------------------------------------------------------------------------------------------
+# The pre-decoded cache (deepisp.data.cache)
+
+
+def is_msr_layout(root: Path) -> bool:
+    """Whether `root` is MSR-Demosaicing/, one of its Dataset_LINEAR_* folders, or holds a bayer_<camera> folder."""
+    folders = (*NOISE_DIRS.values(), *(f"bayer_{camera}" for camera in CAMERAS))
+    return root.name in NOISE_DIRS.values() or any((root / folder).is_dir() for folder in folders)
+
+
+def cache_entry(root: Path, folder: Path, name: str) -> tuple[str, tuple[Path, Path]]:
+    """The cache key of image `name` of a `bayer_<camera>` folder under `root`, and the files it is decoded from."""
+    return f"msr/{folder.relative_to(root).as_posix()}/{name}", _image_paths(folder, name)
+
+
+def cache_jobs(root: Path, cameras: Sequence[str] | None = None) -> list[Job]:
+    """The cache jobs of every image in the list files of each `bayer_<camera>` folder present (both noise
+    variants); `cameras` None: every camera present, else each named one must be."""
+    jobs = []
+    for camera in CAMERAS if cameras is None else cameras:
+        cam = f"bayer_{camera}"
+        folders = [f for f in (root / cam, *(root / d / cam for d in NOISE_DIRS.values())) if f.is_dir()]
+        if cameras is not None and not folders:
+            raise DeepISPError(f"no MSR {cam} folder under {root}: expected {cam}/ or Dataset_LINEAR_*/{cam}/")
+        for folder in folders:
+            names = sorted({n for list_file in LIST_FILES.values() for n in read_id_list(folder / list_file)}, key=_id_key)
+            jobs += [Job(*cache_entry(root, folder, name), partial(_decode_for_cache, folder, name)) for name in names]
+    if not jobs:
+        raise DeepISPError(f"no MSR camera folder under {root}: expected Dataset_LINEAR_*/bayer_<camera>/ with input/ and groundtruth/")
+    return jobs
+
+
+def _decode_for_cache(folder: Path, name: str) -> Frame:
+    s = load_msr_sample(folder, name)
+    h, w = s.mosaic.shape
+    return Frame(s.mosaic, quantise(s.target.transpose(1, 2, 0)), (0, 0, h, w), {"pattern": s.pattern, "rotated": s.rotated})
+
+
+def _geometry(meta: dict) -> tuple[str, bool]:
+    """(pattern, rotated) of a manifest entry's meta."""
+    if meta["pattern"] not in CFA_PATTERNS or not isinstance(meta["rotated"], bool):
+        raise ValueError(f"bad pattern or rotated: {meta}")
+    return meta["pattern"], meta["rotated"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -24,6 +24,10 @@ mismatches are refused with the scene named.
 
 Samples: input [3,h,w] bilinear-demosaiced raw, linear sensor RGB in [0,1]; target [3,h,w] sRGB-encoded
 in [0,1]; both float32 in the canonical frame.
+
+Pre-decoded (`deepisp cache`, deepisp.data.cache): each pair is decoded once into a memory-mapped raw mosaic
+and target, and `S7Dataset` reads crops from there, conditioning each crop for the model exactly as the whole
+frame would be (`deepisp.conditioning.prepare_mosaic` with the frame's stored FrameFacts).
 """
 
 from __future__ import annotations
@@ -31,19 +35,21 @@ from __future__ import annotations
 import re
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from deepisp.conditioning import model_input
+from deepisp.conditioning import FrameFacts, model_input, model_input_mosaic
+from deepisp.data.cache import CachedFrames, Frame, Job, cache_command, find_cache
 from deepisp.data.splits import split_names
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
 from deepisp.model.config import ModelConfig
-from deepisp.raw import read_raw
+from deepisp.raw import RawMosaic, read_raw
 
 PAIRS = {
     "low_light": ("short_exposure", "medium_exposure"),
@@ -54,6 +60,9 @@ RAW_EXTENSIONS = (".dng",)
 JPEG_EXTENSIONS = (".jpg", ".jpeg")
 # Largest relative size difference between raw and JPEG that is treated as a border crop.
 MAX_BORDER_MISMATCH = 0.02
+# Pixels of the frame read around a cached crop and trimmed after conditioning: the colour map's bilinear
+# neighbours reach 1 px, and an even margin keeps the RGGB phase.
+WINDOW_MARGIN = 2
 
 _VARIANT = re.compile(r"^(short_exposure|medium_exposure)[_-]?(\d*)$", re.IGNORECASE)
 
@@ -122,28 +131,34 @@ def read_jpeg(path: Path) -> np.ndarray:
         raise DeepISPError(f"cannot read JPEG {path}: {e}; re-export or remove the file") from None
 
 
-def register(mosaic: np.ndarray, target: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Centre-crop a mosaic [H,W] and a target [H',W',3] to their common size, or refuse.
+def registration(mosaic_shape: tuple[int, int], target_shape: tuple[int, int], what: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Where a mosaic [H,W] and a target [H',W'] meet: the centre crop of their common size, or a refusal.
 
-    The mosaic is cropped by even amounts so its RGGB phase is kept.
+    Returns:
+        (mosaic origin (y, x), even so the RGGB phase is kept; target origin (y, x); common size (h, w)).
     """
-    (h, w), (ht, wt) = mosaic.shape, target.shape[:2]
-    if (h, w) == (ht, wt):
-        return mosaic, target
+    (h, w), (ht, wt) = mosaic_shape, target_shape
     if abs(h - ht) > MAX_BORDER_MISMATCH * h or abs(w - wt) > MAX_BORDER_MISMATCH * w:
         raise DeepISPError(
             f"{what}: raw is {h}x{w} but the JPEG is {ht}x{wt}; sizes this different cannot be registered "
             "(is the JPEG downscaled or from another shot?); remove the scene or replace the file"
         )
     ch, cw = min(h, ht), min(w, wt)
+    my, mx = (h - ch) // 2, (w - cw) // 2
+    return (my - my % 2, mx - mx % 2), ((ht - ch) // 2, (wt - cw) // 2), (ch, cw)
 
-    def crop(a: np.ndarray, even: bool) -> np.ndarray:
-        oy, ox = (a.shape[0] - ch) // 2, (a.shape[1] - cw) // 2
-        if even:
-            oy, ox = oy - oy % 2, ox - ox % 2
-        return a[oy : oy + ch, ox : ox + cw]
 
-    return crop(mosaic, True), crop(target, False)
+def register(mosaic: np.ndarray, target: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-crop a mosaic [H,W] and a target [H',W',3] to their common size (`registration`), or refuse."""
+    (my, mx), (ty, tx), (h, w) = registration(mosaic.shape, target.shape[:2], what)
+    return mosaic[my : my + h, mx : mx + w], target[ty : ty + h, tx : tx + w]
+
+
+def _read_pair(scene: S7Scene, pair: str) -> tuple[RawMosaic, np.ndarray]:
+    """The pair's raw, and its JPEG [H',W',3] uint8 in the raw's canonical frame (not yet registered)."""
+    raw_exp, jpg_exp = PAIRS[pair]
+    raw = read_raw(scene.files[(raw_exp, "raw")])
+    return raw, raw.from_display(read_jpeg(scene.files[(jpg_exp, "jpeg")]))
 
 
 def load_pair(scene: S7Scene, pair: str = "low_light", model_config: ModelConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -153,18 +168,62 @@ def load_pair(scene: S7Scene, pair: str = "low_light", model_config: ModelConfig
     Returns:
         mosaic [H,W] float32 in [0,1], canonical RGGB; target [H,W,3] uint8 sRGB, same frame and size.
     """
-    raw_exp, jpg_exp = PAIRS[pair]
-    raw = read_raw(scene.files[(raw_exp, "raw")])
-    target = raw.from_display(read_jpeg(scene.files[(jpg_exp, "jpeg")]))
+    raw, target = _read_pair(scene, pair)
     mosaic = raw.mosaic if model_config is None else model_input(raw, model_config)[0]
     return register(mosaic, target, f"scene {scene.name}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The pre-decoded cache (deepisp.data.cache)
+
+
+def is_s7_layout(root: Path) -> bool:
+    """Whether some sub-folder of `root` holds an S7 scene's file."""
+    return any(_scan_scene(folder).files for folder in root.iterdir() if folder.is_dir())
+
+
+def cache_entry(scene: S7Scene, pair: str) -> tuple[str, tuple[Path, Path]]:
+    """The cache key of a scene's pair and the files it is decoded from."""
+    raw_exp, jpg_exp = PAIRS[pair]
+    return f"s7/{pair}/{scene.name}", (scene.files[(raw_exp, "raw")], scene.files[(jpg_exp, "jpeg")])
+
+
+def cache_jobs(root: Path, pairs: list[str] | tuple[str, ...]) -> tuple[list[Job], list[str]]:
+    """The cache jobs of every scene with each of `pairs`, and one message per scene skipped."""
+    jobs, problems = [], []
+    for pair in pairs:
+        scenes, missing = scan_s7(root, pair)
+        jobs += [Job(*cache_entry(scene, pair), partial(_decode_for_cache, scene, pair)) for scene in scenes]
+        problems += missing
+    return jobs, problems
+
+
+def _decode_for_cache(scene: S7Scene, pair: str) -> Frame:
+    """The whole raw frame (conditioning a window needs its neighbours beyond the registered area), the
+    registered target, and the frame's facts."""
+    raw, target = _read_pair(scene, pair)
+    origin, (ty, tx), (h, w) = registration(raw.mosaic.shape, target.shape[:2], f"scene {scene.name}")
+    return Frame(raw.mosaic, target[ty : ty + h, tx : tx + w], (*origin, h, w), asdict(FrameFacts.of(raw, measured=True)))
+
+
+def _facts(meta: dict) -> FrameFacts:
+    """FrameFacts back from a manifest entry's JSON (lists -> tuples)."""
+    wb, matrix = meta["camera_wb"], meta["camera_matrix"]
+    return FrameFacts(
+        camera_wb=None if wb is None else tuple(float(v) for v in wb),
+        camera_matrix=None if matrix is None else tuple(tuple(float(v) for v in row) for row in matrix),
+        gain=float(meta["gain"]),
+        estimated_wb=tuple(float(v) for v in meta["estimated_wb"]),
+    )
 
 
 class S7Dataset(torch.utils.data.Dataset):
     """S7-layout pairs for training and evaluation.
 
-    `dataset[i]` is scene i's full frame; `crop_pair(i, rng)` a random training crop. Decoded scenes are
-    kept in an LRU cache of `cache_size` entries (a 12 MP scene costs ~85 MB).
+    `dataset[i]` is scene i's full frame; `crop_pair(i, rng)` a random training crop. With a pre-decoded
+    cache (`cache`, or <root>/.deepisp-cache when it exists; deepisp.data.cache) every window is read from its
+    memory maps and conditioned on its own, nothing decoded is kept; without one, decoded scenes are kept in an
+    LRU cache of `cache_size` entries (a 12 MP scene costs ~85 MB).
     """
 
     def __init__(
@@ -176,6 +235,7 @@ class S7Dataset(torch.utils.data.Dataset):
         flips: bool = True,
         cache_size: int = 16,
         model_config: ModelConfig | None = None,
+        cache: str | Path | None = None,
     ):
         scenes, problems = scan_s7(root, pair)
         for msg in problems:
@@ -187,6 +247,11 @@ class S7Dataset(torch.utils.data.Dataset):
         self.pair, self.crop, self.flips, self.model_config = pair, crop, flips, model_config
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = cache_size
+        cache_dir = find_cache(root, cache)
+        self._cached = None
+        if cache_dir is not None:
+            entries = [cache_entry(scene, pair) for scene in self.scenes]
+            self._cached = CachedFrames(cache_dir, Path(root), entries, cache_command(root, cache_dir, "--pair", pair), _facts)
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -201,13 +266,28 @@ class S7Dataset(torch.utils.data.Dataset):
             self._cache.popitem(last=False)
         return item
 
+    def _size(self, i: int) -> tuple[int, int]:
+        """(H, W) of scene i's registered frame."""
+        return self._cached.size(i) if self._cached is not None else self._load(i)[0].shape
+
+    def _window(self, i: int, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """The h x w window at even (y, x) of scene i's registered frame: (model-input mosaic float32, target
+        uint8 [h,w,3]), the same pixels whether decoded whole or read from the cache."""
+        if self._cached is None:
+            mosaic, target = self._load(i)
+            return mosaic[y : y + h, x : x + w], target[y : y + h, x : x + w]
+        mosaic, inner, target = self._cached.window(i, y, x, h, w, WINDOW_MARGIN)
+        if self.model_config is not None:
+            mosaic = model_input_mosaic(mosaic, self._cached.meta(i), self.model_config)[0]
+        return mosaic[inner], target
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Scene i's full frame: (bilinear input [3,H,W] linear, target [3,H,W] sRGB)."""
-        return _to_sample(*self._load(i))
+        return _to_sample(*self._window(i, 0, 0, *self._size(i)))
 
     def frame(self, i: int) -> tuple[np.ndarray, torch.Tensor]:
         """Scene i before demosaicing: (mosaic [H,W] float32 canonical RGGB, target [3,H,W] sRGB in [0,1])."""
-        mosaic, target = self._load(i)
+        mosaic, target = self._window(i, 0, 0, *self._size(i))
         return mosaic, torch.from_numpy(target).permute(2, 0, 1).float() / 255.0
 
     def name(self, i: int) -> str:
@@ -215,14 +295,13 @@ class S7Dataset(torch.utils.data.Dataset):
 
     def crop_pair(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A random `crop` x `crop` training sample of scene i (even offsets keep the RGGB phase)."""
-        mosaic, target = self._load(i)
-        h, w = mosaic.shape
+        h, w = self._size(i)
         c = self.crop
         if h < c or w < c:
             raise DeepISPError(f"scene {self.scenes[i].name} is {h}x{w}, smaller than the {c}px crop: use --crop {min(h, w) // 2 * 2}")
         y = int(rng.integers(0, (h - c) // 2 + 1)) * 2
         x = int(rng.integers(0, (w - c) // 2 + 1)) * 2
-        rgb, tgt = _to_sample(mosaic[y : y + c, x : x + c], target[y : y + c, x : x + c])
+        rgb, tgt = _to_sample(*self._window(i, y, x, c, c))
         # Horizontal flips only, as in the paper's full-ISP training (IV-C); bilinear demosaicing commutes
         # with flips, so flipping after it equals demosaicing the flipped mosaic.
         if self.flips and rng.random() < 0.5:
