@@ -9,7 +9,9 @@ mean, with the protocols) and quality.md (the tables the README shows, generated
     jdd   joint denoising + demosaicing of the 24 Kodak photographs, mosaiced and noised here: a JDD model
           (`--jdd-model`, default: the shipped deepisp/weights/deepisp_phone_jdd.pt) against bilinear, Malvar-He-Cutler and Menon
           (colour-demosaicing), OpenCV's three Bayer demosaicers, and LibRaw's AHD and DCB with and without
-          its FBDD denoiser (through rawpy, on DNGs written from the very same mosaics).
+          its FBDD denoiser (through rawpy, on DNGs written from the very same mosaics); then the same on the
+          second test set (`--second-set`, default the colour dead leaves of benchmarks/dead_leaves.py:
+          saturated colours and sharp colour edges, the content Kodak24 has little of).
     full  the whole ISP on S7-layout low-light pairs (the Kodak photos rendered by `deepisp make-synthetic
           --seed 1`): full models (default: the shipped one; several may be given) against rawpy's default postprocess with the
           camera white balance, and against no ISP at all, after the paper's histogram stretch.
@@ -41,6 +43,7 @@ import torch
 from PIL import Image
 
 from benchmarks.common import REPO, RESULTS, fail, group_key, means, model_label, parser, save_jpeg, write_result
+from benchmarks.dead_leaves import DEAD_LEAVES_PROTOCOL, make_dead_leaves
 from benchmarks.quality_crops import FIGURE_DEFAULT, crops_figure
 from benchmarks.quality_full import FULL_PROTOCOL, run_full
 from benchmarks.quality_jdd import BORDER, JDD_PROTOCOL, SIGMAS, run_jdd
@@ -52,6 +55,7 @@ from deepisp.errors import DeepISPError
 from deepisp.options import Mode
 
 DEFAULT_PHOTOS = SHARED_DATA / "photos" / "kodak24"
+DEFAULT_SECOND_SET = REPO / "out" / "dead-leaves"
 
 
 def _cell(values: dict, column_best: dict, fmt: dict[str, str]) -> str:
@@ -60,14 +64,13 @@ def _cell(values: dict, column_best: dict, fmt: dict[str, str]) -> str:
     return " / ".join(f"**{p}**" if np.isclose(values[k], column_best[k]) else p for p, k in zip(parts, fmt))
 
 
-def to_markdown(report: dict) -> str:
-    """The two tables and their protocols, as the README shows them."""
-    jdd, full = report["jdd"], report["full"]
+def jdd_table(jdd: dict, title: str) -> list[str]:
+    """One JDD table (rows: methods; columns: sigmas) with its method notes and protocol."""
     sigmas = [group_key(s) for s in jdd["sigmas"]]
     fmt = {"psnr_linear": ".2f", "psnr_srgb": ".2f", "ssim": ".4f"}
     best = {s: {k: max(m[s][k] for m in jdd["mean"].values()) for k in fmt} for s in sigmas}
     lines = [
-        f"**Joint denoising + demosaicing**, {jdd['n_images']} photos of `{jdd['photos']}`, Gaussian noise σ/255 in linear:",
+        f"**{title}**, {jdd['n_images']} images of `{jdd['photos']}`, Gaussian noise σ/255 in linear:",
         "",
         "Each cell: mean PSNR linear (dB) / PSNR sRGB (dB) / SSIM (sRGB); best per column in bold."
         + ("" if jdd["models"] else " No JDD checkpoint was given (`--jdd-model`): classical methods only."),
@@ -79,7 +82,18 @@ def to_markdown(report: dict) -> str:
         cells = [_cell(by_sigma[s], best[s], fmt) for s in sigmas]
         seconds = np.mean([by_sigma[s]["seconds"] for s in sigmas])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds:.3f} |")
+    return lines
+
+
+def to_markdown(report: dict) -> str:
+    """The tables and their protocols, as the README shows them."""
+    jdd, full = report["jdd"], report["full"]
+    lines = jdd_table(jdd, "Joint denoising + demosaicing")
     lines += ["", *(f"- **{name}**: {about}" for name, about in jdd["methods"].items()), "", f"Protocol: {jdd['protocol']}", ""]
+    second = report.get("jdd_second")
+    if second:
+        lines += jdd_table(second, "Joint denoising + demosaicing, second test set (colour dead leaves)")
+        lines += ["", f"The same protocol on these images: {second['images']}", ""]
 
     fmt_full = {"psnr": ".2f", "ssim": ".4f", "ciede2000": ".2f", "ciede2000_p99": ".2f"}
     lines += [
@@ -110,6 +124,14 @@ def _shown(path: Path) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = parser(__doc__, epilog=f"JDD protocol:\n{JDD_PROTOCOL}\n\nFull-ISP protocol:\n{FULL_PROTOCOL}")
     ap.add_argument("--photos", type=Path, metavar="DIR", default=DEFAULT_PHOTOS, help="sRGB photos for the JDD part (default: ../shared/data/photos/kodak24)")
+    ap.add_argument(
+        "--second-set",
+        type=Path,
+        metavar="DIR",
+        default=DEFAULT_SECOND_SET,
+        help=f"sRGB images of the second JDD test set (default: {_shown(DEFAULT_SECOND_SET)}, the colour dead leaves of "
+        "benchmarks/dead_leaves.py, made there if missing); 'none' to skip it",
+    )
     ap.add_argument(
         "--sigmas", type=float, nargs="+", metavar="S", default=list(SIGMAS), help="noise levels, in 1/255 of full scale, linear (default: 0 2 5 10)"
     )
@@ -150,6 +172,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if [str(p) for p in args.jdd_model] == ["none"]:
         args.jdd_model = []
+    if str(args.second_set) == "none":
+        args.second_set = None
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be at least 1")
     if any(s < 0 for s in args.sigmas):
@@ -189,10 +213,15 @@ def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
             raise DeepISPError(f"--full-model {path} is a {model.cfg.mode!r} model; pass a full checkpoint")
         full_models[model_label(path, state)] = model
 
+    if args.second_set == DEFAULT_SECOND_SET:
+        make_dead_leaves(DEFAULT_SECOND_SET)
+    second_photos = find_photos([args.second_set])[: args.limit] if args.second_set else []
+
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="deepisp-quality-") as tmp:
         methods = jdd_methods(Path(tmp), args.jdd_model, args.tile)
         jdd_rows, kept = run_jdd(photos, args.sigmas, methods, keep=args.figure)
+        second_rows = run_jdd(second_photos, args.sigmas, methods, keep=None)[0] if second_photos else []
     full_rows = run_full(args.s7, full_models, args.tile, args.limit)
 
     jdd_keys, full_keys = ("psnr_linear", "psnr_srgb", "ssim", "seconds"), ("psnr", "ssim", "ciede2000", "ciede2000_p99", "seconds")
@@ -209,6 +238,17 @@ def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
             "mean": means(jdd_rows, jdd_keys, ("method", "sigma")),
             "per_image": jdd_rows,
             "figure": None if crop is None else {"photo": args.figure[0], "sigma": args.figure[1], "crop_y_x_size": list(crop)},
+        },
+        "jdd_second": None
+        if not second_photos
+        else {
+            "photos": _shown(args.second_set),
+            "images": DEAD_LEAVES_PROTOCOL if args.second_set == DEFAULT_SECOND_SET else "given by --second-set",
+            "n_images": len(second_photos),
+            "sigmas": args.sigmas,
+            "models": [_shown(path) for path in args.jdd_model],
+            "mean": means(second_rows, jdd_keys, ("method", "sigma")),
+            "per_image": second_rows,
         },
         "full": {
             "data": _shown(args.s7),

@@ -2,7 +2,7 @@
 crops per second by data source (`--loading`).
 
     python benchmarks/train_throughput.py [--crop 128] [--batch 4] [--repeats 5] [--candidates] [--presets A B]
-    python benchmarks/train_throughput.py --loading [--scenes 4] [--steps 30]
+    python benchmarks/train_throughput.py --loading [--scenes 4] [--steps 100]
 
 Training: one Adam step (forward, full-ISP or L2 loss, backward, update) on a batch of random crops, on
 each path `deepisp train` can take: eager NCHW fp32 (the baseline), channels_last fp32, and channels_last
@@ -175,7 +175,7 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", choices=sorted(PRESETS), help="measure only these presets (default: all)")
     ap.add_argument("--loading", action="store_true", help="measure training crops per second by data source instead (see above)")
     ap.add_argument("--scenes", type=int, default=4, help="--loading: 12 MP scenes in the set (default 4)")
-    ap.add_argument("--steps", type=int, default=30, help="--loading: batches per measurement (default 30)")
+    ap.add_argument("--steps", type=int, default=100, help="--loading: batches per measurement (default 100)")
     add_out(ap, "train_throughput.json")
     args = ap.parse_args()
     if args.loading:
@@ -238,10 +238,6 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    main()
-
-
 def loading_markdown(report: dict) -> str:
     """The README's data-source table: training crops per second from each source."""
     meta, rows = report["meta"], report["crops_per_s"]
@@ -256,3 +252,7 @@ def loading_markdown(report: dict) -> str:
     for source in dict.fromkeys(name.rsplit(", ", 1)[0] for name in rows):
         lines.append(f"| {source} | " + " | ".join(f"{rows[f'{source}, {w} workers']:,.1f}" for w in WORKERS) + " |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -332,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
         "FFDNet-style; `deepisp process` then reads it from the DNG's NoiseProfile or --noise-profile S O",
     )
     p.add_argument(
+        "--color-augment",
+        dest="color_augment",
+        action="store_const",
+        const=True,
+        help="with --photos: half the training crops get their saturation scaled by 1-2x and half their R, G, B permuted, "
+        "before they are simulated as raws (validation crops never), so the model sees colours its photos have few of",
+    )
+    p.add_argument(
         "--compand",
         choices=["none", "sqrt"],
         help="jdd presets: the network's working domain. none (default, the paper): linear raw; sqrt: the "

@@ -69,15 +69,21 @@ def from_environment() -> Group:
 
 
 def join(group: Group, device: torch.device) -> None:
-    """Join the process group torchrun set up (NCCL on CUDA devices, gloo on CPUs); a no-op for one process."""
+    """Join the process group torchrun set up; a no-op for one process. CPU tensors (the stop flag, on_main's
+    messages) go through gloo on every device; CUDA tensors through NCCL."""
     if not group.distributed or dist.is_initialized():
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+    try:
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+    except (ValueError, RuntimeError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DeepISPError(f"{group.label()}: cannot join the process group ({first_line[:160]}): start the run with torchrun") from None
 
 
 def leave(group: Group) -> None:
+    """Leave the process group (at the end of a run, however it ends)."""
     if group.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -90,17 +96,20 @@ def local_device(group: Group, name: str) -> str:
 
 
 def on_main(group: Group, work: Callable[[], T]) -> T:
-    """`work()` run on rank 0 alone, its result (picklable) given to every rank; a DeepISPError it raises is
-    raised on every rank, so no rank waits on one that failed."""
+    """`work()` run on rank 0 alone, its result (picklable) given to every rank. Whatever it raises reaches every
+    rank, so none waits on one that failed: rank 0 raises it, the others a DeepISPError with its message."""
     if not group.distributed:
         return work()
     message: list = [None, None]
+    failure = None
     if group.is_main:
         try:
             message[0] = work()
-        except DeepISPError as e:
-            message[1] = str(e)
+        except BaseException as e:  # re-raised below, after the other ranks are told
+            failure, message[1] = e, str(e) if isinstance(e, DeepISPError) else f"rank 0 stopped: {type(e).__name__}: {e}"
     dist.broadcast_object_list(message, src=0)
+    if failure is not None:
+        raise failure
     if message[1] is not None:
         raise DeepISPError(message[1])
     return message[0]
@@ -126,7 +135,7 @@ def mean_over_ranks(group: Group, value: torch.Tensor) -> torch.Tensor:
 
 # Words of the transport errors gloo and NCCL raise (as plain RuntimeError from inside backward, where DDP
 # all-reduces) when a peer process is gone or unreachable.
-_TRANSPORT_WORDS = ("gloo", "nccl", "connection", "peer", "socket", "timed out", "timeout")
+_TRANSPORT_WORDS = ("gloo", "nccl", "connection", "peer", "socket", "timed out")
 
 
 def is_lost_peer(group: Group, error: BaseException) -> bool:

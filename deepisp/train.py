@@ -12,7 +12,9 @@ turns autocast off). benchmarks/train_throughput.py measures each path against e
 Reproducibility: sample i of step s's batch is drawn from a generator seeded by (seed, s, i), and a
 checkpoint holds the model, the Adam state and the step, so `--resume` continues exactly where an
 interrupted run stopped (same batches, same optimizer moments, identical weights on the same machine and
-thread count), with any number of processes.
+thread count), with any number of processes that divides the batch. (Runs begun before torchrun support drew
+from (seed, s): they resume with this stream's batches. An S7 run that starts reading a `deepisp cache`
+midway gets its crops to within the cache's 16-bit rounding.)
 
 Scale: under torchrun, each process computes its share of every batch and DistributedDataParallel averages
 the gradients (deepisp.distributed); `workers` DataLoader processes make batches ahead of the model.
@@ -80,6 +82,7 @@ class TrainConfig:
     noise_aware: bool = False  # jdd: the model is given its input's noise level (ModelConfig.noise_input)
     jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
     compand: str = "none"  # jdd: the network's working domain (ModelConfig.compand): "none" (paper) or "sqrt"
+    color_augment: bool = False  # --photos: saturation and channel-order changes of the crops (deepisp.data.photos.augment_colors)
     exposure: str = "as_is"  # full as_shot models: "as_is" (the paper's 1/4 exposure) or "metered" (ModelConfig.exposure)
     recipe: str = ""  # the recipe stage that made this run, "<recipe>#<stage>" (e.g. "micro-full#2"; deepisp.recipe); "" without --recipe
 
@@ -104,7 +107,10 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
             balanced=cfg.balanced_input,
             noise_levels=cfg.noise_input,
             exposure=cfg.exposure,
+            color_augment=tc.color_augment and split == "train",
         )
+    if tc.color_augment:
+        raise DeepISPError("--color-augment changes the colours of photos before they are simulated as raws: it needs --photos")
     if cfg.noise_input:
         raise DeepISPError("--noise-aware trains from --photos (the noise of every simulated crop is known); MSR folders carry no noise levels")
     if cfg.mode == Mode.FULL:
@@ -147,8 +153,13 @@ class StepBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.tc.steps
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
-        return draw_batch(self.dataset, self.tc, step, self.group)
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, ...] | str:
+        """The batch, or the message of the DeepISPError that made it impossible (the DataLoader would wrap the
+        error in its worker's traceback)."""
+        try:
+            return draw_batch(self.dataset, self.tc, step, self.group)
+        except DeepISPError as e:
+            return str(e)
 
 
 def batches(dataset, tc: TrainConfig, group: Group, first_step: int, workers: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -156,9 +167,12 @@ def batches(dataset, tc: TrainConfig, group: Group, first_step: int, workers: in
     DataLoader processes, two steps ahead each."""
     steps = range(first_step, tc.steps)
     if workers == 0:
-        return (draw_batch(dataset, tc, step, group) for step in steps)
-    loader = torch.utils.data.DataLoader(StepBatches(dataset, tc, group), batch_size=None, sampler=steps, num_workers=workers, prefetch_factor=2)
-    return iter(loader)
+        yield from (draw_batch(dataset, tc, step, group) for step in steps)
+        return
+    for batch in torch.utils.data.DataLoader(StepBatches(dataset, tc, group), batch_size=None, sampler=steps, num_workers=workers, prefetch_factor=2):
+        if isinstance(batch, str):
+            raise DeepISPError(batch)
+        yield batch
 
 
 def affine_init(dataset, max_pixels: int = 1 << 20, progress: bool = True) -> torch.Tensor:
@@ -349,7 +363,7 @@ def stored_train_config(state: dict, path: Path) -> TrainConfig:
     return TrainConfig(**stored)
 
 
-def check_train_config(tc: TrainConfig, resume: bool) -> None:
+def check_train_config(tc: TrainConfig, resume: bool, workers: int = 0) -> None:
     """Range checks of every numeric option, before anything is loaded or written (NaN fails every check): the
     one place for them, `deepisp train` and Python callers alike (the command's parser only checks numbers)."""
     checks = [
@@ -361,6 +375,7 @@ def check_train_config(tc: TrainConfig, resume: bool) -> None:
         ("--ckpt-every", tc.ckpt_every, tc.ckpt_every >= 1, "at least 1"),
         ("--val-every", tc.val_every, tc.val_every >= 1, "at least 1"),
         ("--color-head-lr-mult", tc.color_head_lr_mult, 0 < tc.color_head_lr_mult <= 1000, "in (0, 1000]"),
+        ("--workers", workers, 0 <= workers <= 64, "in 0..64"),
     ]
     for flag, value, ok, bound in checks:
         if not ok:
@@ -373,9 +388,7 @@ def train(tc: TrainConfig, resume: bool = False, progress: bool = True, model_co
     batches ahead (0: this process makes each when it is needed). Started by torchrun, this is one process of
     a data-parallel run (deepisp.distributed): rank 0 alone writes the run folder."""
     out = Path(tc.out)
-    check_train_config(tc, resume)
-    if not 0 <= workers <= 64:
-        raise DeepISPError(f"--workers must be in 0..64, got {workers}")
+    check_train_config(tc, resume, workers)
     group = from_environment()
     device = pick_device(local_device(group, tc.device))
     join(group, device)
@@ -413,10 +426,10 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
 
         state = on_main(group, read_checkpoint)
         # The run's identity (preset, seed, ...) comes from the checkpoint; the length may change (steps > 0;
-        # 0 keeps the run's own), and so may where the data lives (--data/--val-data/--photos given again: the
-        # run was moved or the data was) and the device (a resume may run on other machines, other processes).
+        # 0 keeps the run's own), and so may where the data lives (--data/--val-data/--photos/--cache given again:
+        # the run was moved or the data was) and the device (a resume may run on other machines, other processes).
         stored = stored_train_config(state, ckpt_path)
-        moved = {k: getattr(tc, k) for k in ("data", "val_data", "photos") if getattr(tc, k)}
+        moved = {k: getattr(tc, k) for k in ("data", "val_data", "photos", "cache") if getattr(tc, k)}
         tc = replace(stored, steps=tc.steps or stored.steps, out=tc.out, device=tc.device, **moved)
         cfg = ModelConfig(**state["model_config"])
     else:
@@ -452,13 +465,14 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
         tc,
         data=str(Path(tc.data).resolve()) if tc.data else "",
         val_data=str(Path(tc.val_data).resolve()) if tc.val_data else "",
+        cache=str(Path(tc.cache).resolve()) if tc.cache else "",
         photos=tuple(str(Path(p).resolve()) for p in tc.photos),
     )
     if tc.batch % group.world_size:
         raise DeepISPError(f"--batch {tc.batch} must be a multiple of the {group.world_size} processes (each computes an equal share of every step's batch)")
     torch.manual_seed(tc.seed)
     train_set = make_dataset(tc, cfg, "train")
-    val_set = make_dataset(tc, cfg, "val") if group.is_main else None
+    val_set = make_dataset(tc, cfg, "val")  # on every rank, so its errors stop every rank (rank 0 alone validates)
     model = DeepISP(cfg)
     step = 0
     if state is not None:
@@ -495,7 +509,7 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
         model.to(memory_format=torch.channels_last)
     # The replicas start equal (DDP also broadcasts rank 0's weights) and stay so: every rank applies the same
     # averaged gradient with the same Adam state.
-    stepped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if group.distributed else model
+    forward_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if group.distributed else model
     amp_dtype = autocast_dtype(tc.precision, device)
     # Created after the move, so load_state_dict puts Adam's moments on the parameters' device.
     optimizer = torch.optim.Adam(param_groups(model, tc), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -536,10 +550,10 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
                     if device.type == "cpu":
                         rgb = rgb.contiguous(memory_format=torch.channels_last)
                     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                        pred = stepped(rgb, *noise)
+                        pred = forward_model(rgb, *noise)
                     loss = loss_fn(pred.float(), target)
-                    if not torch.isfinite(loss):
-                        raise DeepISPError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
+                    if any_rank(group, not torch.isfinite(loss).item()):  # every rank stops, not only the one whose share it was
+                        raise DeepISPError(f"the loss became non-finite at step {step}: lower --lr or check the data")
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

@@ -23,6 +23,7 @@ from PIL import Image
 from deepisp.cfa import sample
 from deepisp.cli import main
 from deepisp.conditioning import reference_matrix
+from deepisp.data import cache as cache_module
 from deepisp.data.cache import CACHE_DIRNAME, MANIFEST
 from deepisp.data.dng import write_dng, write_jpeg
 from deepisp.data.make_cache import cache_dataset
@@ -187,6 +188,18 @@ def test_a_damaged_cache_is_a_one_line_error(damage, s7_data, tmp_path):
         S7Dataset(root, split="all", cache=cache)
     assert "\n" not in str(e.value)
     assert cache_dataset(root, cache, progress=False).decoded == (4 if damage == "manifest" else 1 if damage == "missing target" else 0)
+
+
+def test_a_cache_of_other_decoding_code_is_refused_and_rebuilt(s7_data, tmp_path, monkeypatch):
+    root = tmp_path / "S7"
+    shutil.copytree(s7_data, root, ignore=shutil.ignore_patterns("29990101_000000"))
+    cache = tmp_path / "cache"
+    cache_dataset(root, cache, progress=False)
+    monkeypatch.setattr(cache_module, "decoder_fingerprint", lambda: "another version")  # as if raw.py had changed
+    with pytest.raises(DeepISPError, match=r"made by another version of deepisp's raw decoding .*rebuild the cache with `deepisp cache"):
+        S7Dataset(root, split="all", cache=cache)
+    assert cache_dataset(root, cache, progress=False).decoded == 4
+    S7Dataset(root, split="all", cache=cache)
 
 
 def test_no_cache_where_one_is_named(s7_data, tmp_path):

@@ -2,6 +2,7 @@
 the same raw statistics as make-synthetic, training and exact resume from --photos."""
 
 import csv
+import itertools
 
 import numpy as np
 import pytest
@@ -39,17 +40,47 @@ def test_holdout_is_a_fixed_disjoint_split(photo_dir):
         holdout(paths, "test")
 
 
-def test_jdd_input_is_the_bilinear_demosaic_of_the_target_in_the_true_phase(photo_dir, monkeypatch):
+@pytest.mark.parametrize("color_augment", [False, True])
+def test_jdd_input_is_the_bilinear_demosaic_of_the_target_in_the_true_phase(photo_dir, monkeypatch, color_augment):
     # No noise: the input must be exactly the bilinear demosaic of the target's RGGB samples, whatever
-    # flips and transposes the crop got (they are applied before mosaicing).
+    # flips, transposes and colour changes the crop got (they are applied before mosaicing).
     monkeypatch.setattr(photos_module, "JDD_MAX_SIGMA", 0.0)
     monkeypatch.setattr(photos_module, "JDD_SHOT_RANGE", (1e-30, 1e-30))
-    ds = PhotoDataset([photo_dir], "jdd", crop=64)
+    ds = PhotoDataset([photo_dir], "jdd", crop=64, color_augment=color_augment)
     for k in range(8):
         rgb, target = ds.crop_pair(k % len(ds), np.random.default_rng([1, k]))
         assert rgb.shape == target.shape == (3, 64, 64)
         expected = bilinear_demosaic(mosaic(target[None]))[0]
         assert (rgb - expected).abs().max() < 1e-4  # 16-bit quantisation only
+
+
+def test_color_augmentation_changes_colours_only(photo_dir):
+    # Mid tones (96..159), so doubled saturation never clips.
+    photo = (96 + np.asarray(Image.open(sorted(photo_dir.iterdir())[0]).convert("RGB")) // 4).astype(np.uint8)
+    saturated = permuted = 0
+    for k in range(64):
+        out = photos_module.augment_colors(photo, np.random.default_rng([3, k]))
+        assert out.dtype == np.uint8 and out.shape == photo.shape
+        assert np.array_equal(out, photos_module.augment_colors(photo, np.random.default_rng([3, k])))  # a function of the rng
+        orders = [p for p in itertools.permutations(range(3)) if np.array_equal(out, photo[:, :, list(p)])]
+        if not orders:
+            # Saturation scaled around each pixel's mean (then maybe permuted): the means stay, up to the rounding;
+            # the spread around them grows.
+            saturated += 1
+            assert np.abs(out.astype(float).mean(2) - photo.astype(float).mean(2)).max() <= 0.5
+            assert out.astype(float).std(2).mean() > photo.astype(float).std(2).mean()
+        elif orders != [(0, 1, 2)]:
+            permuted += 1
+    # Each change has probability 0.5 (a permutation can be the identity: 1 in 6).
+    assert 16 <= saturated <= 48 and 8 <= permuted <= 40
+
+
+def test_color_augmentation_is_recorded_and_needs_photos(photo_dir, s7_root, tmp_path):
+    tc = TrainConfig(photos=(str(photo_dir),), preset="tiny-jdd", out=str(tmp_path / "run"), steps=2, batch=2, crop=32, color_augment=True)
+    train(tc, progress=False)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train_config"]["color_augment"] is True
+    with pytest.raises(DeepISPError, match="--color-augment .* needs --photos"):
+        train(TrainConfig(data=str(s7_root), preset="tiny-full", out=str(tmp_path / "s7"), steps=1, crop=72, color_augment=True), progress=False)
 
 
 def test_jdd_noise_covers_the_documented_range(photo_dir):

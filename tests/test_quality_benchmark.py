@@ -11,7 +11,7 @@ import rawpy
 import torch
 from PIL import Image
 
-from benchmarks import common, quality, quality_crops, quality_full, quality_jdd, quality_methods
+from benchmarks import common, dead_leaves, quality, quality_crops, quality_full, quality_jdd, quality_methods
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from deepisp.color import histogram_stretch, srgb_to_linear
 from deepisp.data.s7 import S7Dataset
@@ -151,6 +151,7 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     save_checkpoint(tmp_path / "as_shot.pt", DeepISP(as_shot), as_shot)
     out = tmp_path / "results"
     args = ["--photos", str(photos), "--limit", "2", "--sigmas", "0", "5", "--figure", "p1", "5", "--s7", str(s7_root), "--out", str(out)]
+    args += ["--second-set", str(photos)]
     assert (
         quality.main(
             [*args, "--jdd-model", str(tmp_path / "jdd.pt"), str(tmp_path / "jdd2.pt"), "--full-model", str(DEFAULT_CHECKPOINT), str(tmp_path / "as_shot.pt")]
@@ -168,14 +169,31 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     shipped = common.model_label(DEFAULT_CHECKPOINT, load_checkpoint(DEFAULT_CHECKPOINT))
     assert full["n_scenes"] == 2 and list(full["mean"]) == [quality_full.NO_ISP, quality_full.RAWPY, shipped, "DeepISP custom (as_shot.pt)"]
     assert "8 pixels are cropped" in jdd["protocol"] and "histogram stretch" in full["protocol"]
+    second = report["jdd_second"]
+    assert second["n_images"] == 2 and list(second["mean"]) == names and len(second["per_image"]) == 2 * 2 * 12
 
     md = (out / "quality.md").read_text()
     assert all(f"| {name} |" in md for name in [*names, *full["mean"]])
-    assert "| method | σ=0 | σ=5 | s/image |" in md and "No JDD checkpoint" not in md
+    assert md.count("| method | σ=0 | σ=5 | s/image |") == 2 and "No JDD checkpoint" not in md and "second test set" in md
     assert sorted(p.name for p in out.iterdir()) == ["quality.json", "quality.md", "quality_crops.jpg"]  # no temp files left
     # truth, the three classical rows, the two models: two rows of three 2x-zoomed 32-px crops (48x64 photos)
     assert Image.open(out / "quality_crops.jpg").size == (3 * 64, quality_crops.FIGURE_LABEL + 2 * (64 + quality_crops.FIGURE_LABEL))
     assert jdd["figure"]["photo"] == "p1" and jdd["figure"]["sigma"] == 5 and jdd["figure"]["crop_y_x_size"][2] == 32
+
+
+def test_dead_leaves_cover_the_image_with_saturated_colours_per_seed(tmp_path):
+    image = dead_leaves.dead_leaves(64, seed=3)
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    assert np.array_equal(image, dead_leaves.dead_leaves(64, seed=3)) and not np.array_equal(image, dead_leaves.dead_leaves(64, seed=4))
+    # Covered: every pixel is some disc's colour (value >= 0.2), blurred: never the empty canvas's black.
+    assert image.max(axis=2).min() >= 0.15 * 255
+    spread = image.astype(float).max(axis=2) - image.astype(float).min(axis=2)  # HSV saturation x value, 0-255
+    assert np.median(spread) > 60
+    folder = dead_leaves.make_dead_leaves(tmp_path / "dl", count=2, size=32)
+    assert sorted(p.name for p in folder.iterdir()) == ["dead_leaves.json", "dead_leaves_00.png", "dead_leaves_01.png"]
+    stamp = (folder / "dead_leaves_00.png").stat().st_mtime_ns
+    dead_leaves.make_dead_leaves(folder, count=2, size=32)  # the same settings: kept
+    assert (folder / "dead_leaves_00.png").stat().st_mtime_ns == stamp
 
 
 def test_the_figure_crop_is_where_bilinear_fails_most():

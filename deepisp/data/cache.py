@@ -1,10 +1,11 @@
 """Pre-decoded training data on disk (`deepisp cache`): each S7 scene or MSR image decoded once, its crops then
 read from memory-mapped arrays instead of decoding a 12 MP DNG and JPEG per crop.
 
-Owns the cache's on-disk format, writing it (atomic, incremental) and reading it (checked against its sources,
-arrays mapped lazily in each process). What goes in is the loaders' business: deepisp.data.s7 and
-deepisp.data.msr make the jobs (`cache_jobs`) and read their frames back (`CachedFrames`);
-deepisp.data.make_cache runs `deepisp cache` over either layout.
+Owns the cache's on-disk format, writing it (atomic, incremental) and reading it (checked against its sources
+and the decoding code that made it; arrays mapped when a dataset is made, again after unpickling in a
+worker). What goes in is the loaders' business: deepisp.data.s7 and deepisp.data.msr make the jobs
+(`cache_jobs`) and read their frames back (`CachedFrames`); deepisp.data.make_cache runs `deepisp cache`
+over either layout.
 
     CACHE/                           --cache; default <data root>/.deepisp-cache
       manifest.json
@@ -19,7 +20,8 @@ deepisp.data.make_cache runs `deepisp cache` over either layout.
 
 The arrays are plain .npy files (NumPy format 1.0), opened with np.load(mmap_mode="r"). manifest.json:
 
-    {"format": "deepisp-cache", "version": 1, "entries": {key: {
+    {"format": "deepisp-cache", "version": 1, "decoder": sha256 of the decoding code (decoder_fingerprint),
+     "entries": {key: {
         "sources": [[path relative to the data root, size in bytes, mtime_ns], ...],   the files decoded
         "crop": [y, x, h, w],                                      the registered window of mosaic.npy
         "meta": {...}}}}
@@ -42,6 +44,7 @@ to 16x, a colour map's absolute row sum); S7 targets and MSR inputs and targets 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import time
@@ -65,6 +68,19 @@ FULL_SCALE = 65535  # the stored value of a normalised 1.0
 # most this much decoding.
 MANIFEST_FLUSH_SECONDS = 5.0
 MAX_MANIFEST_BYTES = 256 * 2**20
+# The code that decides what a cache holds: raw decoding, registration, the whole-frame statistics kept beside
+# each frame. A cache made by other versions of these files is refused (and rebuilt by `deepisp cache`), so a
+# change to decoding or metering never trains from stale arrays; any edit to them costs one rebuild.
+_DECODER_MODULES = ("raw.py", "cfa.py", "conditioning.py", "input_contract.py", "white_balance.py", "data/s7.py", "data/msr.py")
+
+
+def decoder_fingerprint() -> str:
+    """sha256 of the sources of _DECODER_MODULES (the manifest's `decoder`)."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in _DECODER_MODULES:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -166,7 +182,10 @@ def _read_entries(path: Path) -> dict[str, Entry]:
         manifest = json.loads(read_bounded(path, MAX_MANIFEST_BYTES, "a deepisp cache manifest"))
         if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
             raise DeepISPError(f"{path} is not a version {VERSION} deepisp cache manifest")
-        return {str(key): Entry.from_record(record) for key, record in manifest["entries"].items()}
+        entries = {str(key): Entry.from_record(record) for key, record in manifest["entries"].items()}
+        if manifest.get("decoder") != decoder_fingerprint():
+            raise DeepISPError(f"{path} was made by another version of deepisp's raw decoding or conditioning")
+        return entries
     except FileNotFoundError:
         raise
     except OSError as e:
@@ -176,7 +195,7 @@ def _read_entries(path: Path) -> dict[str, Entry]:
 
 
 def _write_entries(path: Path, entries: dict[str, Entry]) -> None:
-    manifest = {"format": FORMAT, "version": VERSION, "entries": {k: entries[k].record() for k in sorted(entries)}}
+    manifest = {"format": FORMAT, "version": VERSION, "decoder": decoder_fingerprint(), "entries": {k: entries[k].record() for k in sorted(entries)}}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
 
