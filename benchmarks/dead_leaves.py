@@ -40,7 +40,7 @@ MANIFEST = "dead_leaves.json"
 
 DEAD_LEAVES_PROTOCOL = (
     f"Colour dead leaves (benchmarks/dead_leaves.py): discs of radius {RADIUS_RANGE[0]:g}-{RADIUS_RANGE[1]:g} px with density ~ r^-3, "
-    "occluding each other until the image is covered, colours HSV with saturation {SATURATION_RANGE[0]:g}-{SATURATION_RANGE[1]:g} and value "
+    f"occluding each other until the image is covered, colours HSV with saturation {SATURATION_RANGE[0]:g}-{SATURATION_RANGE[1]:g} and value "
     f"{VALUE_RANGE[0]:g}-{VALUE_RANGE[1]:g}, drawn at {SUPERSAMPLE}x, box-averaged down, Gaussian blur {LENS_SIGMA:g} px, 8-bit sRGB PNG."
 )
 

@@ -32,8 +32,8 @@ WEIGHTS = Path(__file__).parent / "weights"
 SHIPPED = {
     "micro-full": ("deepisp_micro_full.pt", "45772eabbb38e8e0663500ca3f27982733bb60cecb279f35ef4171c3d739059b"),
     "phone-full": ("deepisp_phone_full.pt", "0fc9ea31165290789eab5ff9970aff83261362dd87ad5a607b3b71af94fbc27a"),
-    "micro-jdd": ("deepisp_micro_jdd.pt", "4fad267ef63e94c661ecc4d7bf80b48e0eb10cdcf2fa5ff5a0ff0de6fbdb8d6c"),
-    "phone-jdd": ("deepisp_phone_jdd.pt", "ddb77c01f5b413cdeac2cc69e92f861a09fe8cad33d52524c05fe510032d5b2c"),
+    "micro-jdd": ("deepisp_micro_jdd.pt", "ff1632112cf5d1ddb04831cc8be7caf76960a397af004203ba9ca855fc9a0cd9"),
+    "phone-jdd": ("deepisp_phone_jdd.pt", "4f10d60157d88a1bbacdb0c4958f9809b76f60fa922c9ddcc7c868d79793c85f"),
 }
 DEFAULT_MODEL, DEFAULT_JDD_MODEL = "micro-full", "phone-jdd"
 DEFAULT_CHECKPOINT = WEIGHTS / SHIPPED[DEFAULT_MODEL][0]
