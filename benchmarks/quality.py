@@ -9,9 +9,10 @@ mean, with the protocols) and quality.md (the tables the README shows, generated
     jdd   joint denoising + demosaicing of the 24 Kodak photographs, mosaiced and noised here: a JDD model
           (`--jdd-model`, default: the shipped deepisp/weights/deepisp_phone_jdd.pt) against bilinear, Malvar-He-Cutler and Menon
           (colour-demosaicing), OpenCV's three Bayer demosaicers, and LibRaw's AHD and DCB with and without
-          its FBDD denoiser (through rawpy, on DNGs written from the very same mosaics); then the same on the
-          second test set (`--second-set`, default the colour dead leaves of benchmarks/dead_leaves.py:
-          saturated colours and sharp colour edges, the content Kodak24 has little of).
+          its FBDD denoiser (through rawpy, on DNGs written from the very same mosaics); then the same on
+          the second test sets (`--second-set`, default two, both of the saturated colours and colour edges
+          Kodak24 has little of: the colourful photographs scikit-image ships, benchmarks/colour_photos.py,
+          and the colour dead leaves of benchmarks/dead_leaves.py, a stress test).
     full  the whole ISP on S7-layout low-light pairs (the Kodak photos rendered by `deepisp make-synthetic
           --seed 1`): full models (default: the shipped one; several may be given) against rawpy's default postprocess with the
           camera white balance, and against no ISP at all, after the paper's histogram stretch.
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.colour_photos import COLOUR_PHOTOS_PROTOCOL, make_colour_photos
 from benchmarks.common import REPO, RESULTS, fail, group_key, means, model_label, parser, save_jpeg, write_result
 from benchmarks.dead_leaves import DEAD_LEAVES_PROTOCOL, make_dead_leaves
 from benchmarks.quality_crops import FIGURE_DEFAULT, crops_figure
@@ -55,7 +57,11 @@ from deepisp.errors import DeepISPError
 from deepisp.options import Mode
 
 DEFAULT_PHOTOS = SHARED_DATA / "photos" / "kodak24"
-DEFAULT_SECOND_SET = REPO / "out" / "dead-leaves"
+# The default second test sets: folder -> (title, what the images are, how to make them).
+SECOND_SETS = {
+    REPO / "out" / "colour-photos": ("colour photographs", COLOUR_PHOTOS_PROTOCOL, make_colour_photos),
+    REPO / "out" / "dead-leaves": ("colour dead leaves", DEAD_LEAVES_PROTOCOL, make_dead_leaves),
+}
 
 
 def _cell(values: dict, column_best: dict, fmt: dict[str, str]) -> str:
@@ -90,9 +96,8 @@ def to_markdown(report: dict) -> str:
     jdd, full = report["jdd"], report["full"]
     lines = jdd_table(jdd, "Joint denoising + demosaicing")
     lines += ["", *(f"- **{name}**: {about}" for name, about in jdd["methods"].items()), "", f"Protocol: {jdd['protocol']}", ""]
-    second = report.get("jdd_second")
-    if second:
-        lines += jdd_table(second, "Joint denoising + demosaicing, second test set (colour dead leaves)")
+    for second in report.get("jdd_second") or []:
+        lines += jdd_table(second, f"Joint denoising + demosaicing, second test set: {second['title']}")
         lines += ["", f"The same protocol on these images: {second['images']}", ""]
 
     fmt_full = {"psnr": ".2f", "ssim": ".4f", "ciede2000": ".2f", "ciede2000_p99": ".2f"}
@@ -128,9 +133,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--second-set",
         type=Path,
         metavar="DIR",
-        default=DEFAULT_SECOND_SET,
-        help=f"sRGB images of the second JDD test set (default: {_shown(DEFAULT_SECOND_SET)}, the colour dead leaves of "
-        "benchmarks/dead_leaves.py, made there if missing); 'none' to skip it",
+        nargs="+",
+        default=list(SECOND_SETS),
+        help="sRGB images of the second JDD test set(s), one table each (default: "
+        + ", ".join(f"{_shown(folder)}, the {title}" for folder, (title, _, _) in SECOND_SETS.items())
+        + ", made there if missing); 'none' to skip",
     )
     ap.add_argument(
         "--sigmas", type=float, nargs="+", metavar="S", default=list(SIGMAS), help="noise levels, in 1/255 of full scale, linear (default: 0 2 5 10)"
@@ -172,8 +179,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if [str(p) for p in args.jdd_model] == ["none"]:
         args.jdd_model = []
-    if str(args.second_set) == "none":
-        args.second_set = None
+    if [str(p) for p in args.second_set] == ["none"]:
+        args.second_set = []
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be at least 1")
     if any(s < 0 for s in args.sigmas):
@@ -213,15 +220,16 @@ def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
             raise DeepISPError(f"--full-model {path} is a {model.cfg.mode!r} model; pass a full checkpoint")
         full_models[model_label(path, state)] = model
 
-    if args.second_set == DEFAULT_SECOND_SET:
-        make_dead_leaves(DEFAULT_SECOND_SET)
-    second_photos = find_photos([args.second_set])[: args.limit] if args.second_set else []
+    for folder in args.second_set:
+        if folder in SECOND_SETS:
+            SECOND_SETS[folder][2](folder)
+    second_photos = {folder: find_photos([folder])[: args.limit] for folder in args.second_set}
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="deepisp-quality-") as tmp:
         methods = jdd_methods(Path(tmp), args.jdd_model, args.tile)
         jdd_rows, kept = run_jdd(photos, args.sigmas, methods, keep=args.figure)
-        second_rows = run_jdd(second_photos, args.sigmas, methods, keep=None)[0] if second_photos else []
+        second_rows = {folder: run_jdd(photos, args.sigmas, methods, keep=None)[0] for folder, photos in second_photos.items()}
     full_rows = run_full(args.s7, full_models, args.tile, args.limit)
 
     jdd_keys, full_keys = ("psnr_linear", "psnr_srgb", "ssim", "seconds"), ("psnr", "ssim", "ciede2000", "ciede2000_p99", "seconds")
@@ -239,17 +247,19 @@ def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
             "per_image": jdd_rows,
             "figure": None if crop is None else {"photo": args.figure[0], "sigma": args.figure[1], "crop_y_x_size": list(crop)},
         },
-        "jdd_second": None
-        if not second_photos
-        else {
-            "photos": _shown(args.second_set),
-            "images": DEAD_LEAVES_PROTOCOL if args.second_set == DEFAULT_SECOND_SET else "given by --second-set",
-            "n_images": len(second_photos),
-            "sigmas": args.sigmas,
-            "models": [_shown(path) for path in args.jdd_model],
-            "mean": means(second_rows, jdd_keys, ("method", "sigma")),
-            "per_image": second_rows,
-        },
+        "jdd_second": [
+            {
+                "title": SECOND_SETS[folder][0] if folder in SECOND_SETS else _shown(folder),
+                "photos": _shown(folder),
+                "images": SECOND_SETS[folder][1] if folder in SECOND_SETS else "given by --second-set",
+                "n_images": len(second_photos[folder]),
+                "sigmas": args.sigmas,
+                "models": [_shown(path) for path in args.jdd_model],
+                "mean": means(rows, jdd_keys, ("method", "sigma")),
+                "per_image": rows,
+            }
+            for folder, rows in second_rows.items()
+        ],
         "full": {
             "data": _shown(args.s7),
             "n_scenes": len({r["scene"] for r in full_rows}),

@@ -11,7 +11,7 @@ import rawpy
 import torch
 from PIL import Image
 
-from benchmarks import common, dead_leaves, quality, quality_crops, quality_full, quality_jdd, quality_methods
+from benchmarks import colour_photos, common, dead_leaves, quality, quality_crops, quality_full, quality_jdd, quality_methods
 from deepisp.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from deepisp.color import histogram_stretch, srgb_to_linear
 from deepisp.data.s7 import S7Dataset
@@ -169,7 +169,7 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     shipped = common.model_label(DEFAULT_CHECKPOINT, load_checkpoint(DEFAULT_CHECKPOINT))
     assert full["n_scenes"] == 2 and list(full["mean"]) == [quality_full.NO_ISP, quality_full.RAWPY, shipped, "DeepISP custom (as_shot.pt)"]
     assert "8 pixels are cropped" in jdd["protocol"] and "histogram stretch" in full["protocol"]
-    second = report["jdd_second"]
+    (second,) = report["jdd_second"]
     assert second["n_images"] == 2 and list(second["mean"]) == names and len(second["per_image"]) == 2 * 2 * 12
 
     md = (out / "quality.md").read_text()
@@ -179,6 +179,15 @@ def test_main_end_to_end_with_a_jdd_checkpoint(photos, s7_root, tmp_path):
     # truth, the three classical rows, the two models: two rows of three 2x-zoomed 32-px crops (48x64 photos)
     assert Image.open(out / "quality_crops.jpg").size == (3 * 64, quality_crops.FIGURE_LABEL + 2 * (64 + quality_crops.FIGURE_LABEL))
     assert jdd["figure"]["photo"] == "p1" and jdd["figure"]["sigma"] == 5 and jdd["figure"]["crop_y_x_size"][2] == 32
+
+
+def test_the_colour_photographs_are_scikit_images_own_cut_to_whole_quads(tmp_path):
+    folder = colour_photos.make_colour_photos(tmp_path / "cp")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(f"{name.rsplit('.', 1)[0]}.png" for name in colour_photos.COLOUR_PHOTOS)
+    for path in folder.iterdir():
+        with Image.open(path) as im:
+            assert im.mode == "RGB" and im.width % 2 == 0 and im.height % 2 == 0
 
 
 def test_dead_leaves_cover_the_image_with_saturated_colours_per_seed(tmp_path):
