@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 WEIGHTS = REPO / "deepisp" / "weights"
 SHIPPED_FULL = ("deepisp_micro_full.pt", "deepisp_phone_full.pt")
+SHIPPED_JDD = ("deepisp_phone_jdd.pt", "deepisp_micro_jdd.pt")
 EXIT_ERROR = 2  # a benchmark that could not run: missing inputs or dependencies, said in one `error:` line
 
 T = TypeVar("T")

@@ -14,7 +14,8 @@ the canvas, SUPERSAMPLE times the output size, is covered;
 each disc one colour drawn as HSV with hue uniform, saturation and value uniform in SATURATION_RANGE and
 VALUE_RANGE (sRGB-encoded). The canvas is box-averaged down to the output size (anti-aliased edges) and
 blurred with a Gaussian of LENS_SIGMA pixels (a lens's softness; without it every edge is a step no camera
-records), rounded to 8-bit sRGB and written as PNG. benchmarks/quality.py then runs its JDD protocol on them as
+records; both done on the sRGB-encoded values, so the edges are soft as a display shows them, not as light
+mixes), rounded to 8-bit sRGB and written as PNG; 12 images of 500x500 from seed 0 by default. benchmarks/quality.py then runs its JDD protocol on them as
 on Kodak24 (linear ground truth through the inverse sRGB curve, RGGB mosaic, Gaussian noise sigma/255).
 """
 
@@ -81,7 +82,7 @@ def dead_leaves(size: int, seed: int) -> np.ndarray:
 
 
 def make_dead_leaves(folder: Path, count: int = 12, size: int = 500, seed: int = 0) -> Path:
-    """Write `count` images (dead_leaves_00.png, ...; image k from seed (seed, k)) into `folder`, or keep the
+    """Write `count` images (dead_leaves_00.png, ...; image k drawn with seed `seed * 1000 + k`) into `folder`, or keep the
     ones there when its manifest says they were made with the same settings. Returns the folder."""
     folder = Path(folder)
     settings = {"count": count, "size": size, "seed": seed, "protocol": DEAD_LEAVES_PROTOCOL}

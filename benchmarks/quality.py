@@ -1,20 +1,20 @@
 """Image quality of deepisp's models against classical pipelines, on ground truth the project can trust.
 
-    python benchmarks/quality.py [--jdd-model CKPT] [--full-model CKPT ...] [--limit N] [--sigmas 0 2 5 10]
+    python benchmarks/quality.py [--jdd-model CKPT ...] [--full-model CKPT ...] [--second-set DIR ...] [--limit N] [--sigmas 0 2 5 10]
                                  [--figure PHOTO SIGMA]
 
 Owns two comparisons and the results files benchmarks/results/quality.json (every number, per image and
 mean, with the protocols) and quality.md (the tables the README shows, generated here, never typed):
 
     jdd   joint denoising + demosaicing of the 24 Kodak photographs, mosaiced and noised here: a JDD model
-          (`--jdd-model`, default: the shipped deepisp/weights/deepisp_phone_jdd.pt) against bilinear, Malvar-He-Cutler and Menon
+          (`--jdd-model`, default: both shipped, phone-jdd and micro-jdd) against bilinear, Malvar-He-Cutler and Menon
           (colour-demosaicing), OpenCV's three Bayer demosaicers, and LibRaw's AHD and DCB with and without
           its FBDD denoiser (through rawpy, on DNGs written from the very same mosaics); then the same on
           the second test sets (`--second-set`, default two, both of the saturated colours and colour edges
           Kodak24 has little of: the colourful photographs scikit-image ships, benchmarks/colour_photos.py,
           and the colour dead leaves of benchmarks/dead_leaves.py, a stress test).
     full  the whole ISP on S7-layout low-light pairs (the Kodak photos rendered by `deepisp make-synthetic
-          --seed 1`): full models (default: the shipped one; several may be given) against rawpy's default postprocess with the
+          --seed 1`): full models (default: every shipped one) against rawpy's default postprocess with the
           camera white balance, and against no ISP at all, after the paper's histogram stretch.
 
 Also quality_crops.jpg: one photo at one noise level (`--figure`; by default kodim19 at σ = 5 when 5 is among
@@ -44,13 +44,13 @@ import torch
 from PIL import Image
 
 from benchmarks.colour_photos import COLOUR_PHOTOS_PROTOCOL, make_colour_photos
-from benchmarks.common import REPO, RESULTS, fail, group_key, means, model_label, parser, save_jpeg, write_result
+from benchmarks.common import REPO, RESULTS, SHIPPED_JDD, WEIGHTS, add_full_models, fail, group_key, means, model_label, parser, save_jpeg, write_result
 from benchmarks.dead_leaves import DEAD_LEAVES_PROTOCOL, make_dead_leaves
 from benchmarks.quality_crops import FIGURE_DEFAULT, crops_figure
 from benchmarks.quality_full import FULL_PROTOCOL, run_full
 from benchmarks.quality_jdd import BORDER, JDD_PROTOCOL, SIGMAS, run_jdd
 from benchmarks.quality_methods import Method, classical_methods, jdd_model_method, library_versions, require_colour_demosaicing
-from deepisp.checkpoint import DEFAULT_JDD_CHECKPOINT, load_model
+from deepisp.checkpoint import load_model
 from deepisp.data import DEFAULT_EVAL_SET, SHARED_DATA
 from deepisp.data.synthetic import find_photos
 from deepisp.errors import DeepISPError
@@ -148,18 +148,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         metavar="CKPT",
         nargs="+",
-        default=[DEFAULT_JDD_CHECKPOINT],
-        help=f"jdd checkpoint(s), one row each (deepisp train --preset phone-jdd); default: the shipped {_shown(DEFAULT_JDD_CHECKPOINT)}; "
-        "'none': classical rows only",
+        default=[WEIGHTS / name for name in SHIPPED_JDD],
+        help="jdd checkpoint(s), one row each (deepisp train --preset phone-jdd); default: every shipped one; 'none': classical rows only",
     )
-    ap.add_argument(
-        "--full-model",
-        type=Path,
-        metavar="CKPT",
-        nargs="+",
-        default=[None],
-        help="full checkpoint(s), one row each (default: the shipped deepisp/weights model)",
-    )
+    add_full_models(ap)
     ap.add_argument(
         "--s7",
         type=Path,
@@ -214,12 +206,13 @@ def benchmark(args: argparse.Namespace) -> tuple[dict, Image.Image | None]:
 
         args.s7 = default_s7_root(DEFAULT_EVAL_SET)
     full_models = {}
-    for path in args.full_model:
+    for path in args.full_models:
         model, state = load_model(path)
         if model.cfg.mode != Mode.FULL:
             raise DeepISPError(f"--full-model {path} is a {model.cfg.mode!r} model; pass a full checkpoint")
         full_models[model_label(path, state)] = model
 
+    args.second_set = [folder.resolve() for folder in args.second_set]
     for folder in args.second_set:
         if folder in SECOND_SETS:
             SECOND_SETS[folder][2](folder)

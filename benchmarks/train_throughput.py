@@ -16,13 +16,14 @@ one warm-up; compare within one run only.
 (`deepisp.train.batches`, the default model's input contract) per second from a full-size S7-layout set
 (`--scenes` Urban100 photos upscaled to 4032x3024 and rendered by make-synthetic, kept in
 out/train-loading-s7 for the next run) read through its `deepisp cache`, cold (the cache's pages dropped
-from the OS page cache first) and warm; decoded per crop (what the S7 loader does for a scene outside its
+from the OS page cache first) and warm, timed from each loader's first batch on; decoded per crop (what the S7 loader does for a scene outside its
 16-scene LRU, the common case on the 110-scene S7-ISP set); and photo pairs simulated in memory (`--photos`),
 each with 0 and 2 DataLoader workers.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
@@ -132,9 +133,12 @@ def drop_from_page_cache(folder: Path) -> None:
 
 
 def crops_per_second(dataset, tc: TrainConfig, workers: int) -> float:
-    """Training crops per second over tc.steps batches, loader start-up included."""
+    """Training crops per second over tc.steps batches, timed from the first batch on: the loader's start-up
+    (a second or so for worker processes) is paid once per run, not per batch."""
+    loader = batches(dataset, tc, SINGLE_PROCESS, 0, workers)
+    next(loader)
     start = time.perf_counter()
-    crops = sum(len(batch[0]) for batch in batches(dataset, tc, SINGLE_PROCESS, 0, workers))
+    crops = sum(len(batch[0]) for batch in loader)
     return crops / (time.perf_counter() - start)
 
 
@@ -150,14 +154,17 @@ def measure_loading(scenes: int, steps: int, crop: int, batch: int) -> dict:
     cache_dataset(root, cache, progress=False)
     cache_s = time.perf_counter() - start
     tc = TrainConfig(batch=batch, crop=crop, steps=steps)
-    cached = S7Dataset(root, split="all", crop=crop, model_config=cfg, cache=cache)
     decoded = S7Dataset(root, split="all", crop=crop, model_config=cfg, cache_size=0)
     photos = PhotoDataset([LOADING_PHOTOS], cfg.mode, crop=crop, balanced=cfg.balanced_input, exposure=cfg.exposure)
     rows = {}
     for workers in WORKERS:
+        # A fresh dataset each time: pages an earlier one still maps cannot be dropped from the page cache.
+        gc.collect()
         drop_from_page_cache(cache)
+        cached = S7Dataset(root, split="all", crop=crop, model_config=cfg, cache=cache)
         rows[f"cache, cold, {workers} workers"] = crops_per_second(cached, tc, workers)
         rows[f"cache, warm, {workers} workers"] = crops_per_second(cached, tc, workers)
+        del cached
         rows[f"decoded per crop, {workers} workers"] = crops_per_second(decoded, replace(tc, steps=max(2, steps // 10)), workers)
         rows[f"photo pairs in memory, {workers} workers"] = crops_per_second(photos, tc, workers)
         print(*(f"{name}: {rows[name]:,.1f} crops/s" for name in list(rows)[-4:]), sep="\n", flush=True)

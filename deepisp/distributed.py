@@ -79,7 +79,10 @@ def join(group: Group, device: torch.device) -> None:
         dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
     except (ValueError, RuntimeError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DeepISPError(f"{group.label()}: cannot join the process group ({first_line[:160]}): start the run with torchrun") from None
+        raise DeepISPError(
+            f"{group.label()}: cannot join the process group ({first_line[:160]}): start the run with torchrun, and check that every "
+            "machine reaches the rendezvous endpoint"
+        ) from None
 
 
 def leave(group: Group) -> None:
@@ -125,9 +128,10 @@ def any_rank(group: Group, flag: bool) -> bool:
 
 
 def mean_over_ranks(group: Group, value: torch.Tensor) -> torch.Tensor:
-    """The mean of a scalar over the ranks (each rank's loss of its share -> the loss of the whole batch)."""
+    """The mean of a scalar over the ranks (each rank's loss of its share -> the loss of the whole batch),
+    detached: for logging and checks, not for gradients."""
     if not group.distributed:
-        return value
+        return value.detach()
     total = value.detach().clone()
     dist.all_reduce(total)
     return total / group.world_size

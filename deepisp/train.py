@@ -552,13 +552,15 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
                     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                         pred = forward_model(rgb, *noise)
                     loss = loss_fn(pred.float(), target)
-                    if any_rank(group, not torch.isfinite(loss).item()):  # every rank stops, not only the one whose share it was
+                    # The whole batch's loss: what the log shows, and non-finite on every rank when on any.
+                    batch_loss = mean_over_ranks(group, loss)
+                    if not torch.isfinite(batch_loss):
                         raise DeepISPError(f"the loss became non-finite at step {step}: lower --lr or check the data")
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     step += 1
-                    loss = mean_over_ranks(group, loss)  # the whole batch's, for the log
+                    loss = batch_loss
                     if not group.is_main:
                         continue
                     seconds = time.perf_counter() - t0

@@ -71,15 +71,23 @@ MAX_MANIFEST_BYTES = 256 * 2**20
 # The code that decides what a cache holds: raw decoding, registration, the whole-frame statistics kept beside
 # each frame. A cache made by other versions of these files is refused (and rebuilt by `deepisp cache`), so a
 # change to decoding or metering never trains from stale arrays; any edit to them costs one rebuild.
-_DECODER_MODULES = ("raw.py", "cfa.py", "conditioning.py", "input_contract.py", "white_balance.py", "data/s7.py", "data/msr.py")
+_DECODER_MODULES = ("raw.py", "cfa.py", "conditioning.py", "input_contract.py", "white_balance.py", "pngio.py", "data/s7.py", "data/msr.py")
 
 
 def decoder_fingerprint() -> str:
-    """sha256 of the sources of _DECODER_MODULES (the manifest's `decoder`)."""
+    """sha256 of the sources of _DECODER_MODULES and the versions of the decoders they call (LibRaw through
+    rawpy, Pillow): the manifest's `decoder`. A module installed without its source counts by the package
+    version."""
+    import PIL
+    import rawpy
+
+    from deepisp import __version__
+
     package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"rawpy {rawpy.__version__} libraw {rawpy.libraw_version} pillow {PIL.__version__}".encode())
     for name in _DECODER_MODULES:
-        digest.update((package / name).read_bytes())
+        path = package / name
+        digest.update(path.read_bytes() if path.is_file() else f"{name} of deepisp {__version__}".encode())
     return digest.hexdigest()
 
 

@@ -82,9 +82,9 @@ EXPOSURE_RANGE = (1 / 16, 1.0)
 # colour transform learns to take out what the estimate leaves.
 WB_ESTIMATE_SHARE = 0.3
 OVEREXPOSURE_RANGE = (1.0, 4.0)
-# Colour augmentation (`color_augment`): the share of crops given each of its two changes, and the saturation
-# gain's range. The probe fine-tune of phone-jdd measured these: +0.36 dB at sigma 0 on saturated
-# scenes, -0.07 dB on Kodak24.
+# Colour augmentation (`color_augment`, jdd pairs): the share of crops given each of its two changes, and the
+# saturation gain's range. Not tuned here: taken as first proposed (README, "Quality": where the proposal was
+# measured, and on which sets).
 COLOR_AUGMENT_SHARE = 0.5
 COLOR_SATURATION_RANGE = (1.0, 2.0)
 # The photo stride used to measure the auto exposure of a whole photo (even, so the CFA mix is kept).
@@ -156,6 +156,10 @@ class PhotoDataset(torch.utils.data.Dataset):
             raise DeepISPError("only full-ISP pairs can be white-balanced")
         if noise_levels and mode != Mode.JDD:
             raise DeepISPError("only jdd pairs carry noise levels")
+        if color_augment and mode != Mode.JDD:
+            # A full pair's exposure, metering and white-balance estimate come from the whole photo, which the
+            # crop's colour change would contradict.
+            raise DeepISPError("--color-augment is for jdd presets: a full model's simulated exposure and white balance are measured on the whole photo")
         if exposure not in EXPOSURES or (exposure == Exposure.METERED and not balanced):
             raise DeepISPError(f"exposure {exposure!r}: 'metered' pairs are for white-balanced full models, else 'as_is'")
         self.mode, self.crop, self.augment, self.balanced, self.noise_levels = mode, crop, augment, balanced, noise_levels
