@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from benchmarks.common import add_out, missing_shared, parser, write_result
 from benchmarks.preset_sweep import TRAINING_PHOTOS
-from benchmarks.quality_jdd import NOISE_SEED, SIGMAS, jdd_metrics, load_linear_photo, noisy_mosaics, reference
+from benchmarks.quality_jdd import NOISE_SEED, SIGMAS, Reference, jdd_metrics, load_linear_photo, noisy_mosaics, reference
 from benchmarks.quality_methods import U16
 from deepisp.checkpoint import load_model
 from deepisp.data.photos import holdout
@@ -47,12 +47,26 @@ def even(target: np.ndarray) -> np.ndarray:
     return target[:, : target.shape[1] // 2 * 2, : target.shape[2] // 2 * 2]
 
 
-def calibration(photos: list[Path], sigma: float, cfg, count: int) -> list[np.ndarray]:
-    """`count` calibration windows [256,256] float32 (the mosaic in [0,1], companded for sqrt models: the tile
-    graph's input) at noise `sigma`, from `photos` (training photos, never the held-out ones)."""
-    mosaics = [noisy_mosaics(even(load_linear_photo(p)), [sigma], (NOISE_SEED + 1, k))[sigma].astype(np.float32) / U16 for k, p in enumerate(photos)]
-    windows = calibration_windows(mosaics, CALIBRATION_WINDOW, count)
-    return [compand(torch.from_numpy(w), cfg).numpy() for w in windows]
+def calibration_mosaics(photos: list[Path], sigmas: list[float]) -> dict[float, list[np.ndarray]]:
+    """Per sigma, the training `photos` as noisy [H,W] float32 mosaics in [0,1] (decoded once for every sigma
+    and model; never the held-out photos)."""
+    noisy = [noisy_mosaics(even(load_linear_photo(p)), sigmas, (NOISE_SEED + 1, k)) for k, p in enumerate(photos)]
+    return {sigma: [m[sigma].astype(np.float32) / U16 for m in noisy] for sigma in sigmas}
+
+
+def calibration(mosaics: list[np.ndarray], cfg, count: int) -> list[np.ndarray]:
+    """`count` calibration windows [256,256] float32 cut from `mosaics`, in the model's working domain (the
+    mosaic in [0,1], companded for sqrt models: the tile graph's input)."""
+    return [compand(torch.from_numpy(w), cfg).numpy() for w in calibration_windows(mosaics, CALIBRATION_WINDOW, count)]
+
+
+def held_out_pairs(photos: list[Path], sigmas: list[float]) -> list[tuple[Reference, dict[float, np.ndarray]]]:
+    """Each held-out photo's scored truth and its uint16 mosaic at every sigma (decoded once for every model)."""
+    pairs = []
+    for index, path in enumerate(photos):
+        target = even(load_linear_photo(path))
+        pairs.append((reference(target), noisy_mosaics(target, sigmas, (NOISE_SEED, index))))
+    return pairs
 
 
 @torch.no_grad()
@@ -63,18 +77,16 @@ def int8_output(sim: QuantizedTile, cfa: np.ndarray) -> np.ndarray:
     return uncompand(image, sim.model.cfg)[0].double().numpy()
 
 
-def measure(model: DeepISP, sigmas: list[float], held_out: list[Path], training: list[Path], windows: int) -> dict:
+def measure(model: DeepISP, held_out: list[tuple[Reference, dict[float, np.ndarray]]], calibration_set: dict[float, list[np.ndarray]], windows: int) -> dict:
     """{sigma: {"float"|"int8": mean PSNR linear, PSNR sRGB, SSIM over `held_out`}}, the int8 graph calibrated
-    per sigma on `windows` windows of `training`."""
+    per sigma on `windows` windows of that sigma's `calibration_set`."""
     rows = {}
-    for sigma in sigmas:
+    for sigma, mosaics in calibration_set.items():
         folded = fold_noise_level(model, noise_levels(sigma / 255.0)) if model.cfg.noise_input else model
-        sim = QuantizedTile(folded, calibrated_ranges(folded, calibration(training, sigma, model.cfg, windows))).eval()
+        sim = QuantizedTile(folded, calibrated_ranges(folded, calibration(mosaics, model.cfg, windows))).eval()
         per_photo = []
-        for index, path in enumerate(tqdm(held_out, desc=f"sigma {sigma:g}", unit="photo", leave=False)):
-            target = even(load_linear_photo(path))
-            ref = reference(target)
-            cfa = noisy_mosaics(target, [sigma], (NOISE_SEED, index))[sigma]
+        for ref, cfas in tqdm(held_out, desc=f"sigma {sigma:g}", unit="photo", leave=False):
+            cfa = cfas[sigma]
             with torch.no_grad():
                 float_out = run_tiled(folded, torch.from_numpy((cfa / U16).astype(np.float32))).double().numpy()
             per_photo.append({"float": jdd_metrics(float_out, ref), "int8": jdd_metrics(int8_output(sim, cfa), ref)})
@@ -118,10 +130,11 @@ def main() -> None:
     photos = find_photos(TRAINING_PHOTOS)
     held_out, training = holdout(photos, "val"), holdout(photos, "train")[:CALIBRATION_PHOTOS]
     report = {"sigmas": args.sigmas, "n_photos": len(held_out), "calib_windows": args.calib_windows, "models": {}}
+    pairs, calibration_set = held_out_pairs(held_out, args.sigmas), calibration_mosaics(training, args.sigmas)
     for path in args.model:
         model, _ = load_model(path)
         print(path)
-        report["models"][path.name] = measure(model.eval(), args.sigmas, held_out, training, args.calib_windows)
+        report["models"][path.name] = measure(model.eval(), pairs, calibration_set, args.calib_windows)
     print(f"wrote {args.out} and {write_result(args.out, report, to_markdown(report))}")
 
 
