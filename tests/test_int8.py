@@ -7,6 +7,7 @@ import torch
 
 from deepisp.cfa import mosaic as rggb_mosaic
 from deepisp.demosaic import bilinear_demosaic
+from deepisp.export import quant_points
 from deepisp.export.int8 import TANH_STEP, ActivationQuant, QuantizedTile, calibrated_ranges, quantize_tanh, quantize_weight
 from deepisp.model import DeepISP, ModelConfig
 from tests.conftest import smooth_photo
@@ -79,15 +80,22 @@ def test_exported_int8_graph_rounds_where_and_how_the_simulation_does(tmp_path):
 
     from deepisp.runtime import tflite_interpreter_class
 
-    def mul_ranges(runner_path):
-        it = tflite_interpreter_class()(model_path=str(runner_path))
+    def quantization(path, op_name, side="outputs"):
+        """Per `op_name` op of the graph at `path`: the (scale, zero point) of its input or output tensors."""
+        it = tflite_interpreter_class()(model_path=str(path))
         tensors = {d["index"]: d["quantization"] for d in it.get_tensor_details()}
-        outs = [tensors[op["outputs"][0]] for op in it._get_ops_details() if op["op_name"] == "MUL"]
-        return [((-128 - zp) * scale, (127 - zp) * scale) for scale, zp in outs]
+        return [[tensors[t] for t in op[side]] for op in it._get_ops_details() if op["op_name"] == op_name]
+
+    def mul_ranges(path):
+        return [((-128 - zp) * scale, (127 - zp) * scale) for ((scale, zp),) in quantization(path, "MUL")]
 
     int8_tile_graph(tmp_path, model, calibration, window)  # the converter's own ranges, for comparison
     own, converter = mul_ranges(tmp_path / "tile_own.tflite"), mul_ranges(tmp_path / "tile_converter.tflite")
-    assert len(own) == len(converter) == PACKED_FULL.n_ll
+    # The int8 graph's last block has no MUL: its residual reaches the output through the residual sum only,
+    # whose concatenation of the TANH outputs keeps TANH's grid (rounds nothing).
+    assert len(own) + 1 == len(converter) == PACKED_FULL.n_ll
+    (concat_in,), (concat_out,) = (quantization(tmp_path / "tile_own.tflite", "CONCATENATION", side) for side in ("inputs", "outputs"))
+    assert len(concat_in) == PACKED_FULL.n_ll and set(concat_in + concat_out) == {(TANH_STEP, 0)}
     for k, ((lo, hi), (clo, chi)) in enumerate(zip(own, converter)):
         want = ranges[f"b{k}_scaled"]
         assert lo == pytest.approx(want[0], abs=(want[1] - want[0]) / 100) and hi == pytest.approx(want[1], abs=(want[1] - want[0]) / 100)
@@ -123,7 +131,7 @@ def test_tf_twin_rounds_at_the_same_points_as_the_simulation(cfg, fresh):
     with torch.no_grad():
         image, cells = sim.tile(rgb)
     tf_image = torch.from_numpy(out["image"].numpy()[0]).permute(2, 0, 1)
-    step = (ranges[f"b{cfg.n_ll - 1}_image"][1] - ranges[f"b{cfg.n_ll - 1}_image"][0]) / 255
+    step = (ranges[quant_points.OUTPUT][1] - ranges[quant_points.OUTPUT][0]) / 255
     # The same grid: outputs differ only where float round-off puts a value on the other side of a step.
     assert (tf_image - image[0]).abs().mean() < 0.05 * step
     with torch.no_grad():  # and that grid is really applied: both are away from the float network by rounding

@@ -14,9 +14,11 @@ rounding (fake quantization), so what int8 loses can be measured in PyTorch poin
 the exporter's int8 report. Biases (int32 in TFLite) stay float.
 
 Fine-tuning through this simulation (quantization-aware training, straight-through gradients) was tried on
-micro-full and phone-jdd and gained nothing (README, "Variants"): int8's loss here is the rounding of the
-running image itself, which no weight can undo. What moved the JDD model was its working domain
-(deepisp.model, `compand`): windows and outputs here are in that domain.
+micro-full and phone-jdd and gained nothing (README, "Variants"): int8's loss here was mostly the rounding of
+the running image itself, which no weight can undo. Two graph changes moved it: the JDD models' working
+domain (deepisp.model, `compand`; windows and outputs here are in that domain), and the image estimate as
+the input plus one sum of every residual (quant_points.RESIDUAL_SUM), so the running image's rounding after
+each block reaches the next block only, not the output.
 """
 
 from __future__ import annotations
@@ -77,6 +79,19 @@ def quantize_tanh(t: torch.Tensor) -> torch.Tensor:
     return torch.fake_quantize_per_tensor_affine(t.float(), TANH_STEP, 0, -128, 127)
 
 
+def residual_sum_weight(model: DeepISP) -> torch.Tensor:
+    """The int8 graph's residual sum (quant_points.RESIDUAL_SUM) as a 1x1 conv weight [C, n_ll*C, 1, 1] over the
+    blocks' concatenated tanh outputs (C image channels each): output channel c sums channel c of every block,
+    times the block's residual_scale s_k (1 without one)."""
+    blocks = model.low_level.blocks
+    c = blocks[0].conv_residual.out_channels
+    weight = torch.zeros(c, len(blocks) * c, 1, 1)
+    for k, block in enumerate(blocks):
+        scale = 1.0 if block.residual_scale is None else float(block.residual_scale.detach())
+        weight[torch.arange(c), k * c + torch.arange(c)] = scale
+    return weight
+
+
 def _pad(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (1, 1, 1, 1), mode="reflect")
 
@@ -113,21 +128,26 @@ class QuantizedTile(nn.Module):
 
     def low_level(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """LowLevelStage.forward with the rounding, working domain in and out: (the features of the last block
-        with a feature conv, the image estimate)."""
+        with a feature conv, the image estimate). The estimate is the input plus one sum of the residuals
+        (quant_points: residual_sum), not the running image, which only the next block reads."""
         q = self.ranges
-        features = None
-        for k, block in enumerate(self.model.low_level.blocks):
+        features, first, tanhs = None, image, []
+        blocks = self.model.low_level.blocks
+        for k, block in enumerate(blocks):
             padded = (None if features is None else _pad(features), _pad(image))
             if block.conv_features is not None:
                 point = quant_points.features(k)
                 features = q[point](F.relu(self._split_conv(*padded, block.conv_features, point)))
             point = quant_points.residual(k)
             residual = torch.tanh(q[point](self._split_conv(*padded, block.conv_residual, point)))
-            residual = quantize_tanh(residual) if self.round_tanh else residual
-            if block.residual_scale is not None:
-                residual = q[quant_points.scaled(k)](residual * block.residual_scale)
-            image = q[quant_points.image(k)](image + residual)
-        return features, image
+            tanhs.append(quantize_tanh(residual) if self.round_tanh else residual)
+            if k < len(blocks) - 1:
+                residual = tanhs[-1]
+                if block.residual_scale is not None:
+                    residual = q[quant_points.scaled(k)](residual * block.residual_scale)
+                image = q[quant_points.image(k)](image + residual)
+        residual_sum = F.conv2d(torch.cat(tanhs, dim=1), self._weight(residual_sum_weight(self.model)))
+        return features, q[quant_points.OUTPUT](first + q[quant_points.RESIDUAL_SUM](residual_sum))
 
     def high_level(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """HighLevelStage.forward on [features, image] with the rounding: the cell map."""

@@ -11,8 +11,13 @@ quantizes at these points after the demosaic (each point's int8 step is its rang
     b{k}_residual              block k's residual conv before tanh, likewise
     b{k}_{conv}_on_features,   the two parts of each split conv (blocks k >= 1)
     b{k}_{conv}_on_image
-    b{k}_scaled                residual * s (MUL; residual_scale models)
-    b{k}_image                 the running image after the block (ADD)
+    b{k}_scaled                residual * s (MUL; residual_scale models), every block but the last
+    b{k}_image                 the running image after the block (ADD), every block but the last: what the
+                               next block reads
+    residual_sum               the sum of every block's residual, s_k * tanh_k: a 1x1 conv over the
+                               concatenated TANH outputs (all on TANH's fixed int8 grid, so the
+                               concatenation is exact) with weights s_k
+    output                     the low-level stage's image: input + residual_sum (ADD)
     hl0_on_features,           the first high-level conv's two parts
     hl0_on_image
     hl{k}                      high-level conv k after ReLU (the max-pool keeps its step)
@@ -24,6 +29,8 @@ from deepisp.model.config import ModelConfig
 from deepisp.options import Mode
 
 INPUT = "input"
+RESIDUAL_SUM = "residual_sum"
+OUTPUT = "output"
 # The first high-level conv: it reads [features, image], so it is split like the blocks' convs.
 FIRST_HIGH_LEVEL_CONV = "hl0"
 
@@ -63,10 +70,13 @@ def points(cfg: ModelConfig) -> list[str]:
     those of the model folded at one level)."""
     names = [INPUT]
     for k in range(cfg.n_ll):
-        has_features = k < cfg.n_ll - 1 or cfg.mode == Mode.FULL  # (the last jdd block has no feature conv)
+        last = k == cfg.n_ll - 1
+        has_features = not last or cfg.mode == Mode.FULL  # (the last jdd block has no feature conv)
         for conv in ([features(k)] if has_features else []) + [residual(k)]:
             names += [conv] + ([on_features(conv), on_image(conv)] if k > 0 else [])
-        names += ([scaled(k)] if cfg.residual_scale else []) + [image(k)]
+        if not last:  # the last block's residual reaches the output through residual_sum only
+            names += ([scaled(k)] if cfg.residual_scale else []) + [image(k)]
+    names += [RESIDUAL_SUM, OUTPUT]
     if cfg.mode == Mode.FULL:
         names += [on_features(FIRST_HIGH_LEVEL_CONV), on_image(FIRST_HIGH_LEVEL_CONV)] + [high_level(k) for k in range(cfg.n_hl)]
     return names

@@ -29,7 +29,10 @@ s*tanh, at most +-0.07, got the running image's range, up to 0.47, so a 3-7x coa
 Given ranges, the graph carries a FakeQuant at every point after the demosaic where the converter quantizes
 (deepisp.export.quant_points), and the converter takes those ranges as they are: the
 exported int8 graph then rounds where QuantizedTile simulates, at the same steps (the mosaic before the
-demosaic keeps the converter's range; biases and integer arithmetic round slightly differently).
+demosaic keeps the converter's range; biases and integer arithmetic round slightly differently). The int8
+graph also forms its image estimate differently, the same function in float: the input plus one sum of every
+block's residual (a CONCATENATION of the TANH outputs and a 1x1 conv; quant_points: residual_sum, output),
+so the running image's rounding after each block reaches only the next block, not the output.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from deepisp.demosaic import phase_kernels
 from deepisp.errors import DeepISPError
 from deepisp.export import quant_points
 from deepisp.export.graph_io import ColorIO, TileIO
+from deepisp.export.int8 import residual_sum_weight
 from deepisp.model.config import MONOMIAL_ORDER, N_MONOMIALS
 from deepisp.model.network import DeepISP, HighLevelStage, LowLevelBlock, LowLevelStage
 from deepisp.options import Mode
@@ -104,6 +108,17 @@ def _quantized(x: tf.Tensor, ranges: dict[str, tuple[float, float]] | None, name
     return tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8)
 
 
+def _residual_sum(model: DeepISP, first: tf.Tensor, tanhs: list[tf.Tensor], ranges: dict[str, tuple[float, float]]) -> tf.Tensor:
+    """The int8 graph's image estimate: the network's input `first` plus one sum of every block's residual
+    (quant_points.RESIDUAL_SUM: a 1x1 conv over the concatenated TANH outputs), instead of the running image
+    rounded after every block (module doc). The converter keeps the concatenation on TANH's fixed int8 grid
+    (step 1/128, zero point 0), so it rounds nothing."""
+    concatenated = tf.concat(tanhs, axis=-1)
+    weight = tf.constant(_np(residual_sum_weight(model).permute(2, 3, 1, 0)))  # block-diagonal: channel order-free
+    residual_sum = _quantized(tf.nn.conv2d(concatenated, weight, strides=1, padding="VALID"), ranges, quant_points.RESIDUAL_SUM)
+    return _quantized(first + residual_sum, ranges, quant_points.OUTPUT)
+
+
 def _reflect(x: tf.Tensor) -> tf.Tensor:
     return tf.pad(x, _REFLECT_1, mode="REFLECT")
 
@@ -139,18 +154,23 @@ def tile_forward(model: DeepISP, mosaic: tf.Tensor, ranges: dict[str, tuple[floa
     cfg = model.cfg
     image = _quantized(demosaic(mosaic, packed=cfg.packed), ranges, quant_points.INPUT)
     image_order = _TORCH_OF_TF if cfg.packed else None  # PyTorch channel behind each TF image channel
-    features = None
-    for k, block in enumerate(model.low_level.blocks):
+    features, first, tanhs = None, image, []
+    blocks = model.low_level.blocks
+    for k, block in enumerate(blocks):
         padded = (None if features is None else _reflect(features), _reflect(image))  # the block's input
         point = quant_points.residual(k)
         pre = _conv_features_and_image(*padded, block.conv_residual, image_order, outputs=image_order, ranges=ranges, name=point)
         residual = tf.tanh(_quantized(pre, ranges, point))
-        if block.residual_scale is not None:
-            residual = _quantized(residual * tf.constant(_np(block.residual_scale)), ranges, quant_points.scaled(k))
+        tanhs.append(residual)
         if block.conv_features is not None:
             point = quant_points.features(k)
             pre = _conv_features_and_image(*padded, block.conv_features, image_order, ranges=ranges, name=point)
             features = _quantized(tf.nn.relu(pre), ranges, point)
+        if ranges is not None and k == len(blocks) - 1:
+            image = _residual_sum(model, first, tanhs, ranges)
+            break
+        if block.residual_scale is not None:
+            residual = _quantized(residual * tf.constant(_np(block.residual_scale)), ranges, quant_points.scaled(k))
         image = _quantized(image + residual, ranges, quant_points.image(k))
     out = {TileIO.IMAGE: tf.nn.depth_to_space(image, 2) if cfg.packed else image}
     if cfg.mode == Mode.JDD:

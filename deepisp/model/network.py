@@ -165,7 +165,7 @@ class LowLevelStage(nn.Module):
         x, block_input = image, None
         for block in self.blocks:
             conv = block.conv_residual
-            scale = 1.0 if block.residual_scale is None else float(block.residual_scale)
+            scale = 1.0 if block.residual_scale is None else float(block.residual_scale.detach())
             residual = F.conv2d(x, 2 * conv.weight, 2 * conv.bias, padding=1).sigmoid_()
             features = None if block.conv_features is None else F.conv2d(x, block.conv_features.weight, block.conv_features.bias, padding=1).relu_()
             # The image's own border is left stale: only the block input's is read.
