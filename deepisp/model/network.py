@@ -157,7 +157,7 @@ class LowLevelStage(nn.Module):
         reflection-padded, each conv runs with zero padding 1 over the padded block input, whose interior is
         the valid conv `forward` computes, and the one-pixel border is then overwritten by reflection (no
         padding copy per block); and tanh(z) is computed as 2 * sigmoid(2z) - 1 with the 2 folded into the
-        residual conv's weights (exact: a power of two), as ATen's tanh ran 4-6x slower than its sigmoid.
+        residual conv's weights (exact: a power of two), as ATen's tanh ran 6-7x slower than its sigmoid.
         """
         if self.noise_to_bias is not None:
             raise ValueError("a noise-aware model needs its noise level: run deepisp.model.fold_noise_level(model, noise) first")
