@@ -36,6 +36,35 @@ def test_int8_grids():
     assert rms(y, x) < (x.max() / 255).item()
 
 
+def test_calibrated_ranges_are_the_percentiles_of_every_points_values():
+    """Each point's range is the exact (100 - p)th..p-th percentile (p = RANGE_PERCENTILE, as order statistics:
+    floor((1 - p/100) n) values beyond each end) of all its values over the windows, zero included; the
+    network's input and output keep their min and max."""
+    from deepisp.export import int8
+
+    model = trained_like(PACKED_JDD, seed=4)
+    windows = [np.random.default_rng(k).uniform(0, 0.4, (64, 96)).astype(np.float32) for k in range(3)]
+    values = {}
+    sim = QuantizedTile(model).eval()
+    sim.round_weights = sim.round_tanh = False
+    for name, q in sim.ranges.items():
+        q.active = False
+        q.register_forward_hook(lambda m, i, out, name=name: values.setdefault(name, []).append(out.flatten()))
+    with torch.no_grad():
+        for w in windows:
+            sim.tile(bilinear_demosaic(torch.from_numpy(w)[None, None]))
+    ranges = calibrated_ranges(model, windows)
+    tail = (100 - int8.RANGE_PERCENTILE) / 100
+    clipped = 0
+    for name, parts in values.items():
+        v = torch.cat(parts).sort().values
+        beyond = 0 if name in (quant_points.INPUT, quant_points.OUTPUT) else int(tail * v.numel())
+        clipped += beyond > 0
+        want = (min(float(v[beyond]), 0.0), max(float(v[-1 - beyond]), 0.0))
+        assert ranges[name] == (want[0], max(want[1], want[0] + int8.MIN_RANGE)), name
+    assert clipped > len(values) // 2  # the points' ranges really leave out their extremes
+
+
 def int8_tile_graph(tmp_path, model, calibration, window, ranges=None):
     """The full-integer int8 tile graph of `model` (TFLite's converter, calibrated on `calibration`), with
     `ranges` fixed in it or the converter's own, as a runner."""

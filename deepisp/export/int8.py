@@ -7,8 +7,8 @@ Fixed steps besides: TANH's output 1/128 (TFLite's int8 TANH kernel) and the con
 channel, max|w| / 127. The mosaic before the demosaic is quantized too, at the converter's own range (the
 calibration's input range), which this simulation leaves out.
 
-`calibrated_ranges` measures each point's range (min and max over calibration windows, zero included as
-TFLite's asymmetric int8 needs); the exported int8 graph carries exactly these (tf_graphs: the converter's
+`calibrated_ranges` measures each point's range (the 0.01th to 99.99th percentile of its values over the
+calibration windows, zero included as TFLite's asymmetric int8 needs); the exported int8 graph carries exactly these (tf_graphs: the converter's
 own calibration gives each residual the running image's range). `QuantizedTile` computes a model with that
 rounding (fake quantization), so what int8 loses can be measured in PyTorch point by point: `point_costs`,
 the exporter's int8 report. Biases (int32 in TFLite) stay float.
@@ -22,6 +22,8 @@ each block reaches the next block only, not the output.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -39,6 +41,13 @@ from deepisp.options import Mode
 TANH_STEP = 1.0 / 128
 # The narrowest range a point gets (calibrated_ranges).
 MIN_RANGE = 1e-6
+# Each point's int8 range spans this percentile of its values over the calibration windows (and its mirror
+# below): 99.99 took 0.1-0.2 dB off what int8 costs the JDD models on held-out photos (benchmarks/jdd_int8.py)
+# against the min and max, which rare extremes set.
+RANGE_PERCENTILE = 99.99
+# Points that keep their whole range: the network's input (the calibration windows already bound it,
+# deepisp.export.calibration) and its output image, whose extremes are the image's own highlights and shadows.
+WHOLE_RANGE = (quant_points.INPUT, quant_points.OUTPUT)
 
 
 class ActivationQuant(nn.Module):
@@ -178,21 +187,45 @@ class QuantizedTile(nn.Module):
 
 @torch.no_grad()
 def calibrated_ranges(model: DeepISP, windows: list[np.ndarray]) -> dict[str, tuple[float, float]]:
-    """The int8 range of every quantization point: min and max of the float network's values over the
-    calibration windows (what TFLite's calibration measures, per point; see deepisp.export.tf_graphs for
-    why the exported int8 graph takes these instead of the converter's own).
+    """The int8 range of every quantization point: from the (100 - RANGE_PERCENTILE)th to the RANGE_PERCENTILE-th
+    percentile of the float network's values there over the calibration windows, zero included (what
+    TFLite's calibration measures per point, minus the rarest extremes; see deepisp.export.tf_graphs for why
+    the exported int8 graph takes these instead of the converter's own). The WHOLE_RANGE points keep their min
+    and max.
 
-    windows: [S_h,S_w] float32 mosaics (deepisp.export.calibration.calibration_windows) as the tile graph
-    takes them (balanced for `as_shot` models, companded for `compand` ones)."""
+    windows: [S_h,S_w] float32 mosaics of one shape (deepisp.export.calibration.calibration_windows) as the tile
+    graph takes them (balanced for `as_shot` models, companded for `compand` ones). The percentiles are exact:
+    each window keeps the values of each point that could lie beyond them."""
     sim = QuantizedTile(model).eval()
     sim.round_weights = sim.round_tanh = False
-    for q in sim.ranges.values():
-        q.observing = True
+    tail = (100 - RANGE_PERCENTILE) / 100
+    extremes: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in sim.ranges}
+    counts = dict.fromkeys(sim.ranges, 0)
+
+    def keep_extremes(name: str):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+            values = output.detach().flatten()
+            k = min(values.numel(), math.floor(tail * values.numel() * len(windows)) + 1)
+            extremes[name].append((values.topk(k, largest=False).values, values.topk(k).values))
+            counts[name] += values.numel()
+
+        return hook
+
+    for name, q in sim.ranges.items():
+        q.active = False  # values pass through unrounded; the hooks see them
+        q.register_forward_hook(keep_extremes(name))
     for w in windows:
         sim.tile(_rgb(w))
-    # A point that is zero everywhere (a residual conv still at its zero init, a dead ReLU) gets a tiny range:
-    # TensorFlow's FakeQuant needs min < max.
-    return {name: (float(q.lo), max(float(q.hi), float(q.lo) + MIN_RANGE)) for name, q in sim.ranges.items()}
+    ranges = {}
+    for name, kept in extremes.items():
+        # The (beyond + 1)-th lowest and highest values: `beyond` values lie outside the range at each end.
+        beyond = 0 if name in WHOLE_RANGE else math.floor(tail * counts[name])
+        lo = float(torch.cat([low for low, _ in kept]).kthvalue(beyond + 1).values)
+        hi = float(-torch.cat([-high for _, high in kept]).kthvalue(beyond + 1).values)
+        # A point that is zero everywhere (a residual conv still at its zero init, a dead ReLU) gets a tiny
+        # range: TensorFlow's FakeQuant needs min < max.
+        ranges[name] = (min(lo, 0.0), max(hi, 0.0, min(lo, 0.0) + MIN_RANGE))
+    return ranges
 
 
 def _rgb(window: np.ndarray) -> torch.Tensor:
