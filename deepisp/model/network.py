@@ -182,7 +182,7 @@ class LowLevelStage(nn.Module):
             block_input[:, n:] = image
             x = _reflect_border_(block_input)
         interior = (slice(None), slice(None), slice(1, -1), slice(1, -1))
-        return (x[interior] if x.shape[1] > image.shape[1] else None), image[interior]
+        return (None if x is image else x[interior]), image[interior]
 
 
 def _reflect_border_(x: torch.Tensor) -> torch.Tensor:
