@@ -51,14 +51,12 @@ WHOLE_RANGE = (quant_points.INPUT, quant_points.OUTPUT)
 
 
 class ActivationQuant(nn.Module):
-    """Per-tensor asymmetric int8 fake quantization to the range [lo, hi] (buffers, lo <= 0 <= hi).
-
-    `observing`: no rounding, the range grows to hold every value seen (calibration); `active` False: values
-    pass through (one point rounded at a time, `point_costs`)."""
+    """Per-tensor asymmetric int8 fake quantization to the range [lo, hi] (buffers, lo <= 0 <= hi; set by
+    `QuantizedTile.set_ranges`). `active` False: values pass through (calibration, which reads them through
+    hooks; one point rounded at a time, `point_costs`)."""
 
     def __init__(self):
         super().__init__()
-        self.observing = False
         self.active = True
         self.register_buffer("lo", torch.zeros(()))
         self.register_buffer("hi", torch.zeros(()))
@@ -66,11 +64,6 @@ class ActivationQuant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         if not self.active:
-            return x
-        if self.observing:
-            lo, hi = torch.aminmax(x.detach())
-            self.lo.copy_(torch.minimum(self.lo, lo))
-            self.hi.copy_(torch.maximum(self.hi, hi))
             return x
         scale = ((self.hi - self.lo) / 255).clamp(min=1e-8)
         zero_point = (-128 - torch.round(self.lo / scale)).clamp(-128, 127).to(torch.int32)
@@ -96,8 +89,7 @@ def residual_sum_weight(model: DeepISP) -> torch.Tensor:
     c = blocks[0].conv_residual.out_channels
     weight = torch.zeros(c, len(blocks) * c, 1, 1)
     for k, block in enumerate(blocks):
-        scale = 1.0 if block.residual_scale is None else float(block.residual_scale.detach())
-        weight[torch.arange(c), k * c + torch.arange(c)] = scale
+        weight[torch.arange(c), k * c + torch.arange(c)] = block.scale()
     return weight
 
 

@@ -78,6 +78,10 @@ class LowLevelBlock(nn.Module):
         """Channels of the block's two convs together (features first): what a bias offset must cover."""
         return sum(c.out_channels for c in (self.conv_features, self.conv_residual) if c is not None)
 
+    def scale(self) -> float:
+        """The residual's multiplier s_k as a number (1 for a block without `residual_scale`)."""
+        return 1.0 if self.residual_scale is None else float(self.residual_scale.detach())
+
     def forward(self, x: torch.Tensor, bias_offset: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
         """x [B,Cin,H,W]; bias_offset [B,out_channels()] added to the convs' biases (noise-level input) or None."""
         x = self.pad(x)
@@ -165,7 +169,7 @@ class LowLevelStage(nn.Module):
         x, block_input = image, None
         for block in self.blocks:
             conv = block.conv_residual
-            scale = 1.0 if block.residual_scale is None else float(block.residual_scale.detach())
+            scale = block.scale()
             residual = F.conv2d(x, 2 * conv.weight, 2 * conv.bias, padding=1).sigmoid_()
             features = None if block.conv_features is None else F.conv2d(x, block.conv_features.weight, block.conv_features.bias, padding=1).relu_()
             # The image's own border is left stale: only the block input's is read.
