@@ -40,10 +40,11 @@ DEFAULT_CHECKPOINT = WEIGHTS / SHIPPED[DEFAULT_MODEL][0]
 DEFAULT_JDD_CHECKPOINT = WEIGHTS / SHIPPED[DEFAULT_JDD_MODEL][0]
 
 
-def save_checkpoint(path: str | Path, model: DeepISP, cfg: ModelConfig, extra: dict | None = None) -> None:
-    """Write atomically: a temp file in the same folder, then rename, so a crash never leaves half a file."""
+def save_checkpoint(path: str | Path, model: DeepISP, cfg: ModelConfig, extra: dict | None = None, weights: dict | None = None) -> None:
+    """Write atomically: a temp file in the same folder, then rename, so a crash never leaves half a file.
+    `weights`: the state dict to ship instead of model's own (deepisp.train: int8_weights)."""
     path = Path(path)
-    payload = {"format": FORMAT, "model_config": asdict(cfg), "model": model.state_dict(), **(extra or {})}
+    payload = {"format": FORMAT, "model_config": asdict(cfg), "model": model.state_dict() if weights is None else weights, **(extra or {})}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 

@@ -23,7 +23,17 @@ from deepisp import __version__
 from deepisp.arguments import Parser, add_noise_profile_argument, number, threads
 from deepisp.data import SHARED_DATA
 from deepisp.errors import DeepISPError, printable
-from deepisp.options import EXPORT_FORMATS, EXPOSURES, MAX_HOST_WINDOW, MAX_MEGAPIXELS, PROCESS_BACKENDS, PROCESS_ENVIRONMENT, WHITE_BALANCE_SOURCES, Mode
+from deepisp.options import (
+    EXPORT_FORMATS,
+    EXPOSURES,
+    JDD_LOSSES,
+    MAX_HOST_WINDOW,
+    MAX_MEGAPIXELS,
+    PROCESS_BACKENDS,
+    PROCESS_ENVIRONMENT,
+    WHITE_BALANCE_SOURCES,
+    Mode,
+)
 
 
 def _add_common_model_args(p: argparse.ArgumentParser) -> None:
@@ -296,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jdd-loss",
         dest="jdd_loss",
-        choices=["l2", "l2+srgb"],
-        help="jdd loss: l2 on linear RGB (the paper's, default) or l2+srgb, plus the L2 of the sRGB-encoded images (weighs dark tones as a display does)",
+        choices=list(JDD_LOSSES),
+        help="jdd loss: l2 on linear RGB (the paper's, default); l2+srgb, plus the L2 of the sRGB-encoded images (weighs dark tones as a "
+        "display does); log-l2+srgb, both per crop as -PSNR (clean smooth crops count as much as noisy textured ones)",
     )
     p.add_argument("--seed", type=number(int, 0))
     p.add_argument("--ckpt-every", dest="ckpt_every", type=number(int), help="checkpoint period in steps (default 200)")
@@ -338,6 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="with --photos: half the training crops get their saturation scaled by 1-2x and half their R, G, B permuted, "
         "before they are simulated as raws (validation crops never), so the model sees colours its photos have few of",
+    )
+    p.add_argument(
+        "--int8-weights",
+        dest="int8_weights",
+        action="store_const",
+        const=True,
+        help="train through the int8 export's weight rounding (per output channel, straight-through gradients): the "
+        "checkpoint holds the rounded weights, so the float model and its int8 export share them and int8 loses "
+        "only what its activations round (a short fine-tune at the end; one process)",
+    )
+    p.add_argument(
+        "--smooth-fields",
+        dest="smooth_fields",
+        type=number(float, 0.0, 1.0),
+        metavar="SHARE",
+        help="jdd presets, with --photos: this share of the training crops (0-1) is a smooth colour field (four random "
+        "corner colours interpolated) instead of a photo crop, where the right output is the input's colour: it keeps "
+        "the model from shifting flat colours or printing a CFA pattern on smooth saturated areas (default 0)",
     )
     p.add_argument(
         "--compand",

@@ -1,7 +1,10 @@
 """Training losses of the paper (section II-B).
 
     jdd:  L2 (mean squared error) on linear RGB; or, beyond the paper, "l2+srgb": that plus the L2 of the
-          sRGB-encoded images (linear L2 weighs the bright tones, where a display and the sRGB PSNR do not).
+          sRGB-encoded images (linear L2 weighs the bright tones, where a display and the sRGB PSNR do not);
+          or "log-l2+srgb": both terms per crop, as the mean of the crops' -PSNRs (what the quality tables average):
+          a batch's L2 is ruled by its noisy, textured crops, so a model trained on it leaves errors on smooth,
+          clean areas that cost a clean photo several dB (shifted flat colours, a CFA pattern on saturated skin).
     full: (1 - alpha) * L1(Lab(pred), Lab(target)) / 100 + alpha * (1 - MS-SSIM(L(pred), L(target)))
           with MS-SSIM on the Lab lightness only, two scales, 5x5 Gaussian windows (paper IV-C).
 
@@ -45,7 +48,9 @@ class IspLoss:
         return (1 - self.alpha) * l1 + self.alpha * (1 - similarity)
 
 
-JDD_LOSSES = ("l2", "l2+srgb")
+# "log-l2+srgb": an L2 this small (60 dB) counts as exact, so a perfect crop (a clean smooth field) has a
+# bounded gradient.
+LOG_LOSS_FLOOR = 1e-6
 
 
 def jdd_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -56,3 +61,15 @@ def jdd_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def jdd_loss_with_srgb(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """`jdd_loss` plus the L2 of the sRGB-encoded images (pred clamped to [0,1] for the curve); [B,3,H,W] linear RGB."""
     return F.mse_loss(pred, target) + F.mse_loss(linear_to_srgb(pred.clamp(0, 1)), linear_to_srgb(target))
+
+
+def jdd_log_loss_with_srgb(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-(PSNR linear + PSNR sRGB) / 2 in dB, each per crop (peak 1, L2 floored at LOG_LOSS_FLOOR), averaged over
+    the crops; [B,3,H,W] linear RGB (pred clamped to [0,1] for the curve)."""
+    linear = (pred - target).pow(2).flatten(1).mean(1)
+    srgb = (linear_to_srgb(pred.clamp(0, 1)) - linear_to_srgb(target)).pow(2).flatten(1).mean(1)
+    return 5.0 * (torch.log10(linear + LOG_LOSS_FLOOR) + torch.log10(srgb + LOG_LOSS_FLOOR)).mean()
+
+
+# deepisp.options.JDD_LOSSES's functions.
+JDD_LOSS_FUNCTIONS = {"l2": jdd_loss, "l2+srgb": jdd_loss_with_srgb, "log-l2+srgb": jdd_log_loss_with_srgb}

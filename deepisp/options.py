@@ -63,6 +63,8 @@ class ExportFormat(StrEnum):
 MODES = tuple(m.value for m in Mode)
 COMPANDINGS = tuple(c.value for c in Compand)
 EXPOSURES = tuple(e.value for e in Exposure)
+# The JDD training losses (deepisp.losses has what each is).
+JDD_LOSSES = ("l2", "l2+srgb", "log-l2+srgb")
 WHITE_BALANCES = tuple(w.value for w in WhiteBalance)
 WHITE_BALANCE_SOURCES = tuple(s.value for s in WhiteBalanceSource)
 EXPORT_FORMATS = tuple(f.value for f in ExportFormat)

@@ -38,9 +38,8 @@ from pathlib import Path
 
 from deepisp.checkpoint import load_checkpoint
 from deepisp.errors import DeepISPError
-from deepisp.losses import JDD_LOSSES
 from deepisp.model.config import PRESETS
-from deepisp.options import COMPANDINGS, EXPOSURES, WHITE_BALANCES
+from deepisp.options import COMPANDINGS, EXPOSURES, JDD_LOSSES, WHITE_BALANCES
 from deepisp.train import PRECISIONS, TrainConfig, check_train_config, train
 
 # TrainConfig fields the runner sets, with why a recipe cannot.

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.func import functional_call
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -47,12 +48,12 @@ from deepisp.atomic import atomic_path, make_folder
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
 from deepisp.distributed import SINGLE_PROCESS, Group, any_rank, from_environment, is_lost_peer, join, leave, local_device, lost_peer, mean_over_ranks, on_main
 from deepisp.errors import DeepISPError
-from deepisp.losses import JDD_LOSSES, MIN_CROP, IspLoss, jdd_loss, jdd_loss_with_srgb
+from deepisp.losses import JDD_LOSS_FUNCTIONS, MIN_CROP, IspLoss
 from deepisp.model.color_transform import fit_affine
 from deepisp.model.config import PRESETS, ModelConfig
 from deepisp.model.growth import can_grow, grow
 from deepisp.model.network import DeepISP
-from deepisp.options import Mode
+from deepisp.options import JDD_LOSSES, Mode
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,11 @@ class TrainConfig:
     color_head_lr_mult: float = 1.0  # learning-rate multiplier of the FC that gives W (see `param_groups`)
     init_from: str = ""  # start from this checkpoint's weights (same model config; new optimizer, step 0)
     noise_aware: bool = False  # jdd: the model is given its input's noise level (ModelConfig.noise_input)
-    jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB) or "l2+srgb" (plus L2 of the sRGB-encoded images)
+    jdd_loss: str = "l2"  # jdd: "l2" (paper, linear RGB), "l2+srgb" (plus L2 of the sRGB-encoded images) or "log-l2+srgb" (deepisp.losses)
     compand: str = "none"  # jdd: the network's working domain (ModelConfig.compand): "none" (paper) or "sqrt"
     color_augment: bool = False  # --photos: saturation and channel-order changes of the crops (deepisp.data.photos.augment_colors)
+    int8_weights: bool = False  # train through the int8 export's weight rounding; checkpoints hold the rounded weights (deepisp.export.int8.int8_weight_grid)
+    smooth_fields: float = 0.0  # --photos jdd: share of crops replaced by smooth colour fields (deepisp.data.photos.smooth_field)
     exposure: str = "as_is"  # full as_shot models: "as_is" (the paper's 1/4 exposure) or "metered" (ModelConfig.exposure)
     recipe: str = ""  # the recipe stage that made this run, "<recipe>#<stage>" (e.g. "micro-full#2"; deepisp.recipe); "" without --recipe
 
@@ -108,7 +111,10 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
             noise_levels=cfg.noise_input,
             exposure=cfg.exposure,
             color_augment=tc.color_augment and split == "train",
+            smooth_fields=tc.smooth_fields if split == "train" else 0.0,
         )
+    if tc.smooth_fields:
+        raise DeepISPError("--smooth-fields replaces some photo crops by simulated colour fields: it needs --photos")
     if tc.color_augment:
         raise DeepISPError("--color-augment changes the colours of photos before they are simulated as raws: it needs --photos")
     if cfg.noise_input:
@@ -241,15 +247,24 @@ def pick_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def validation_loss(model: DeepISP, dataset, loss_fn, tc: TrainConfig, device: torch.device, n: int = 8) -> float:
-    """Mean loss over fixed crops of the first `n` validation images (same crops every time)."""
+def validation_loss(model: DeepISP, forward, dataset, loss_fn, tc: TrainConfig, device: torch.device, n: int = 8) -> float:
+    """Mean loss of `forward` (model's forward as trained) over fixed crops of the first `n` validation images
+    (same crops every time)."""
     model.eval()
     losses = []
     for i in range(min(n, len(dataset))):
         rgb, target, *noise = (t[None].to(device) for t in dataset.crop_pair(i, np.random.default_rng([tc.seed, VALIDATION_STREAM, i])))
-        losses.append(loss_fn(model(rgb, *noise), target).item())
+        losses.append(loss_fn(forward(rgb, *noise), target).item())
     model.train()
     return float(np.mean(losses))
+
+
+def int8_grid_forward(model: DeepISP):
+    """model's forward with every conv weight on its int8 export's grid (straight-through gradients to the float
+    weights, which Adam updates): `int8_weights` training."""
+    from deepisp.export.int8 import int8_weight_grid
+
+    return lambda *inputs: functional_call(model, int8_weight_grid(model), inputs)
 
 
 def plot_losses(log_path: Path, png_path: Path) -> None:
@@ -476,7 +491,8 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
     model = DeepISP(cfg)
     step = 0
     if state is not None:
-        model.load_state_dict(state["model"])
+        # An int8_weights run keeps its float weights beside the rounded ones it ships.
+        model.load_state_dict(state.get("float_weights", state["model"]))
         step = state["step"]
     elif tc.init_from:
         init = on_main(group, lambda: load_checkpoint(tc.init_from))
@@ -510,6 +526,10 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
     # The replicas start equal (DDP also broadcasts rank 0's weights) and stay so: every rank applies the same
     # averaged gradient with the same Adam state.
     forward_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if group.distributed else model
+    if tc.int8_weights:
+        if group.distributed:
+            raise DeepISPError("--int8-weights trains in one process (it is a short fine-tune); drop --nproc")
+        forward_model = int8_grid_forward(model)
     amp_dtype = autocast_dtype(tc.precision, device)
     # Created after the move, so load_state_dict puts Adam's moments on the parameters' device.
     optimizer = torch.optim.Adam(param_groups(model, tc), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -521,7 +541,7 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
                 f"{ckpt_path}: its optimizer state has other parameter groups than this version of deepisp trains with; "
                 "start a new run from its weights with --init-from"
             ) from None
-    loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == Mode.FULL else {"l2": jdd_loss, "l2+srgb": jdd_loss_with_srgb}[tc.jdd_loss]
+    loss_fn = IspLoss(alpha=tc.alpha) if cfg.mode == Mode.FULL else JDD_LOSS_FUNCTIONS[tc.jdd_loss]
 
     log_path = out / "log.csv"
     if group.is_main:
@@ -531,7 +551,14 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise DeepISPError(f"the weights became non-finite at step {step} (is --lr too high?); not saved: {ckpt_path} keeps the last good state")
         extra = {"optimizer": optimizer.state_dict(), "step": step, "train_config": asdict(tc), "world_size": group.world_size}
-        save_checkpoint(ckpt_path, model, cfg, extra=extra)
+        weights = None
+        if tc.int8_weights:
+            from deepisp.export.int8 import int8_weight_grid
+
+            with torch.no_grad():
+                weights = {**model.state_dict(), **{name: w.detach().clone() for name, w in int8_weight_grid(model).items()}}
+            extra["float_weights"] = model.state_dict()
+        save_checkpoint(ckpt_path, model, cfg, extra=extra, weights=weights)
         plot_losses(log_path, out / "loss.png")
 
     bar = tqdm(total=tc.steps, initial=step, desc=f"train {cfg.mode}", disable=not progress, unit="step")
@@ -567,7 +594,7 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
                     pixels_per_s = group.world_size * rgb.shape[0] * rgb.shape[2] * rgb.shape[3] / seconds
                     val = ""
                     if step % tc.val_every == 0 or step == tc.steps:
-                        val = f"{validation_loss(model, val_set, loss_fn, tc, device):.6f}"
+                        val = f"{validation_loss(model, forward_model, val_set, loss_fn, tc, device):.6f}"
                     csv.writer(log_file).writerow([step, f"{loss.item():.6f}", val, f"{seconds:.4f}", f"{pixels_per_s:.0f}", group.world_size])
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.4f}", px_s=f"{pixels_per_s:,.0f}", **({"val": val} if val else {}))

@@ -7,7 +7,7 @@ from pytorch_msssim import ms_ssim
 from skimage.color import rgb2lab
 
 from deepisp.color import histogram_stretch, linear_to_srgb, srgb_to_lab, srgb_to_linear
-from deepisp.losses import TWO_SCALE_WEIGHTS, IspLoss, jdd_loss, jdd_loss_with_srgb
+from deepisp.losses import LOG_LOSS_FLOOR, TWO_SCALE_WEIGHTS, IspLoss, jdd_log_loss_with_srgb, jdd_loss, jdd_loss_with_srgb
 
 
 def test_srgb_curve_round_trip_and_reference_points():
@@ -75,3 +75,25 @@ def test_histogram_stretch_saturates_five_percent_each_end():
     assert out.min() == 0 and out.max() == 1
     assert (out[0] == 0).float().mean().item() == pytest.approx(0.05, abs=0.01)
     assert (out[0] == 1).float().mean().item() == pytest.approx(0.05, abs=0.01)
+
+
+def test_jdd_log_loss_is_the_mean_of_the_crops_minus_psnr():
+    target = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    pred = target.clone()
+    pred[0] += 0.1  # a poor crop
+    pred[1] += 0.001  # a good one
+
+    def minus_psnr(a, b):
+        return 10 * torch.log10((a - b).pow(2).mean() + LOG_LOSS_FLOOR)
+
+    want = np.mean([(minus_psnr(pred[k], target[k]) + minus_psnr(linear_to_srgb(pred[k].clamp(0, 1)), linear_to_srgb(target[k]))).item() / 2 for k in range(2)])
+    assert jdd_log_loss_with_srgb(pred, target).item() == pytest.approx(want, rel=1e-5)
+    # Each crop counts by its PSNR: the good crop's gradient is not drowned by the poor one's (the batch L2's is).
+    pred.requires_grad_(True)
+    jdd_log_loss_with_srgb(pred, target).backward()
+    log_ratio = float(pred.grad[1].abs().mean() / pred.grad[0].abs().mean())
+    pred.grad = None
+    jdd_loss_with_srgb(pred, target).backward()
+    assert log_ratio > 10 and float(pred.grad[1].abs().mean() / pred.grad[0].abs().mean()) < 0.1
+    # A perfect crop: finite, at the floor.
+    assert jdd_log_loss_with_srgb(target, target).item() == pytest.approx(10 * np.log10(LOG_LOSS_FLOOR))

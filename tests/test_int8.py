@@ -1,6 +1,9 @@
 """The int8 simulation (deepisp.export.int8): its grids, and the exported int8 graph rounding where and how it
 does, at the calibrated ranges."""
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +11,7 @@ import torch
 from deepisp.cfa import mosaic as rggb_mosaic
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.export import quant_points
-from deepisp.export.int8 import TANH_STEP, ActivationQuant, QuantizedTile, calibrated_ranges, quantize_tanh, quantize_weight
+from deepisp.export.int8 import TANH_STEP, ActivationQuant, QuantizedTile, calibrated_ranges, int8_weight_grid, quantize_tanh, quantize_weight
 from deepisp.model import DeepISP, ModelConfig
 from tests.conftest import smooth_photo
 from tests.test_micro import PACKED_FULL, PACKED_JDD
@@ -40,7 +43,7 @@ def test_int8_grids():
 def test_calibrated_ranges_are_the_percentiles_of_every_points_values():
     """Each point's range is the exact (100 - p)th..p-th percentile (p = RANGE_PERCENTILE, as order statistics:
     floor((1 - p/100) n) values beyond each end) of all its values over the windows, zero included; the
-    network's input and output keep their min and max."""
+    network's input and output keep their min and max (a JDD output's cut to [0, 1])."""
     from deepisp.export import int8
 
     model = trained_like(PACKED_JDD, seed=4)
@@ -62,7 +65,11 @@ def test_calibrated_ranges_are_the_percentiles_of_every_points_values():
         beyond = 0 if name in (quant_points.INPUT, quant_points.OUTPUT) else int(tail * v.numel())
         clipped += beyond > 0
         want = (min(float(v[beyond]), 0.0), max(float(v[-1 - beyond]), 0.0))
-        assert ranges[name] == (want[0], max(want[1], want[0] + int8.MIN_RANGE)), name
+        want = (want[0], max(want[1], want[0] + int8.MIN_RANGE))
+        if name == quant_points.OUTPUT:  # a JDD image stops at [0, 1] (JDD_OUTPUT_RANGE)
+            assert float(v[0]) < 0.0  # (this model overshoots below zero: the bound is tested)
+            want = (0.0, min(want[1], 1.0))
+        assert ranges[name] == want, name
     assert clipped > len(values) // 2  # the points' ranges really leave out their extremes
 
 
@@ -169,3 +176,28 @@ def test_tf_twin_rounds_at_the_same_points_as_the_simulation(cfg, fresh):
     assert (float_image - image[0]).abs().mean() > 0.1 * step
     if cells is not None:
         assert np.abs(out["cells"].numpy()[0].transpose(2, 0, 1) - cells[0].numpy()).mean() < 1e-3
+
+
+@pytest.mark.parametrize("cfg", MIRRORED, ids=["packed-full", "packed-jdd", "full-n_hl1", "jdd"])
+def test_int8_weight_grid_is_the_int8_graphs_weight_rounding(cfg):
+    """A model whose weights are int8_weight_grid's computes what the int8 graph computes with only its weights
+    rounded: the grid splits each conv as the graph does (features and image parts, each its own steps). Without
+    residual scales, so the residual sum's own 1x1 weights (all 1) round to themselves."""
+    model = trained_like(replace(cfg, residual_scale=False), seed=7)
+    sim = QuantizedTile(model).eval()
+    sim.round_tanh = False
+    for q in sim.ranges.values():
+        q.active = False
+    gridded = copy.deepcopy(model)
+    with torch.no_grad():
+        grid = int8_weight_grid(model)
+        assert len(grid) == sum(p.ndim == 4 for p in model.parameters())  # every conv weight
+        gridded.load_state_dict({**model.state_dict(), **grid})
+        assert all(torch.equal(w, g) for w, g in zip(int8_weight_grid(gridded).values(), grid.values()))  # on the grid
+        rgb = bilinear_demosaic(torch.from_numpy(np.random.default_rng(3).uniform(0, 0.5, (64, 96)).astype(np.float32))[None, None])
+        image, cells = sim.tile(rgb)
+        features, low = gridded.low_level(gridded.pack(rgb))
+        assert (gridded.unpack(low) - image).abs().max() < 1e-5
+        assert (model.unpack(model.low_level(model.pack(rgb))[1]) - image).abs().max() > 1e-4  # the rounding is real
+        if cells is not None:
+            assert (gridded.high_level(torch.cat([features, low], dim=1)) - cells).abs().max() < 1e-5

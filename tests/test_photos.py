@@ -3,6 +3,7 @@ the same raw statistics as make-synthetic, training and exact resume from --phot
 
 import csv
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from deepisp.data import photos as photos_module
 from deepisp.data.photos import PhotoDataset, holdout
 from deepisp.demosaic import bilinear_demosaic
 from deepisp.errors import DeepISPError
+from deepisp.model import DeepISP, ModelConfig
 from deepisp.reference_camera import AUTO_EXPOSURE_TARGET, SHORT_EXPOSURE_RATIO
 from deepisp.train import TrainConfig, autocast_dtype, train
 from tests.conftest import smooth_photo
@@ -40,13 +42,13 @@ def test_holdout_is_a_fixed_disjoint_split(photo_dir):
         holdout(paths, "test")
 
 
-@pytest.mark.parametrize("color_augment", [False, True])
-def test_jdd_input_is_the_bilinear_demosaic_of_the_target_in_the_true_phase(photo_dir, monkeypatch, color_augment):
+@pytest.mark.parametrize("color_augment, smooth_fields", [(False, 0.0), (True, 0.0), (True, 0.5)])
+def test_jdd_input_is_the_bilinear_demosaic_of_the_target_in_the_true_phase(photo_dir, monkeypatch, color_augment, smooth_fields):
     # No noise: the input must be exactly the bilinear demosaic of the target's RGGB samples, whatever
     # flips, transposes and colour changes the crop got (they are applied before mosaicing).
     monkeypatch.setattr(photos_module, "JDD_MAX_SIGMA", 0.0)
     monkeypatch.setattr(photos_module, "JDD_SHOT_RANGE", (1e-30, 1e-30))
-    ds = PhotoDataset([photo_dir], "jdd", crop=64, color_augment=color_augment)
+    ds = PhotoDataset([photo_dir], "jdd", crop=64, color_augment=color_augment, smooth_fields=smooth_fields)
     for k in range(8):
         rgb, target = ds.crop_pair(k % len(ds), np.random.default_rng([1, k]))
         assert rgb.shape == target.shape == (3, 64, 64)
@@ -75,12 +77,50 @@ def test_color_augmentation_changes_colours_only(photo_dir):
     assert 16 <= saturated <= 48 and 8 <= permuted <= 40
 
 
-def test_color_augmentation_is_recorded_and_needs_photos(photo_dir, s7_root, tmp_path):
-    tc = TrainConfig(photos=(str(photo_dir),), preset="tiny-jdd", out=str(tmp_path / "run"), steps=2, batch=2, crop=32, color_augment=True)
+def test_smooth_fields_are_bilinear_colour_fields_a_bilinear_demosaic_reproduces(photo_dir, monkeypatch):
+    for k in range(16):
+        field = photos_module.smooth_field(32, np.random.default_rng([4, k]))
+        assert field.shape == (32, 32, 3) and field.dtype == np.float32 and 0.0 <= field.min() and field.max() <= 1.0
+        assert np.array_equal(field, photos_module.smooth_field(32, np.random.default_rng([4, k])))
+        target = torch.from_numpy(field).permute(2, 0, 1)[None]
+        # Away from the one-pixel border every bilinear stencil is exact on a field bilinear in x and y.
+        assert (bilinear_demosaic(mosaic(target)) - target)[..., 2:-2, 2:-2].abs().max() < 1e-6
+    # The share of crops that are fields, and no photo pixels in them: without noise a field's target is
+    # bilinear (zero second differences along x and along y), a photo crop's never is here (its noise of +-20 levels).
+    monkeypatch.setattr(photos_module, "JDD_MAX_SIGMA", 0.0)
+    monkeypatch.setattr(photos_module, "JDD_SHOT_RANGE", (1e-30, 1e-30))
+    ds = PhotoDataset([photo_dir], "jdd", crop=32, smooth_fields=0.25)
+    targets = [ds.crop_pair(0, np.random.default_rng([5, k]))[1] for k in range(80)]
+    fields = sum(max(float(t.diff(n=2, dim=1).abs().max()), float(t.diff(n=2, dim=2).abs().max())) < 1e-5 for t in targets)
+    assert 8 <= fields <= 35  # p = 0.25 of 80
+    with pytest.raises(DeepISPError, match="smooth-fields"):
+        PhotoDataset([photo_dir], "full", crop=32, smooth_fields=0.25)
+
+
+@pytest.mark.parametrize("option, value, flag", [("color_augment", True, "--color-augment"), ("smooth_fields", 0.5, "--smooth-fields")])
+def test_crop_changes_are_recorded_and_need_photos(photo_dir, s7_root, tmp_path, option, value, flag):
+    tc = TrainConfig(photos=(str(photo_dir),), preset="tiny-jdd", out=str(tmp_path / "run"), steps=2, batch=2, crop=32, **{option: value})
     train(tc, progress=False)
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["train_config"]["color_augment"] is True
-    with pytest.raises(DeepISPError, match="--color-augment .* needs --photos"):
-        train(TrainConfig(data=str(s7_root), preset="tiny-full", out=str(tmp_path / "s7"), steps=1, crop=72, color_augment=True), progress=False)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train_config"][option] == value
+    with pytest.raises(DeepISPError, match=f"{flag} .* needs --photos"):
+        train(TrainConfig(data=str(s7_root), preset="tiny-full", out=str(tmp_path / "s7"), steps=1, crop=72, **{option: value}), progress=False)
+
+
+def test_int8_weights_training_ships_weights_on_the_int8_grid_and_resumes_from_its_float_weights(photo_dir, tmp_path):
+    from deepisp.export.int8 import int8_weight_grid
+
+    tc = TrainConfig(photos=(str(photo_dir),), preset="tiny-jdd", out=str(tmp_path / "run"), steps=3, batch=2, crop=32, int8_weights=True, lr=1e-2)
+    train(tc, progress=False)
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    model = DeepISP(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    grid = int8_weight_grid(model)
+    assert grid and all(torch.equal(model.state_dict()[name], w) for name, w in grid.items())  # rounded, and rounding them again changes nothing
+    moved = [name for name in grid if not torch.equal(state["float_weights"][name], state["model"][name])]
+    assert moved  # the float weights Adam updates lie between the grid's steps
+    train(replace(tc, steps=5), resume=True, progress=False)
+    resumed = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert resumed["step"] == 5 and not torch.equal(resumed["float_weights"][moved[0]], state["float_weights"][moved[0]])
 
 
 def test_jdd_noise_covers_the_documented_range(photo_dir):

@@ -25,7 +25,12 @@ Flips and transposes are applied to the photo before it is mosaiced, so the CFA 
 the true RGGB phase; so is the colour augmentation (`color_augment`, `augment_colors`): with probability
 COLOR_AUGMENT_SHARE each, the crop's saturation scaled by s ~ U(COLOR_SATURATION_RANGE) around each pixel's
 mean in sRGB, and its R, G, B channels permuted at random. It gives the model colours and colour edges its
-photos have few of (a JDD model otherwise learns its training photos' colour statistics).
+photos have few of (a JDD model otherwise learns its training photos' colour statistics). With `smooth_fields`
+(jdd), that share of the crops is replaced by a smooth colour field (`smooth_field`): four random corner colours
+interpolated bilinearly in linear RGB, which the bilinear demosaic of its clean mosaic reproduces exactly, so
+the right residual there is zero whatever the colour. Models trained on photos alone shift flat colours and
+print a CFA-periodic pattern on smooth saturated areas (a flat field of (0.35, 0.1, 0.03) came out at 51 dB,
+saturated ones at 38-45 dB): photos have too few such areas to pin that down.
 
 Samples: input [3,c,c] bilinear-demosaiced linear RGB in [0,1]; target [3,c,c] (jdd: linear RGB; full:
 sRGB-encoded), float32, the interface of S7Dataset and MSRDataset
@@ -87,6 +92,7 @@ OVEREXPOSURE_RANGE = (1.0, 4.0)
 # measured, and on which sets).
 COLOR_AUGMENT_SHARE = 0.5
 COLOR_SATURATION_RANGE = (1.0, 2.0)
+# Smooth colour fields (`smooth_fields`): each corner's colour is drawn uniform in sRGB, then linearised.
 # The photo stride used to measure the auto exposure of a whole photo (even, so the CFA mix is kept).
 EXPOSURE_STRIDE = 4
 _SRGB_TO_LINEAR_LUT = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy().astype(np.float32)
@@ -135,6 +141,17 @@ def augment_colors(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return photo
 
 
+def smooth_field(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A [size,size,3] float32 linear RGB field in [0,1]: four corner colours (uniform in sRGB, linearised)
+    interpolated bilinearly. Bilinear in x and y per channel, so every bilinear demosaic stencil reproduces it
+    from its mosaic away from the border."""
+    corners = _SRGB_TO_LINEAR_LUT[rng.integers(0, 256, size=(2, 2, 3))].astype(np.float64)  # [y,x,rgb]
+    t = (np.arange(size) / (size - 1))[:, None]
+    top = corners[0, 0] * (1 - t) + corners[0, 1] * t  # [size(x),3]
+    bottom = corners[1, 0] * (1 - t) + corners[1, 1] * t
+    return (top[None] * (1 - t[:, :, None]) + bottom[None] * t[:, :, None]).astype(np.float32)
+
+
 class PhotoDataset(torch.utils.data.Dataset):
     """Pairs simulated from photographs (module doc). Photos are held in memory as uint8 (~0.5 MB each)."""
 
@@ -149,6 +166,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         noise_levels: bool = False,
         exposure: str = "as_is",
         color_augment: bool = False,
+        smooth_fields: float = 0.0,
     ):
         if mode not in MODES:
             raise DeepISPError(f"mode must be one of {MODES}, got {mode!r}")
@@ -160,10 +178,12 @@ class PhotoDataset(torch.utils.data.Dataset):
             # A full pair's exposure, metering and white-balance estimate come from the whole photo, which the
             # crop's colour change would contradict.
             raise DeepISPError("--color-augment is for jdd presets: a full model's simulated exposure and white balance are measured on the whole photo")
+        if not 0.0 <= smooth_fields <= 1.0 or (smooth_fields and mode != Mode.JDD):
+            raise DeepISPError(f"--smooth-fields is a share in [0, 1] of jdd crops, got {smooth_fields} for {mode!r} pairs")
         if exposure not in EXPOSURES or (exposure == Exposure.METERED and not balanced):
             raise DeepISPError(f"exposure {exposure!r}: 'metered' pairs are for white-balanced full models, else 'as_is'")
         self.mode, self.crop, self.augment, self.balanced, self.noise_levels = mode, crop, augment, balanced, noise_levels
-        self.exposure, self.color_augment = exposure, color_augment
+        self.exposure, self.color_augment, self.smooth_fields = exposure, color_augment, smooth_fields
         loaded = [(p, load_photo(p)) for p in holdout(find_photos(folders), split)]
         small = [p for p, img in loaded if min(img.shape[:2]) < crop]
         if small:
@@ -192,6 +212,8 @@ class PhotoDataset(torch.utils.data.Dataset):
     def crop_pair(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         """A random `crop` x `crop` pair of photo i (the crop, its symmetries and the noise drawn from `rng`)."""
         photo, c = self.photos[i], self.crop
+        if self.smooth_fields and rng.random() < self.smooth_fields:
+            return self._jdd(smooth_field(c, rng), rng)
         h, w = photo.shape[:2]
         y = int(rng.integers(0, (h - c) // 2 + 1)) * 2
         x = int(rng.integers(0, (w - c) // 2 + 1)) * 2

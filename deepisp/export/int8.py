@@ -48,6 +48,10 @@ RANGE_PERCENTILE = 99.99
 # Points that keep their whole range: the network's input (the calibration windows already bound it,
 # deepisp.export.calibration) and its output image, whose extremes are the image's own highlights and shadows.
 WHOLE_RANGE = (quant_points.INPUT, quant_points.OUTPUT)
+# A JDD model's output image is a sensor's linear signal (in the working domain, where 0 and 1 map to 0 and 1):
+# its int8 range stops at [0, 1], where every consumer clips (no light is negative, 1 is the white level), so
+# its step is 1/255 instead of spending levels on the overshoot of edges (~30% of its range).
+JDD_OUTPUT_RANGE = (0.0, 1.0)
 
 
 class ActivationQuant(nn.Module):
@@ -74,6 +78,32 @@ def quantize_weight(w: torch.Tensor) -> torch.Tensor:
     """Conv weight [O,I,kh,kw] fake-quantized per output channel, symmetric int8 [-127, 127] (TFLite's)."""
     scale = (w.detach().abs().amax(dim=(1, 2, 3)) / 127).clamp(min=1e-12).float()
     return torch.fake_quantize_per_channel_affine(w.float(), scale, torch.zeros_like(scale, dtype=torch.int32), 0, -127, 127)
+
+
+def quantize_split_weight(w: torch.Tensor, n: int) -> torch.Tensor:
+    """`quantize_weight` of a conv over [features (n input channels), image] as the tile graph has it: one conv
+    per part, so each part gets its own per-channel step (n = 0: one conv)."""
+    if n == 0:
+        return quantize_weight(w)
+    return torch.cat([quantize_weight(w[:, :n]), quantize_weight(w[:, n:])], dim=1)
+
+
+def int8_weight_grid(model: DeepISP) -> dict[str, torch.Tensor]:
+    """Every conv weight of the tile graph rounded as its int8 export rounds it (`QuantizedTile`), keyed by
+    parameter name, with straight-through gradients to the float weights: the parameters of
+    torch.func.functional_call for training on the int8 weight grid (deepisp.train, `int8_weights`)."""
+    image_channels = model.low_level.blocks[0].conv_residual.out_channels
+    named = dict(model.named_parameters())
+    grid = {}
+    for k, block in enumerate(model.low_level.blocks):
+        for part in ("conv_features", "conv_residual"):
+            if getattr(block, part) is not None:
+                name = f"low_level.blocks.{k}.{part}.weight"
+                grid[name] = quantize_split_weight(named[name], named[name].shape[1] - image_channels)
+    for k, conv in enumerate(model.high_level.layers[1::4] if model.cfg.mode == Mode.FULL else []):
+        name = next(n for n, p in named.items() if p is conv.weight)
+        grid[name] = quantize_split_weight(conv.weight, conv.weight.shape[1] - image_channels if k == 0 else 0)
+    return grid
 
 
 def quantize_tanh(t: torch.Tensor) -> torch.Tensor:
@@ -114,17 +144,18 @@ class QuantizedTile(nn.Module):
         if ranges is not None:
             self.set_ranges(ranges)
 
-    def _weight(self, w: torch.Tensor) -> torch.Tensor:
-        return quantize_weight(w) if self.round_weights else w
+    def _weight(self, w: torch.Tensor, n: int = 0) -> torch.Tensor:
+        return quantize_split_weight(w, n) if self.round_weights else w
 
     def _split_conv(self, features: torch.Tensor | None, image: torch.Tensor, conv: nn.Conv2d, name: str, stride: int = 1) -> torch.Tensor:
         """The conv over [features, image] (both padded) as the tile graph has it: a conv over each part, each
         part rounded, summed (the sum not yet rounded: its activation comes first)."""
         n = 0 if features is None else features.shape[1]
-        on_image = F.conv2d(image, self._weight(conv.weight[:, n:]), conv.bias if features is None else None, stride)
+        weight = self._weight(conv.weight, n)
+        on_image = F.conv2d(image, weight[:, n:], conv.bias if features is None else None, stride)
         if features is None:
             return on_image
-        on_features = F.conv2d(features, self._weight(conv.weight[:, :n]), conv.bias, stride)
+        on_features = F.conv2d(features, weight[:, :n], conv.bias, stride)
         return self.ranges[quant_points.on_features(name)](on_features) + self.ranges[quant_points.on_image(name)](on_image)
 
     def low_level(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -217,6 +248,9 @@ def calibrated_ranges(model: DeepISP, windows: list[np.ndarray]) -> dict[str, tu
         # A point that is zero everywhere (a residual conv still at its zero init, a dead ReLU) gets a tiny
         # range: TensorFlow's FakeQuant needs min < max.
         ranges[name] = (min(lo, 0.0), max(hi, 0.0, min(lo, 0.0) + MIN_RANGE))
+    if model.cfg.mode == Mode.JDD:
+        lo, hi = ranges[quant_points.OUTPUT]
+        ranges[quant_points.OUTPUT] = (max(lo, JDD_OUTPUT_RANGE[0]), min(hi, JDD_OUTPUT_RANGE[1]))
     return ranges
 
 
