@@ -43,7 +43,7 @@ def test_int8_grids():
 def test_calibrated_ranges_are_the_percentiles_of_every_points_values():
     """Each point's range is the exact (100 - p)th..p-th percentile (p = RANGE_PERCENTILE, as order statistics:
     floor((1 - p/100) n) values beyond each end) of all its values over the windows, zero included; the
-    network's input and output keep their min and max (a JDD output's cut to [0, 1])."""
+    network's input and output keep their min and max."""
     from deepisp.export import int8
 
     model = trained_like(PACKED_JDD, seed=4)
@@ -65,11 +65,7 @@ def test_calibrated_ranges_are_the_percentiles_of_every_points_values():
         beyond = 0 if name in (quant_points.INPUT, quant_points.OUTPUT) else int(tail * v.numel())
         clipped += beyond > 0
         want = (min(float(v[beyond]), 0.0), max(float(v[-1 - beyond]), 0.0))
-        want = (want[0], max(want[1], want[0] + int8.MIN_RANGE))
-        if name == quant_points.OUTPUT:  # a JDD image stops at [0, 1] (JDD_OUTPUT_RANGE)
-            assert float(v[0]) < 0.0  # (this model overshoots below zero: the bound is tested)
-            want = (0.0, min(want[1], 1.0))
-        assert ranges[name] == want, name
+        assert ranges[name] == (want[0], max(want[1], want[0] + int8.MIN_RANGE)), name
     assert clipped > len(values) // 2  # the points' ranges really leave out their extremes
 
 

@@ -48,10 +48,6 @@ RANGE_PERCENTILE = 99.99
 # Points that keep their whole range: the network's input (the calibration windows already bound it,
 # deepisp.export.calibration) and its output image, whose extremes are the image's own highlights and shadows.
 WHOLE_RANGE = (quant_points.INPUT, quant_points.OUTPUT)
-# A JDD model's output image is a sensor's linear signal (in the working domain, where 0 and 1 map to 0 and 1):
-# its int8 range stops at [0, 1], where every consumer clips (no light is negative, 1 is the white level), so
-# its step is 1/255 instead of spending levels on the overshoot of edges (~30% of its range).
-JDD_OUTPUT_RANGE = (0.0, 1.0)
 
 
 class ActivationQuant(nn.Module):
@@ -248,9 +244,6 @@ def calibrated_ranges(model: DeepISP, windows: list[np.ndarray]) -> dict[str, tu
         # A point that is zero everywhere (a residual conv still at its zero init, a dead ReLU) gets a tiny
         # range: TensorFlow's FakeQuant needs min < max.
         ranges[name] = (min(lo, 0.0), max(hi, 0.0, min(lo, 0.0) + MIN_RANGE))
-    if model.cfg.mode == Mode.JDD:
-        lo, hi = ranges[quant_points.OUTPUT]
-        ranges[quant_points.OUTPUT] = (max(lo, JDD_OUTPUT_RANGE[0]), min(hi, JDD_OUTPUT_RANGE[1]))
     return ranges
 
 
