@@ -32,8 +32,8 @@ WEIGHTS = Path(__file__).parent / "weights"
 SHIPPED = {
     "micro-full": ("deepisp_micro_full.pt", "45772eabbb38e8e0663500ca3f27982733bb60cecb279f35ef4171c3d739059b"),
     "phone-full": ("deepisp_phone_full.pt", "0fc9ea31165290789eab5ff9970aff83261362dd87ad5a607b3b71af94fbc27a"),
-    "micro-jdd": ("deepisp_micro_jdd.pt", "f0e44b256fd86bf6e0a4b6ee6da335be6d7bc4aed14670daf2c1a611cf93dd82"),
-    "phone-jdd": ("deepisp_phone_jdd.pt", "d21d95bb1d18be7a97c89bfbbcb9da42416b6574df569784753643d881d23525"),
+    "micro-jdd": ("deepisp_micro_jdd.pt", "951b9391160bb3cb8710fff5faf80f39bffdd0beeeeeaec0a9fe2eb64dd4c985"),
+    "phone-jdd": ("deepisp_phone_jdd.pt", "98b3d1441a5a91566583547d10b648e0e3aae5ecd0f878039a552d0a3426def6"),
 }
 DEFAULT_MODEL, DEFAULT_JDD_MODEL = "micro-full", "phone-jdd"
 DEFAULT_CHECKPOINT = WEIGHTS / SHIPPED[DEFAULT_MODEL][0]

@@ -289,6 +289,6 @@ def test_data_the_recipe_needs_is_checked_before_any_stage_trains(photos_root, t
     with pytest.raises(DeepISPError, match=r"mine.toml, stage 3: --lr must be in \[0, 1\), got 2.0$"):
         run_recipe(write_recipe(tmp_path, text), str(tmp_path / "c"), data_root=str(photos_root), train_stage=quiet_train)
     count = len(load_recipe("micro-jdd").stages)
-    with pytest.raises(DeepISPError, match=rf"^recipe phone-jdd.toml, stage 1: init_from 'micro-jdd#9': recipe micro-jdd.toml has {count} stages$"):
-        plan(replace(load_recipe("phone-jdd"), stages=({"init_from": "micro-jdd#9"},)), tmp_path, {}, None)
+    with pytest.raises(DeepISPError, match=rf"^recipe phone-jdd.toml, stage 1: init_from 'micro-jdd#{count + 1}': recipe micro-jdd.toml has {count} stages$"):
+        plan(replace(load_recipe("phone-jdd"), stages=({"init_from": f"micro-jdd#{count + 1}"},)), tmp_path, {}, None)
     assert not any((tmp_path / name).exists() for name in "abc")
