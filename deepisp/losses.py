@@ -4,7 +4,7 @@
           sRGB-encoded images (linear L2 weighs the bright tones, where a display and the sRGB PSNR do not);
           or "log-l2+srgb": both terms per crop, as the mean of the crops' -PSNRs (what the quality tables average):
           a batch's L2 is ruled by its noisy, textured crops, so a model trained on it leaves errors on smooth,
-          clean areas that cost a clean photo several dB (shifted flat colours, a CFA pattern on saturated skin).
+          clean areas that cost a clean photo several dB (shifted flat colours, a CFA pattern on smooth saturated areas).
     full: (1 - alpha) * L1(Lab(pred), Lab(target)) / 100 + alpha * (1 - MS-SSIM(L(pred), L(target)))
           with MS-SSIM on the Lab lightness only, two scales, 5x5 Gaussian windows (paper IV-C).
 

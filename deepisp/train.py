@@ -278,13 +278,16 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], lw=0.8, label="train (batch)")
+    losses = [float(r["loss"]) for r in rows]
+    ax.plot([int(r["step"]) for r in rows], losses, lw=0.8, label="train (batch)")
     val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"]]
     if val:
         ax.plot(*zip(*val), "o-", label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    # L2 losses span decades; a per-crop -PSNR loss (dB, negative) is already logarithmic.
+    if min(losses + [v for _, v in val]) > 0:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     with atomic_path(png_path) as tmp:
@@ -528,7 +531,7 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
     forward_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if group.distributed else model
     if tc.int8_weights:
         if group.distributed:
-            raise DeepISPError("--int8-weights trains in one process (it is a short fine-tune); drop --nproc")
+            raise DeepISPError("--int8-weights trains in one process (a short last stage): run it with `deepisp train`, not torchrun")
         forward_model = int8_grid_forward(model)
     amp_dtype = autocast_dtype(tc.precision, device)
     # Created after the move, so load_state_dict puts Adam's moments on the parameters' device.

@@ -154,3 +154,20 @@ def test_init_from_starts_a_new_run_from_weights_and_head_gets_its_own_rate(s7_r
 def test_unknown_jdd_loss_is_refused(tmp_path):
     with pytest.raises(DeepISPError, match="--jdd-loss"):
         train(TrainConfig(preset="tiny-jdd", jdd_loss="l1", out=str(tmp_path / "run")), progress=False)
+
+
+@pytest.mark.parametrize("losses", [(0.02, 0.01, 0.005), (-30.0, -31.5, -33.0)], ids=["l2", "minus-psnr"])
+def test_the_loss_plot_takes_positive_and_negative_losses(tmp_path, losses):
+    import warnings
+
+    from deepisp.train import LOG_COLUMNS, plot_losses
+
+    with open(tmp_path / "log.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(LOG_COLUMNS)
+        for step, loss in enumerate(losses, 1):
+            writer.writerow([step, loss, loss if step == len(losses) else "", 0.1, 1000, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns (and draws nothing) on a log axis of negative values
+        plot_losses(tmp_path / "log.csv", tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").stat().st_size > 0

@@ -18,7 +18,10 @@ micro-full and phone-jdd and gained nothing (README, "Variants"): int8's loss he
 the running image itself, which no weight can undo. Two graph changes moved it: the JDD models' working
 domain (deepisp.model, `compand`; windows and outputs here are in that domain), and the image estimate as
 the input plus one sum of every residual (quant_points.RESIDUAL_SUM), so the running image's rounding after
-each block reaches the next block only, not the output.
+each block reaches the next block only, not the output. Once those were in, the weights led what int8 costs
+the JDD models, and training on the weights' grid alone (`int8_weight_grid`, `deepisp train --int8-weights`:
+the shipped float weights are the int8 weights) took phone-jdd's int8 loss at sigma = 2 from 0.60 to 0.46 dB
+at no float cost.
 """
 
 from __future__ import annotations
