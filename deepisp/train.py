@@ -48,6 +48,7 @@ from deepisp.atomic import atomic_path, make_folder
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
 from deepisp.distributed import SINGLE_PROCESS, Group, any_rank, from_environment, is_lost_peer, join, leave, local_device, lost_peer, mean_over_ranks, on_main
 from deepisp.errors import DeepISPError
+from deepisp.export.int8 import int8_weight_grid
 from deepisp.losses import JDD_LOSS_FUNCTIONS, MIN_CROP, IspLoss
 from deepisp.model.color_transform import fit_affine
 from deepisp.model.config import PRESETS, ModelConfig
@@ -262,8 +263,6 @@ def validation_loss(model: DeepISP, forward, dataset, loss_fn, tc: TrainConfig, 
 def int8_grid_forward(model: DeepISP):
     """model's forward with every conv weight on its int8 export's grid (straight-through gradients to the float
     weights, which Adam updates): `int8_weights` training."""
-    from deepisp.export.int8 import int8_weight_grid
-
     return lambda *inputs: functional_call(model, int8_weight_grid(model), inputs)
 
 
@@ -556,8 +555,6 @@ def _train(tc: TrainConfig, out: Path, resume: bool, progress: bool, model_confi
         extra = {"optimizer": optimizer.state_dict(), "step": step, "train_config": asdict(tc), "world_size": group.world_size}
         weights = None
         if tc.int8_weights:
-            from deepisp.export.int8 import int8_weight_grid
-
             with torch.no_grad():
                 weights = {**model.state_dict(), **{name: w.detach().clone() for name, w in int8_weight_grid(model).items()}}
             extra["float_weights"] = model.state_dict()

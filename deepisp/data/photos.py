@@ -94,7 +94,6 @@ OVEREXPOSURE_RANGE = (1.0, 4.0)
 # measured, and on which sets).
 COLOR_AUGMENT_SHARE = 0.5
 COLOR_SATURATION_RANGE = (1.0, 2.0)
-# Smooth colour fields (`smooth_fields`): each corner's colour is drawn uniform in sRGB, then linearised.
 # The photo stride used to measure the auto exposure of a whole photo (even, so the CFA mix is kept).
 EXPOSURE_STRIDE = 4
 _SRGB_TO_LINEAR_LUT = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).numpy().astype(np.float32)

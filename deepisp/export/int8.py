@@ -92,16 +92,14 @@ def int8_weight_grid(model: DeepISP) -> dict[str, torch.Tensor]:
     parameter name, with straight-through gradients to the float weights: the parameters of
     torch.func.functional_call for training on the int8 weight grid (deepisp.train, `int8_weights`)."""
     image_channels = model.low_level.blocks[0].conv_residual.out_channels
-    named = dict(model.named_parameters())
     grid = {}
     for k, block in enumerate(model.low_level.blocks):
         for part in ("conv_features", "conv_residual"):
-            if getattr(block, part) is not None:
-                name = f"low_level.blocks.{k}.{part}.weight"
-                grid[name] = quantize_split_weight(named[name], named[name].shape[1] - image_channels)
+            conv = getattr(block, part)
+            if conv is not None:
+                grid[f"low_level.blocks.{k}.{part}.weight"] = quantize_split_weight(conv.weight, conv.weight.shape[1] - image_channels)
     for k, conv in enumerate(model.high_level.layers[1::4] if model.cfg.mode == Mode.FULL else []):
-        name = next(n for n, p in named.items() if p is conv.weight)
-        grid[name] = quantize_split_weight(conv.weight, conv.weight.shape[1] - image_channels if k == 0 else 0)
+        grid[f"high_level.layers.{4 * k + 1}.weight"] = quantize_split_weight(conv.weight, conv.weight.shape[1] - image_channels if k == 0 else 0)
     return grid
 
 
