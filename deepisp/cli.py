@@ -369,6 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the model from shifting flat colours or printing a CFA pattern on smooth saturated areas (default 0)",
     )
     p.add_argument(
+        "--clean-share",
+        dest="clean_share",
+        type=number(float, 0.0, 1.0),
+        metavar="SHARE",
+        help="jdd presets, with --photos: this share of the training crops (0-1) is drawn without noise, the rest "
+        "with read and shot noise; more favours sigma = 0 over noisy input (default 0.25)",
+    )
+    p.add_argument(
         "--compand",
         choices=["none", "sqrt"],
         help="jdd presets: the network's working domain. none (default, the paper): linear raw; sqrt: the "

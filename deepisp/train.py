@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from deepisp.atomic import atomic_path, make_folder
 from deepisp.checkpoint import load_checkpoint, save_checkpoint
+from deepisp.data.photos import JDD_CLEAN_FRACTION
 from deepisp.distributed import SINGLE_PROCESS, Group, any_rank, from_environment, is_lost_peer, join, leave, local_device, lost_peer, mean_over_ranks, on_main
 from deepisp.errors import DeepISPError
 from deepisp.export.int8 import int8_weight_grid
@@ -87,6 +88,7 @@ class TrainConfig:
     color_augment: bool = False  # --photos: saturation and channel-order changes of the crops (deepisp.data.photos.augment_colors)
     int8_weights: bool = False  # train through the int8 export's weight rounding; checkpoints hold the rounded weights (deepisp.export.int8.int8_weight_grid)
     smooth_fields: float = 0.0  # --photos jdd: share of crops replaced by smooth colour fields (deepisp.data.photos.smooth_field)
+    clean_share: float = JDD_CLEAN_FRACTION  # --photos jdd: share of training crops drawn without noise
     exposure: str = "as_is"  # full as_shot models: "as_is" (the paper's 1/4 exposure) or "metered" (ModelConfig.exposure)
     recipe: str = ""  # the recipe stage that made this run, "<recipe>#<stage>" (e.g. "micro-full#2"; deepisp.recipe); "" without --recipe
 
@@ -113,7 +115,11 @@ def make_dataset(tc: TrainConfig, cfg: ModelConfig, split: str):
             exposure=cfg.exposure,
             color_augment=tc.color_augment and split == "train",
             smooth_fields=tc.smooth_fields if split == "train" else 0.0,
+            # Validation keeps the default share, so runs that train with another share validate alike.
+            clean_share=tc.clean_share if split == "train" else JDD_CLEAN_FRACTION,
         )
+    if tc.clean_share != JDD_CLEAN_FRACTION:
+        raise DeepISPError("--clean-share sets how many simulated photo crops are drawn without noise: it needs --photos")
     if tc.smooth_fields:
         raise DeepISPError("--smooth-fields replaces some photo crops by simulated colour fields: it needs --photos")
     if tc.color_augment:

@@ -97,7 +97,9 @@ def test_smooth_fields_are_bilinear_colour_fields_a_bilinear_demosaic_reproduces
         PhotoDataset([photo_dir], "full", crop=32, smooth_fields=0.25)
 
 
-@pytest.mark.parametrize("option, value, flag", [("color_augment", True, "--color-augment"), ("smooth_fields", 0.5, "--smooth-fields")])
+@pytest.mark.parametrize(
+    "option, value, flag", [("color_augment", True, "--color-augment"), ("smooth_fields", 0.5, "--smooth-fields"), ("clean_share", 0.5, "--clean-share")]
+)
 def test_crop_changes_are_recorded_and_need_photos(photo_dir, s7_root, tmp_path, option, value, flag):
     tc = TrainConfig(photos=(str(photo_dir),), preset="tiny-jdd", out=str(tmp_path / "run"), steps=2, batch=2, crop=32, **{option: value})
     train(tc, progress=False)
@@ -133,6 +135,15 @@ def test_jdd_noise_covers_the_documented_range(photo_dir):
     # About JDD_CLEAN_FRACTION of the crops are noise-free (16-bit quantisation only): 40 draws, p = 0.25.
     clean = sum(s < 0.01 for s in sigmas)
     assert 3 <= clean <= 20
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_clean_share_sets_how_many_jdd_crops_are_noise_free(photo_dir, share):
+    ds = PhotoDataset([photo_dir], "jdd", crop=32, noise_levels=True, clean_share=share)
+    noise = [ds.crop_pair(0, np.random.default_rng([3, k]))[2] for k in range(20)]
+    assert sum(bool((n == 0).all()) for n in noise) == 20 * share
+    with pytest.raises(DeepISPError, match="clean-share"):
+        PhotoDataset([photo_dir], "full", crop=32, clean_share=share)
 
 
 def test_full_pairs_follow_make_synthetic(photo_dir):

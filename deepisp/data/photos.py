@@ -9,8 +9,8 @@ different mosaics, noise fields and (full ISP) white balances and exposures of t
           darker than photos). Input: the target sampled on the RGGB grid, plus noise of variance
           a*x + b: b = (sigma/255)^2 with sigma ~ U(0, JDD_MAX_SIGMA), and for half the crops shot noise a ~
           logU(JDD_SHOT_RANGE) (heteroscedastic, like a real sensor), none for the other half (the
-          Gaussian-only protocol of MSR and quality.py); a share JDD_CLEAN_FRACTION of the crops gets no
-          noise at all (sigma = 0 is a test condition); 16-bit quantised, clipped to [0,1], demosaiced bilinearly.
+          Gaussian-only protocol of MSR and quality.py); a share `clean_share` (default JDD_CLEAN_FRACTION) of
+          the crops gets no noise at all (sigma = 0 is a test condition); 16-bit quantised, clipped to [0,1], demosaiced bilinearly.
     full  exactly make-synthetic's low-light pair (deepisp.data.synthetic): S7 colour matrix, a drawn white
           balance, auto exposure from the whole photo, 1/4 exposure, shot + read noise, 10-bit DN,
           normalised as deepisp.raw does (`balanced`: then balanced with the drawn white balance, which is
@@ -77,7 +77,7 @@ HOLDOUT_SEED = 0
 JDD_MAX_SIGMA = 12.0  # read-noise sigma on 0-255, covers MSR (~1-10) and quality.py's 0..10
 JDD_SHOT_RANGE = (1e-5, 1e-3)  # a in var = a*x + b, log-uniform
 JDD_GAIN_RANGE = (0.25, 1.0)
-# Share of JDD crops with no noise at all: a blind denoiser that never sees a clean mosaic smooths one
+# Default share of JDD crops with no noise at all (`clean_share`, --clean-share): a blind denoiser that never sees a clean mosaic smooths one
 # (the first phone-jdd, trained without, lost 0.9 dB to LibRaw DCB at sigma 0 while winning at 5 and 10).
 JDD_CLEAN_FRACTION = 0.25
 # Metered full models: the share of crops at the paper's 1/4 exposure, log-uniform over EXPOSURE_RANGE (of
@@ -168,6 +168,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         exposure: str = "as_is",
         color_augment: bool = False,
         smooth_fields: float = 0.0,
+        clean_share: float = JDD_CLEAN_FRACTION,
     ):
         if mode not in MODES:
             raise DeepISPError(f"mode must be one of {MODES}, got {mode!r}")
@@ -181,10 +182,13 @@ class PhotoDataset(torch.utils.data.Dataset):
             raise DeepISPError("--color-augment is for jdd presets: a full model's simulated exposure and white balance are measured on the whole photo")
         if not 0.0 <= smooth_fields <= 1.0 or (smooth_fields and mode != Mode.JDD):
             raise DeepISPError(f"--smooth-fields is a share in [0, 1] of jdd crops, got {smooth_fields} for {mode!r} pairs")
+        if not 0.0 <= clean_share <= 1.0 or (clean_share != JDD_CLEAN_FRACTION and mode != Mode.JDD):
+            raise DeepISPError(f"--clean-share is a share in [0, 1] of jdd crops, got {clean_share} for {mode!r} pairs")
         if exposure not in EXPOSURES or (exposure == Exposure.METERED and not balanced):
             raise DeepISPError(f"exposure {exposure!r}: 'metered' pairs are for white-balanced full models, else 'as_is'")
         self.mode, self.crop, self.augment, self.balanced, self.noise_levels = mode, crop, augment, balanced, noise_levels
         self.exposure, self.color_augment, self.smooth_fields = exposure, color_augment, smooth_fields
+        self.clean_share = clean_share
         loaded = [(p, load_photo(p)) for p in holdout(find_photos(folders), split)]
         small = [p for p, img in loaded if min(img.shape[:2]) < crop]
         if small:
@@ -252,7 +256,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         clean = mosaic(target[None])[0, 0].numpy().astype(np.float64)
         read_var = (rng.uniform(0.0, JDD_MAX_SIGMA) / 255.0) ** 2
         shot_a = float(np.exp(rng.uniform(*np.log(JDD_SHOT_RANGE)))) if rng.random() < 0.5 else 0.0
-        if rng.random() < JDD_CLEAN_FRACTION:
+        if rng.random() < self.clean_share:
             read_var = shot_a = 0.0
         noisy = clean + np.sqrt(shot_a * clean + read_var) * rng.standard_normal(clean.shape)
         raw = np.round(np.clip(noisy, 0.0, 1.0) * 65535.0) / 65535.0
