@@ -1,6 +1,7 @@
 """Training: the loss falls, resume is exact, the W init is the paper's, checkpoints are atomic."""
 
 import csv
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from deepisp.checkpoint import load_checkpoint, load_model
 from deepisp.errors import DeepISPError
-from deepisp.train import TrainConfig, train
+from deepisp.train import LOG_COLUMNS, TrainConfig, plot_losses, train
 
 # tiny-full: 3 low-level blocks, 1 high-level layer, width 8. Crops of 72 are the MS-SSIM minimum (> 64).
 BASE = dict(preset="tiny-full", batch=2, crop=72, ckpt_every=3, val_every=3, lr=2e-3)
@@ -158,10 +159,6 @@ def test_unknown_jdd_loss_is_refused(tmp_path):
 
 @pytest.mark.parametrize("losses", [(0.02, 0.01, 0.005), (-30.0, -31.5, -33.0)], ids=["l2", "minus-psnr"])
 def test_the_loss_plot_takes_positive_and_negative_losses(tmp_path, losses):
-    import warnings
-
-    from deepisp.train import LOG_COLUMNS, plot_losses
-
     with open(tmp_path / "log.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(LOG_COLUMNS)
