@@ -64,11 +64,16 @@ def rows_by_file(rows: dict, files) -> dict[str, dict]:
 
 def shipped_quality(quality: dict, preset: ModelConfig, shipped: dict[str, ModelConfig]) -> str:
     """The quality.json rows of the `shipped` files (name -> config) whose network is this preset, any
-    white-balance contract, blind or noise-aware, linear or companded ("" if none)."""
+    white-balance or exposure contract, blind or noise-aware, linear or companded ("" if none)."""
     full = rows_by_file(quality.get("full", {}).get("mean", {}), shipped)
     jdd = rows_by_file(quality.get("jdd", {}).get("mean", {}), shipped)
     rows = []
-    contract = {"white_balance": preset.white_balance, "noise_input": preset.noise_input, "compand": preset.compand}
+    contract = {
+        "white_balance": preset.white_balance,
+        "exposure": preset.exposure,
+        "noise_input": preset.noise_input,
+        "compand": preset.compand,
+    }
     for file in (f for f, cfg in shipped.items() if replace(cfg, **contract) == preset):
         if file in full:
             rows.append(f"{full[file]['psnr']:.2f} dB / ΔE {full[file]['ciede2000']:.2f} ({file})")

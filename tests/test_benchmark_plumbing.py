@@ -4,6 +4,7 @@ presets benchmark's ONNX path through the shipped exporter."""
 import json
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -97,3 +98,13 @@ def test_presets_times_the_shipped_onnx_graph():
     pytest.importorskip("onnxruntime")
     run = presets.onnx_pass(DeepISP(PRESETS["tiny-jdd"]).eval(), 32)
     run()
+
+
+def test_presets_quality_column_finds_a_shipped_model_whatever_its_input_contract():
+    # The shipped micro-full meters its exposure and the preset does not: the same network, so its row counts;
+    # a model of another shape under the same preset name does not.
+    label = "DeepISP micro-full ({}, 8000 steps)"
+    quality = {"full": {"mean": {label.format(f): {"psnr": 27.0, "ciede2000": 4.5} for f in ("m.pt", "other.pt")}}}
+    metered = replace(PRESETS["micro-full"], exposure="metered", white_balance="as_shot")
+    shipped = {"m.pt": metered, "other.pt": replace(metered, n_ll=metered.n_ll + 1)}
+    assert presets.shipped_quality(quality, PRESETS["micro-full"], shipped) == "27.00 dB / ΔE 4.50 (m.pt)"
