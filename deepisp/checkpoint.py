@@ -33,7 +33,7 @@ SHIPPED = {
     "micro-full": ("deepisp_micro_full.pt", "45772eabbb38e8e0663500ca3f27982733bb60cecb279f35ef4171c3d739059b"),
     "phone-full": ("deepisp_phone_full.pt", "0fc9ea31165290789eab5ff9970aff83261362dd87ad5a607b3b71af94fbc27a"),
     "micro-jdd": ("deepisp_micro_jdd.pt", "7e043c3b60e1ed284fd09585dc95f4a2e221c43a8898774b904585e3877c33d6"),
-    "phone-jdd": ("deepisp_phone_jdd.pt", "4d597ba613a3c5e9ac7040acfe43ed1444715c8a4e56e7c79aef62c16c587599"),
+    "phone-jdd": ("deepisp_phone_jdd.pt", "899ff2817adf9ea4a627e4f28acab8d3dc1cdfcd566636ff2122f1995ca7d041"),
 }
 DEFAULT_MODEL, DEFAULT_JDD_MODEL = "micro-full", "phone-jdd"
 DEFAULT_CHECKPOINT = WEIGHTS / SHIPPED[DEFAULT_MODEL][0]
